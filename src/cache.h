@@ -1,0 +1,120 @@
+/*
+ * cache.h - the metadata cache: SQLite (WAL), keyed by Graph item id.
+ *
+ * Every item ever seen gets an inode number (its row id), stable across
+ * remounts; the drive root is always FUSE_ROOT_ID (1).  Lookups by name are
+ * case-insensitive like OneDrive (names.c folds).  A folder remembers when
+ * its children were last fetched (listed_at) so a remount lists
+ * already-seen folders with no request.
+ *
+ * One connection behind one mutex: all functions are thread-safe.  Entries
+ * handed out are copies the caller owns (cache_entry_release()).  Functions
+ * return 0 or -errno (-ENOENT for a missing row, -EINVAL for a bad argument,
+ * -EIO (-ENOSPC, -ENOMEM) for SQLite failures, which cache.c logs itself
+ * with SQLite's message: callers need not log them again).
+ *
+ * Inode numbers are never reused for another id within one database, even
+ * after the item was removed (the kernel may still hold the old number).
+ * download_url is never stored (it expires); entries come back with
+ * download_url NULL, is_root set for inode 1 and parent_id filled in.
+ */
+#ifndef ODFS_CACHE_H
+#define ODFS_CACHE_H
+
+#include <stdint.h>
+#include "item.h"
+
+#define CACHE_ROOT_INO 1
+
+struct cache;
+
+struct cache_entry {
+	uint64_t ino;
+	uint64_t parent_ino;    /* 0 for the root */
+	int64_t listed_at;      /* folders: unix time children were fetched, 0 never */
+	struct drive_item item; /* owned */
+};
+
+void cache_entry_release(struct cache_entry *e);
+
+/*
+ * Open or create the database at path (its folder must exist).  A damaged
+ * file or an unknown schema is replaced by an empty cache (logged).  On
+ * failure *err (if err is not NULL) receives a malloc'd message.
+ */
+int cache_open(const char *path, struct cache **out, char **err);
+void cache_close(struct cache *c);
+
+/*
+ * Record the drive root as inode 1; call it once after cache_open(), before
+ * anything else.  If the database belonged to another drive (drive_id
+ * differs from the one stored; personal ids compare case-insensitively and
+ * ignoring dropped leading zeros), items and meta are emptied first.
+ * listed_at of an already-known root is kept.
+ */
+int cache_set_root(struct cache *c, const char *drive_id, const struct drive_item *root);
+
+int cache_get(struct cache *c, uint64_t ino, struct cache_entry *out);
+int cache_get_by_id(struct cache *c, const char *id, struct cache_entry *out);
+/* Case-insensitive lookup of name in folder parent_ino (lowest inode if several). */
+int cache_lookup(struct cache *c, uint64_t parent_ino, const char *name, struct cache_entry *out);
+
+/*
+ * Insert or update one item (matched by id; its parent is found by
+ * item->parent_id and must already be cached, else -ENOENT).  A name held
+ * by another item in the same folder (case-insensitively) is taken over:
+ * that item is removed with its subtree.  A changed parent_id moves the
+ * item (same inode, subtree kept).  An item that is no longer a folder
+ * loses its cached children.  listed_at is left as it was (0 for a new
+ * item).  item->is_root updates inode 1; deleted items are -EINVAL (use
+ * cache_remove).  *ino (if not NULL) receives the inode.
+ */
+int cache_upsert(struct cache *c, const struct drive_item *item, uint64_t *ino);
+
+/*
+ * Make items the complete child list of folder dir_ino in one transaction:
+ * remove cached children (and their subtrees) whose ids are not in the
+ * list, upsert each item under dir_ino (whatever its parent_id says; items
+ * cached elsewhere move here keeping inode and subtree), and set the
+ * folder's listed_at.  Names are trusted to be unique (the server's
+ * complete list), so there is no takeover within the list.  Items marked
+ * deleted are skipped.  -ENOENT if dir_ino is not cached, -ENOTDIR if it
+ * is not a folder.  1,000 children take a few milliseconds.
+ */
+int cache_replace_children(struct cache *c, uint64_t dir_ino, const struct drive_item *items,
+			   size_t n, int64_t listed_at);
+
+/*
+ * Set a folder's listed_at alone, e.g. 0 to make the next access list it
+ * again.  -ENOENT if not cached.
+ */
+int cache_set_listed_at(struct cache *c, uint64_t dir_ino, int64_t listed_at);
+
+/* Remove an item and its whole subtree (-ENOENT if absent, -EINVAL for the root). */
+int cache_remove(struct cache *c, uint64_t ino);
+
+/*
+ * Call fn for the children of dir_ino with inode > after_ino, in inode
+ * order (stable offsets for readdir), until fn returns non-zero (that value
+ * is returned) or the children run out.  The entry is borrowed: valid only
+ * during the call.  fn runs without the cache lock (entries are copied a
+ * batch at a time), so it may call cache functions.  -ENOENT if dir_ino is
+ * not cached, -ENOTDIR if it is not a folder.  New children get higher
+ * inodes than all existing ones, so an offset taken earlier stays valid.
+ */
+typedef int (*cache_entry_fn)(void *ctx, const struct cache_entry *e);
+int cache_list_children(struct cache *c, uint64_t dir_ino, uint64_t after_ino,
+			cache_entry_fn fn, void *ctx);
+
+/*
+ * Small key/value store for drive-wide state (quota, delta link, ...).
+ * Keys "drive_id" and "fold_version" are the cache's own.  meta_get stores
+ * a malloc'd copy in *value (caller frees); -ENOENT if unset.
+ */
+int cache_meta_get(struct cache *c, const char *key, char **value);
+int cache_meta_set(struct cache *c, const char *key, const char *value);
+
+/* Number of cached items including the root (for statfs and tests), or -errno. */
+int64_t cache_count(struct cache *c);
+
+#endif

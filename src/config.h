@@ -1,0 +1,67 @@
+/*
+ * config.h - settings: defaults, the config file and -o KEY=VALUE keys.
+ *
+ * Precedence: built-in defaults < $XDG_CONFIG_HOME/onedrivefs/config
+ * (`key = value` lines, '#' comments) < -o on the command line.  The
+ * caller applies the file first and the command line second.
+ * Every string field is owned by the struct and freed by config_release().
+ */
+#ifndef ODFS_CONFIG_H
+#define ODFS_CONFIG_H
+
+#include <stddef.h>
+
+#define ODFS_DEFAULT_GRAPH_URL "https://graph.microsoft.com/v1.0"
+#define ODFS_DEFAULT_AUTH_URL "https://login.microsoftonline.com"
+#define ODFS_DEFAULT_SCOPES "User.Read Files.ReadWrite.All Sites.Read.All offline_access"
+
+struct odfs_config {
+	char *client_id;       /* no default: each user registers an app */
+	char *tenant;          /* common, consumers, organizations, id or domain */
+	char *graph_url;       /* no trailing slash */
+	char *auth_url;        /* identity host; /{tenant}/oauth2/v2.0/... appended */
+	char *scopes;          /* space separated */
+	char *config_dir;      /* $XDG_CONFIG_HOME/onedrivefs (tokens, config) */
+	char *cache_dir;       /* $XDG_CACHE_HOME/onedrivefs */
+	long dir_ttl;          /* seconds a folder listing is trusted (default 60) */
+	long page_size;        /* $top for listings (default 1000; 0 = server default) */
+	long attr_timeout;     /* kernel attribute/entry cache seconds (default 30) */
+	long connect_timeout;  /* seconds (default 15) */
+	long io_timeout;       /* seconds without progress before a transfer fails (default 30) */
+	long max_retries;      /* retries for throttled/failed requests (default 6) */
+	long readahead_max;    /* bytes, upper bound of adaptive readahead (default 16 MiB) */
+	long content_cache_max;/* bytes of file content kept on disk (default 1 GiB) */
+	int foreground;        /* -f */
+	int debug;             /* -d */
+	int allow_other;       /* set when -o allow_other was passed through */
+};
+
+/* Fill in the defaults (reads XDG variables and HOME).  Returns 0 or -ENOMEM. */
+int config_init(struct odfs_config *cfg);
+void config_release(struct odfs_config *cfg);
+
+/*
+ * Apply one KEY=VALUE.  Returns 0 when applied, 1 when the key is not ours
+ * (the caller passes it on to libfuse), or -EINVAL with *err set to a
+ * malloc'd sentence naming the key and what is wrong (caller frees).
+ */
+int config_set(struct odfs_config *cfg, const char *key, const char *value, char **err);
+
+/* 1 if key is one of ours (config_set would handle it), else 0. */
+int config_is_key(const char *key);
+
+/*
+ * Read a config file.  A missing file is not an error (returns 0).
+ * Unknown keys and malformed lines are -EINVAL with *err like
+ * "config file '/x/config', line 3: unknown key 'foo'".
+ */
+int config_load_file(struct odfs_config *cfg, const char *path, char **err);
+
+/* Paths derived from the settings; malloc'd, caller frees. */
+char *config_token_path(const struct odfs_config *cfg);  /* config_dir/tokens.json */
+char *config_file_path(const struct odfs_config *cfg);   /* config_dir/config */
+
+/* mkdir -p with the given mode; 0 or -errno. */
+int config_mkdirs(const char *path, int mode);
+
+#endif

@@ -1,0 +1,954 @@
+/*
+ * fs.c - the FUSE low-level operations: translate, call down, reply.
+ *
+ * Metadata comes from cache.c; a folder whose children were never fetched,
+ * or were fetched longer than cfg->dir_ttl ago, is listed from Graph again
+ * when it is opened or looked up in (one listing per folder at a time:
+ * concurrent callers wait for the one in flight).  Bytes come from
+ * content.c.  Inode numbers are the cache's row ids, stable across
+ * remounts, so forget needs no bookkeeping.  Every write-like operation
+ * answers EROFS for now.
+ */
+#define _GNU_SOURCE     /* GNU strerror_r */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <time.h>
+
+#include <fuse_lowlevel.h>
+
+#include "cache.h"
+#include "config.h"
+#include "content.h"
+#include "fs.h"
+#include "graph.h"
+#include "log.h"
+
+#define KERNEL_READAHEAD (128 * 1024)  /* content.c does the real readahead */
+#define URL_FRESH        300           /* seconds a listed download URL is trusted */
+#define QUOTA_TTL        60            /* seconds between quota refreshes */
+#define DIR_OFFSET_BASE  2             /* readdir offsets 1 and 2 are "." and ".." */
+#define TAG_BUCKETS      256
+#define PATH_DEPTH_MAX   64            /* deeper paths are shown from their tail */
+#define LIST_LOG_SLOTS   64            /* folders whose listing failure was logged lately */
+#define LIST_LOG_EVERY   10            /* seconds between messages about one folder */
+
+/* A folder listing in flight: later callers wait for it instead of listing again. */
+struct listing {
+	struct listing *next;
+	uint64_t ino;
+	int done, rc;
+	unsigned waiters;             /* the last one out frees a done listing */
+};
+
+/* The version tag a file had when it was last opened (decides keep_cache). */
+struct open_tag {
+	struct open_tag *next;
+	uint64_t ino;
+	char *tag;
+};
+
+struct fs_state {
+	pthread_mutex_t lock;
+	pthread_cond_t listed;                /* lock: some listing finished */
+	struct listing *listings;             /* lock */
+	struct open_tag *tags[TAG_BUCKETS];   /* lock */
+	time_t quota_at;                      /* lock: last quota refresh (or attempt) */
+	struct {
+		uint64_t ino;
+		time_t at;
+	} list_logged[LIST_LOG_SLOTS];        /* lock: direct-mapped by inode */
+	int quota_busy;                       /* lock: a refresh is running */
+};
+
+
+/*
+ * Reply a failure from the layers below (-errno).  Transport trouble
+ * (dropped connections, timeouts, unreachable hosts) reaches applications
+ * as EIO, the errno they know how to report.
+ */
+static void reply_failure(fuse_req_t req, int rc)
+{
+	int e = -rc;
+
+	switch (e) {
+	case ECONNRESET:
+	case ECONNREFUSED:
+	case ETIMEDOUT:
+	case EHOSTUNREACH:
+	case ECANCELED:
+	case EFBIG:
+	case EPROTO:
+		e = EIO;
+		break;
+	}
+	fuse_reply_err(req, e);
+}
+
+static struct fs_context *context_of(fuse_req_t req)
+{
+	return fuse_req_userdata(req);
+}
+
+static double timeout_of(const struct fs_context *ctx)
+{
+	return (double)ctx->cfg->attr_timeout;
+}
+
+static const char *error_text(int rc, const char *err, char *buf, size_t size)
+{
+	return err ? err : strerror_r(-rc, buf, size);
+}
+
+/*
+ * The path of ino relative to the drive root, for messages ("/" for the
+ * root).  Best effort: a missing row ends the walk.
+ */
+static void path_of(struct fs_context *ctx, uint64_t ino, char *buf, size_t size)
+{
+	char *names[PATH_DEPTH_MAX];
+	size_t n = 0, len = 0;
+	struct cache_entry e;
+
+	buf[0] = '\0';
+	while (ino != CACHE_ROOT_INO && n < PATH_DEPTH_MAX && cache_get(ctx->cache, ino, &e) == 0) {
+		names[n] = e.item.name ? strdup(e.item.name) : NULL;
+		ino = e.parent_ino;
+		cache_entry_release(&e);
+		if (!names[n])
+			break;
+		n++;
+	}
+	if (n == 0) {
+		snprintf(buf, size, "/");
+		return;
+	}
+	while (n-- > 0) {
+		if (len < size)
+			len += (size_t)snprintf(buf + len, size - len, "%s%s", len ? "/" : "",
+						names[n]);
+		free(names[n]);
+	}
+}
+
+static void fill_attr(const struct fs_context *ctx, const struct cache_entry *e, struct stat *st)
+{
+	const struct drive_item *it = &e->item;
+
+	memset(st, 0, sizeof(*st));
+	st->st_ino = e->ino;
+	if (it->is_dir) {
+		st->st_mode = S_IFDIR | 0755;
+		st->st_nlink = 2;
+	} else {
+		/* Packages (OneNote) cannot be downloaded: shown, but not readable. */
+		st->st_mode = S_IFREG | (it->is_package ? 0444 : 0644);
+		st->st_nlink = 1;
+	}
+	st->st_uid = ctx->uid;
+	st->st_gid = ctx->gid;
+	/* A folder's size is the total below it: shown, du would count it twice. */
+	st->st_size = it->size > 0 && !it->is_dir ? it->size : 0;
+	st->st_blksize = 4096;
+	st->st_blocks = (st->st_size + 511) / 512;
+	/* OneDrive keeps no change or access time: modification time stands in. */
+	st->st_mtim = it->mtime;
+	st->st_atim = it->mtime;
+	st->st_ctim = it->mtime;
+}
+
+static void fill_entry(const struct fs_context *ctx, const struct cache_entry *e,
+		       struct fuse_entry_param *ep)
+{
+	memset(ep, 0, sizeof(*ep));
+	ep->ino = e->ino;
+	fill_attr(ctx, e, &ep->attr);
+	ep->attr_timeout = timeout_of(ctx);
+	ep->entry_timeout = timeout_of(ctx);
+}
+
+/* ---- folder listings ------------------------------------------------- */
+
+struct child_list {
+	struct drive_item *items;
+	size_t n, cap;
+};
+
+static int collect_child(void *vctx, struct drive_item *item)
+{
+	struct child_list *l = vctx;
+
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 64;
+		struct drive_item *more = realloc(l->items, cap * sizeof(*more));
+
+		if (!more)
+			return -ENOMEM;
+		l->items = more;
+		l->cap = cap;
+	}
+	/* Steal every field: the caller's copy is left empty. */
+	l->items[l->n++] = *item;
+	memset(item, 0, sizeof(*item));
+	return 0;
+}
+
+static int list_from_graph(struct fs_context *ctx, const struct cache_entry *dir, char **err)
+{
+	struct child_list l = { NULL, 0, 0 };
+	int64_t now = (int64_t)time(NULL);
+	size_t i;
+	int rc;
+
+	rc = graph_list_children(ctx->graph, dir->item.id, collect_child, &l, err);
+	if (rc == 0)
+		rc = cache_replace_children(ctx->cache, dir->ino, l.items, l.n, now);
+	for (i = 0; i < l.n; i++) {
+		/* Saves a round trip at the first read; kept in memory only. */
+		if (rc == 0 && l.items[i].download_url)
+			content_remember_url(ctx->content, l.items[i].id, l.items[i].download_url);
+		drive_item_release(&l.items[i]);
+	}
+	free(l.items);
+	return rc;
+}
+
+/*
+ * One message per folder every LIST_LOG_EVERY seconds: a folder that fails
+ * to list fails for every lookup in it.  The path replaces the id in
+ * graph.c's message.
+ */
+static void log_list_failure(struct fs_context *ctx, const struct cache_entry *dir, int rc,
+			     const char *err, const char *tail)
+{
+	struct fs_state *st = ctx->state;
+	time_t now = time(NULL);
+	char path[1024], prefix[512], ebuf[128];
+	const char *why = error_text(rc, err, ebuf, sizeof(ebuf));
+	size_t slot = dir->ino % LIST_LOG_SLOTS;
+	int quiet;
+
+	pthread_mutex_lock(&st->lock);
+	quiet = st->list_logged[slot].ino == dir->ino &&
+		now - st->list_logged[slot].at < LIST_LOG_EVERY;
+	if (!quiet) {
+		st->list_logged[slot].ino = dir->ino;
+		st->list_logged[slot].at = now;
+	}
+	pthread_mutex_unlock(&st->lock);
+	if (quiet)
+		return;
+	snprintf(prefix, sizeof(prefix), "cannot list '%s': ", dir->item.id);
+	if (strncmp(why, prefix, strlen(prefix)) == 0)
+		why += strlen(prefix);
+	path_of(ctx, dir->ino, path, sizeof(path));
+	if (*tail)
+		log_warnx("cannot list '%s': %s%s", path, why, tail);
+	else
+		log_error("cannot list '%s': %s", path, why);
+}
+
+/* 1 when the cached listing of folder ino is younger than dir_ttl. */
+static int listing_age_ok(struct fs_context *ctx, uint64_t ino)
+{
+	struct cache_entry d;
+	int ok;
+
+	if (cache_get(ctx->cache, ino, &d))
+		return 0;
+	ok = d.listed_at && (int64_t)time(NULL) - d.listed_at < ctx->cfg->dir_ttl;
+	cache_entry_release(&d);
+	return ok;
+}
+
+/*
+ * Make sure dir's children in the cache are no older than dir_ttl.  Only
+ * one listing per folder runs at a time; the others wait for its result.
+ * A failed listing falls back to the cached one if there is one.
+ */
+static int refresh_dir(struct fs_context *ctx, const struct cache_entry *dir)
+{
+	struct fs_state *st = ctx->state;
+	int64_t now = (int64_t)time(NULL);
+	struct listing *l;
+	char *err = NULL;
+	int rc;
+
+	if (!dir->item.is_dir)
+		return -ENOTDIR;
+	if (dir->listed_at && now - dir->listed_at < ctx->cfg->dir_ttl)
+		return 0;
+
+	pthread_mutex_lock(&st->lock);
+	for (l = st->listings; l; l = l->next)
+		if (l->ino == dir->ino)
+			break;
+	if (l) {
+		l->waiters++;
+		while (!l->done)
+			pthread_cond_wait(&st->listed, &st->lock);
+		rc = l->rc;
+		if (--l->waiters == 0)
+			free(l);
+		pthread_mutex_unlock(&st->lock);
+		return rc && dir->listed_at ? 0 : rc;
+	}
+	/* A listing may have finished since our copy was read (it updates the cache first). */
+	if (listing_age_ok(ctx, dir->ino)) {
+		pthread_mutex_unlock(&st->lock);
+		return 0;
+	}
+	l = calloc(1, sizeof(*l));
+	if (!l) {
+		pthread_mutex_unlock(&st->lock);
+		return -ENOMEM;
+	}
+	l->ino = dir->ino;
+	l->next = st->listings;
+	st->listings = l;
+	pthread_mutex_unlock(&st->lock);
+
+	rc = list_from_graph(ctx, dir, &err);
+
+	pthread_mutex_lock(&st->lock);
+	for (struct listing **pp = &st->listings; *pp; pp = &(*pp)->next) {
+		if (*pp == l) {
+			*pp = l->next;
+			break;
+		}
+	}
+	l->done = 1;
+	l->rc = rc;
+	if (l->waiters == 0)
+		free(l);
+	pthread_cond_broadcast(&st->listed);
+	pthread_mutex_unlock(&st->lock);
+
+	if (rc && dir->listed_at) {
+		log_list_failure(ctx, dir, rc, err, "; showing the cached listing");
+		rc = 0;
+	} else if (rc) {
+		log_list_failure(ctx, dir, rc, err, "");
+	}
+	free(err);
+	return rc;
+}
+
+/* ---- lifecycle --------------------------------------------------------- */
+
+static void fs_init(void *userdata, struct fuse_conn_info *conn)
+{
+	struct fs_context *ctx = userdata;
+	struct fs_state *st;
+
+	st = calloc(1, sizeof(*st));
+	if (!st)
+		fatalx("cannot start the filesystem: out of memory");
+	pthread_mutex_init(&st->lock, NULL);
+	pthread_cond_init(&st->listed, NULL);
+	/* main.c read the drive at start-up; an empty quota is fetched at the first statfs. */
+	st->quota_at = ctx->drive.quota.total ? time(NULL) : 0;
+	ctx->state = st;
+
+	if (conn->capable & FUSE_CAP_READDIRPLUS)
+		conn->want |= FUSE_CAP_READDIRPLUS;
+	if (conn->capable & FUSE_CAP_READDIRPLUS_AUTO)
+		conn->want |= FUSE_CAP_READDIRPLUS_AUTO;
+	if (conn->capable & FUSE_CAP_ASYNC_READ)
+		conn->want |= FUSE_CAP_ASYNC_READ;
+	conn->want &= ~(unsigned)(FUSE_CAP_SPLICE_READ | FUSE_CAP_SPLICE_WRITE |
+				  FUSE_CAP_SPLICE_MOVE);
+	/* A small kernel readahead keeps thumbnail reads small; content.c grows its own. */
+	if (conn->max_readahead > KERNEL_READAHEAD)
+		conn->max_readahead = KERNEL_READAHEAD;
+}
+
+static void fs_destroy(void *userdata)
+{
+	struct fs_context *ctx = userdata;
+	struct fs_state *st = ctx->state;
+	size_t i;
+
+	if (!st)
+		return;
+	for (i = 0; i < TAG_BUCKETS; i++) {
+		while (st->tags[i]) {
+			struct open_tag *t = st->tags[i];
+
+			st->tags[i] = t->next;
+			free(t->tag);
+			free(t);
+		}
+	}
+	pthread_cond_destroy(&st->listed);
+	pthread_mutex_destroy(&st->lock);
+	free(st);
+	ctx->state = NULL;
+}
+
+/* ---- metadata ---------------------------------------------------------- */
+
+static void fs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct fs_context *ctx = context_of(req);
+	struct fuse_entry_param ep;
+	struct cache_entry dir, e;
+	int rc;
+
+	if (strlen(name) > 255) {
+		fuse_reply_err(req, ENAMETOOLONG);
+		return;
+	}
+	rc = cache_get(ctx->cache, parent, &dir);
+	if (rc) {
+		reply_failure(req, rc);
+		return;
+	}
+	rc = refresh_dir(ctx, &dir);
+	if (rc)
+		goto out_release_dir;
+	rc = cache_lookup(ctx->cache, parent, name, &e);
+	if (rc == -ENOENT) {
+		/* A fresh listing does not have it: let the kernel remember that too. */
+		memset(&ep, 0, sizeof(ep));
+		ep.entry_timeout = timeout_of(ctx);
+		fuse_reply_entry(req, &ep);
+		rc = 0;
+		goto out_release_dir;
+	}
+	if (rc)
+		goto out_release_dir;
+	fill_entry(ctx, &e, &ep);
+	fuse_reply_entry(req, &ep);
+	cache_entry_release(&e);
+out_release_dir:
+	cache_entry_release(&dir);
+	if (rc)
+		reply_failure(req, rc);
+}
+
+static void fs_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
+{
+	fuse_reply_none(req);
+}
+
+static void fs_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forgets)
+{
+	fuse_reply_none(req);
+}
+
+static void fs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct fs_context *ctx = context_of(req);
+	struct cache_entry e;
+	struct stat st;
+	int rc;
+
+	rc = cache_get(ctx->cache, ino, &e);
+	if (rc) {
+		reply_failure(req, rc);
+		return;
+	}
+	fill_attr(ctx, &e, &st);
+	cache_entry_release(&e);
+	fuse_reply_attr(req, &st, timeout_of(ctx));
+}
+
+/* Read-only: any change is refused, a no-op setattr (e.g. from open) is fine. */
+static void fs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
+		       struct fuse_file_info *fi)
+{
+	if (to_set & (FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID |
+		      FUSE_SET_ATTR_SIZE | FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME |
+		      FUSE_SET_ATTR_ATIME_NOW | FUSE_SET_ATTR_MTIME_NOW)) {
+		fuse_reply_err(req, EROFS);
+		return;
+	}
+	fs_getattr(req, ino, fi);
+}
+
+static void fs_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+	struct fs_context *ctx = context_of(req);
+	struct fs_state *st = ctx->state;
+	struct drive_info info;
+	struct drive_quota q;
+	struct statvfs sv;
+	time_t now = time(NULL);
+	char *err = NULL, ebuf[128];
+	int64_t count;
+
+	memset(&info, 0, sizeof(info));
+	pthread_mutex_lock(&st->lock);
+	if (now - st->quota_at >= QUOTA_TTL && !st->quota_busy) {
+		int rc;
+
+		st->quota_busy = 1;
+		pthread_mutex_unlock(&st->lock);
+		rc = graph_open_drive(ctx->graph, &info, &err);
+		pthread_mutex_lock(&st->lock);
+		if (rc == 0)
+			ctx->drive.quota = info.quota;
+		else    /* the old figures stay; at most one message a QUOTA_TTL */
+			log_warnx("cannot refresh the drive quota: %s",
+				  error_text(rc, err, ebuf, sizeof(ebuf)));
+		st->quota_at = now;
+		st->quota_busy = 0;
+	}
+	q = ctx->drive.quota;
+	pthread_mutex_unlock(&st->lock);
+	drive_info_release(&info);
+	free(err);
+
+	count = cache_count(ctx->cache);
+	memset(&sv, 0, sizeof(sv));
+	sv.f_bsize = 4096;
+	sv.f_frsize = 4096;
+	sv.f_blocks = (fsblkcnt_t)(q.total > 0 ? q.total / 4096 : 0);
+	sv.f_bfree = (fsblkcnt_t)(q.remaining > 0 ? q.remaining / 4096 : 0);
+	sv.f_bavail = sv.f_bfree;
+	/* OneDrive has no inode limit: report plenty free so df -i stays sane. */
+	sv.f_ffree = INT32_MAX;
+	sv.f_favail = INT32_MAX;
+	sv.f_files = (fsfilcnt_t)(count > 0 ? count : 0) + sv.f_ffree;
+	sv.f_namemax = 255;
+	fuse_reply_statfs(req, &sv);
+}
+
+/* ---- folders ----------------------------------------------------------- */
+
+static void fs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct fs_context *ctx = context_of(req);
+	struct cache_entry dir;
+	int rc;
+
+	rc = cache_get(ctx->cache, ino, &dir);
+	if (rc) {
+		reply_failure(req, rc);
+		return;
+	}
+	rc = refresh_dir(ctx, &dir);
+	cache_entry_release(&dir);
+	if (rc) {
+		reply_failure(req, rc);
+		return;
+	}
+	fi->fh = 0;
+	fuse_reply_open(req, fi);
+}
+
+struct dir_fill {
+	fuse_req_t req;
+	struct fs_context *ctx;
+	char *buf;
+	size_t size, pos;
+	int plus;
+};
+
+/* Add one entry; 1 when the buffer is full (the entry was not added). */
+static int dir_add(struct dir_fill *d, const char *name, const struct cache_entry *e,
+		   uint64_t dot_ino, off_t next)
+{
+	size_t need;
+
+	if (d->plus) {
+		struct fuse_entry_param ep;
+
+		if (e) {
+			fill_entry(d->ctx, e, &ep);
+		} else {
+			/* "." and "..": no inode handed out, no lookup count. */
+			memset(&ep, 0, sizeof(ep));
+			ep.attr.st_ino = dot_ino;
+			ep.attr.st_mode = S_IFDIR;
+		}
+		need = fuse_add_direntry_plus(d->req, d->buf + d->pos, d->size - d->pos, name,
+					      &ep, next);
+	} else {
+		struct stat st;
+
+		if (e) {
+			fill_attr(d->ctx, e, &st);
+		} else {
+			memset(&st, 0, sizeof(st));
+			st.st_ino = dot_ino;
+			st.st_mode = S_IFDIR;
+		}
+		need = fuse_add_direntry(d->req, d->buf + d->pos, d->size - d->pos, name, &st,
+					 next);
+	}
+	if (need > d->size - d->pos)
+		return 1;
+	d->pos += need;
+	return 0;
+}
+
+static int dir_add_child(void *vctx, const struct cache_entry *e)
+{
+	return dir_add(vctx, e->item.name, e, 0, (off_t)(e->ino + DIR_OFFSET_BASE));
+}
+
+/*
+ * Offsets: 0 start, 1 after ".", 2 after "..", ino + 2 after a child.
+ * Children come in inode order, so an offset stays valid while the folder
+ * changes.
+ */
+static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, int plus)
+{
+	struct fs_context *ctx = context_of(req);
+	struct dir_fill d = { .req = req, .ctx = ctx, .size = size, .plus = plus };
+	int rc = 0;
+
+	d.buf = malloc(size);
+	if (!d.buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	if (off < 1 && dir_add(&d, ".", NULL, ino, 1))
+		goto out_reply;
+	if (off < 2) {
+		struct cache_entry dir;
+		uint64_t parent = ino;
+
+		if (cache_get(ctx->cache, ino, &dir) == 0) {
+			if (dir.parent_ino)
+				parent = dir.parent_ino;
+			cache_entry_release(&dir);
+		}
+		if (dir_add(&d, "..", NULL, parent, 2))
+			goto out_reply;
+	}
+	rc = cache_list_children(ctx->cache, ino,
+				 off > DIR_OFFSET_BASE ? (uint64_t)off - DIR_OFFSET_BASE : 0,
+				 dir_add_child, &d);
+	if (rc > 0)
+		rc = 0;     /* buffer full */
+out_reply:
+	if (rc < 0 && d.pos == 0)
+		reply_failure(req, rc);
+	else
+		fuse_reply_buf(req, d.buf, d.pos);
+	free(d.buf);
+}
+
+static void fs_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		       struct fuse_file_info *fi)
+{
+	do_readdir(req, ino, size, off, 0);
+}
+
+static void fs_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+			   struct fuse_file_info *fi)
+{
+	do_readdir(req, ino, size, off, 1);
+}
+
+static void fs_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	fuse_reply_err(req, 0);
+}
+
+/* ---- files ------------------------------------------------------------- */
+
+/* 1 when ino's tag is the one of its last open (its page cache is still good); records tag. */
+static int tag_unchanged(struct fs_state *st, uint64_t ino, const char *tag)
+{
+	struct open_tag **pp = &st->tags[ino % TAG_BUCKETS], *t;
+	int same = 0;
+
+	pthread_mutex_lock(&st->lock);
+	for (t = *pp; t; t = t->next)
+		if (t->ino == ino)
+			break;
+	if (t) {
+		same = tag && t->tag && strcmp(t->tag, tag) == 0;
+		if (!same) {
+			free(t->tag);
+			t->tag = tag ? strdup(tag) : NULL;
+		}
+	} else if ((t = calloc(1, sizeof(*t)))) {
+		t->ino = ino;
+		t->tag = tag ? strdup(tag) : NULL;
+		t->next = *pp;
+		*pp = t;
+	}
+	pthread_mutex_unlock(&st->lock);
+	return same;
+}
+
+/* A download URL from a listing is only as fresh as that listing. */
+static int listing_fresh(struct fs_context *ctx, uint64_t dir_ino)
+{
+	struct cache_entry d;
+	int fresh;
+
+	if (cache_get(ctx->cache, dir_ino, &d))
+		return 0;
+	fresh = d.listed_at && time(NULL) - d.listed_at < URL_FRESH;
+	cache_entry_release(&d);
+	return fresh;
+}
+
+static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct fs_context *ctx = context_of(req);
+	struct content_file *cf;
+	struct cache_entry e;
+	int rc;
+
+	if ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC)) {
+		fuse_reply_err(req, EROFS);
+		return;
+	}
+	rc = cache_get(ctx->cache, ino, &e);
+	if (rc) {
+		reply_failure(req, rc);
+		return;
+	}
+	if (e.item.is_dir) {
+		rc = -EISDIR;
+		goto out_release;
+	}
+	if (e.item.is_package) {
+		rc = -EOPNOTSUPP;
+		goto out_release;
+	}
+	/* cache.c may keep a listed URL; it is only as fresh as its listing. */
+	if (e.item.download_url && !listing_fresh(ctx, e.parent_ino)) {
+		free(e.item.download_url);
+		e.item.download_url = NULL;
+	}
+	rc = content_file_open(ctx->content, &e.item, &cf);
+	if (rc)
+		goto out_release;
+	fi->keep_cache = tag_unchanged(ctx->state, ino, e.item.ctag ? e.item.ctag : e.item.etag);
+	fi->fh = (uint64_t)(uintptr_t)cf;
+	if (fuse_reply_open(req, fi))
+		content_file_close(cf);     /* interrupted: no release will come */
+out_release:
+	cache_entry_release(&e);
+	if (rc)
+		reply_failure(req, rc);
+}
+
+static void fs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		    struct fuse_file_info *fi)
+{
+	struct content_file *cf = (struct content_file *)(uintptr_t)fi->fh;
+	ssize_t n;
+	char *buf;
+
+	buf = malloc(size ? size : 1);
+	if (!buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	n = content_read(cf, buf, size, off);
+	if (n < 0)
+		reply_failure(req, (int)n);
+	else
+		fuse_reply_buf(req, buf, (size_t)n);
+	free(buf);
+}
+
+static void fs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	content_file_close((struct content_file *)(uintptr_t)fi->fh);
+	fuse_reply_err(req, 0);
+}
+
+static void fs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	fuse_reply_err(req, 0);
+}
+
+static void fs_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
+{
+	fuse_reply_err(req, 0);
+}
+
+/* ---- extended attributes ------------------------------------------------ */
+
+static const char *const xattr_names[] = {
+	"user.onedrive.id", "user.onedrive.etag", "user.onedrive.ctag",
+	"user.onedrive.quickxorhash", "user.onedrive.status",
+};
+
+/* The value of xattr i for item, NULL when it has none. */
+static const char *xattr_value(const struct drive_item *it, size_t i)
+{
+	switch (i) {
+	case 0: return it->id;
+	case 1: return it->etag;
+	case 2: return it->ctag;
+	case 3: return it->qxhash;
+	case 4: return "clean";
+	}
+	return NULL;
+}
+
+/* Reply with data the xattr way: size 0 asks for the length only. */
+static void reply_xattr_data(fuse_req_t req, const char *data, size_t len, size_t size)
+{
+	if (size == 0)
+		fuse_reply_xattr(req, len);
+	else if (size < len)
+		fuse_reply_err(req, ERANGE);
+	else
+		fuse_reply_buf(req, data, len);
+}
+
+static void fs_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
+{
+	struct fs_context *ctx = context_of(req);
+	const char *value = NULL;
+	struct cache_entry e;
+	size_t i;
+	int rc;
+
+	rc = cache_get(ctx->cache, ino, &e);
+	if (rc) {
+		reply_failure(req, rc);
+		return;
+	}
+	for (i = 0; i < sizeof(xattr_names) / sizeof(xattr_names[0]); i++)
+		if (strcmp(name, xattr_names[i]) == 0)
+			value = xattr_value(&e.item, i);
+	if (value)
+		reply_xattr_data(req, value, strlen(value), size);
+	else
+		fuse_reply_err(req, ENODATA);
+	cache_entry_release(&e);
+}
+
+static void fs_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
+{
+	struct fs_context *ctx = context_of(req);
+	char list[256];
+	struct cache_entry e;
+	size_t i, len = 0;
+	int rc;
+
+	rc = cache_get(ctx->cache, ino, &e);
+	if (rc) {
+		reply_failure(req, rc);
+		return;
+	}
+	for (i = 0; i < sizeof(xattr_names) / sizeof(xattr_names[0]); i++) {
+		if (!xattr_value(&e.item, i))
+			continue;
+		memcpy(list + len, xattr_names[i], strlen(xattr_names[i]) + 1);
+		len += strlen(xattr_names[i]) + 1;
+	}
+	cache_entry_release(&e);
+	reply_xattr_data(req, list, len, size);
+}
+
+/* ---- writes: refused while the filesystem is read-only ------------------ */
+
+static void fs_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+		     dev_t rdev)
+{
+	fuse_reply_err(req, EROFS);
+}
+
+static void fs_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
+{
+	fuse_reply_err(req, EROFS);
+}
+
+static void fs_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	fuse_reply_err(req, EROFS);
+}
+
+static void fs_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
+{
+	fuse_reply_err(req, EROFS);
+}
+
+static void fs_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
+		      const char *newname, unsigned int flags)
+{
+	fuse_reply_err(req, EROFS);
+}
+
+static void fs_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
+{
+	fuse_reply_err(req, EROFS);
+}
+
+static void fs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
+		     struct fuse_file_info *fi)
+{
+	fuse_reply_err(req, EROFS);
+}
+
+static void fs_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
+			size_t size, int flags)
+{
+	fuse_reply_err(req, EROFS);
+}
+
+static void fs_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
+{
+	fuse_reply_err(req, EROFS);
+}
+
+static void fs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+		      struct fuse_file_info *fi)
+{
+	fuse_reply_err(req, EROFS);
+}
+
+static void fs_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length,
+			 struct fuse_file_info *fi)
+{
+	fuse_reply_err(req, EROFS);
+}
+
+static const struct fuse_lowlevel_ops fs_ops = {
+	.init = fs_init,
+	.destroy = fs_destroy,
+	.lookup = fs_lookup,
+	.forget = fs_forget,
+	.forget_multi = fs_forget_multi,
+	.getattr = fs_getattr,
+	.setattr = fs_setattr,
+	.mknod = fs_mknod,
+	.mkdir = fs_mkdir,
+	.unlink = fs_unlink,
+	.rmdir = fs_unlink,
+	.symlink = fs_symlink,
+	.rename = fs_rename,
+	.link = fs_link,
+	.open = fs_open,
+	.read = fs_read,
+	.write = fs_write,
+	.flush = fs_flush,
+	.release = fs_release,
+	.fsync = fs_fsync,
+	.opendir = fs_opendir,
+	.readdir = fs_readdir,
+	.readdirplus = fs_readdirplus,
+	.releasedir = fs_releasedir,
+	.statfs = fs_statfs,
+	.setxattr = fs_setxattr,
+	.getxattr = fs_getxattr,
+	.listxattr = fs_listxattr,
+	.removexattr = fs_removexattr,
+	.create = fs_create,
+	.fallocate = fs_fallocate,
+};
+
+const struct fuse_lowlevel_ops *fs_operations(void)
+{
+	return &fs_ops;
+}

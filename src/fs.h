@@ -1,0 +1,36 @@
+/*
+ * fs.h - the FUSE low-level operations: translate, call down, reply.
+ *
+ * fs.c holds no Graph JSON and no SQL: it asks cache.c for metadata,
+ * graph.c for listings it does not have (or that are older than
+ * cfg->dir_ttl), content.c for bytes.  Writes answer EROFS for now.
+ */
+#ifndef ODFS_FS_H
+#define ODFS_FS_H
+
+#include <sys/types.h>
+#include "item.h"
+
+struct odfs_config;
+struct cache;
+struct graph;
+struct content_cache;
+struct fuse_lowlevel_ops;
+struct fs_state;
+
+/* What the operations need; owned by main.c, alive while the session runs. */
+struct fs_context {
+	const struct odfs_config *cfg;
+	struct cache *cache;
+	struct graph *graph;
+	struct content_cache *content;
+	struct drive_info drive;      /* quota is refreshed by fs.c for statfs */
+	uid_t uid;                    /* owner shown for every file */
+	gid_t gid;
+	struct fs_state *state;       /* fs.c's own: set up by the init operation,
+	                                 freed by destroy; main.c leaves it NULL */
+};
+
+const struct fuse_lowlevel_ops *fs_operations(void);
+
+#endif

@@ -1,0 +1,156 @@
+/*
+ * graph.h - Microsoft Graph requests and their JSON, and nothing else.
+ *
+ * Sits between the filesystem and http.c.  Addresses items by id under the
+ * drive found by graph_open_drive() ("{graph_url}/drives/{drive-id}/items/
+ * {id}"), follows @odata.nextLink verbatim, never builds skip tokens.
+ * Access tokens come from auth.c; a 401 makes one refresh and one retry.
+ * Download URLs (302 Location or @microsoft.graph.downloadUrl) are fetched
+ * without Authorization.
+ *
+ * Every function returns 0 or -errno (from errmap.c for service errors).
+ * When err is not NULL, a failure stores a malloc'd one-line message the
+ * caller may log and must free.  JSON bodies are capped (4 MiB a page).
+ * All functions are thread-safe.
+ */
+#ifndef ODFS_GRAPH_H
+#define ODFS_GRAPH_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "http.h"
+#include "item.h"
+
+struct odfs_config;
+struct auth;
+struct graph;
+
+/* The handle borrows cfg, http and auth; they must outlive it. */
+struct graph *graph_new(const struct odfs_config *cfg, struct http_client *http,
+			struct auth *auth);
+void graph_free(struct graph *g);
+
+/*
+ * GET /me/drive: fills info (caller releases) and remembers the drive id
+ * for every later item URL.  Must succeed once before the item calls.
+ */
+int graph_open_drive(struct graph *g, struct drive_info *info, char **err);
+
+/* GET the drive root item. */
+int graph_get_root(struct graph *g, struct drive_item *out, char **err);
+
+/* GET one item by id. -ENOENT if it does not exist. */
+int graph_get_item(struct graph *g, const char *item_id, struct drive_item *out, char **err);
+
+/*
+ * List every child of a folder, following paging.  fn is called once per
+ * child with an item it may steal fields from (set them to NULL); return
+ * non-zero from fn to stop early (that value is returned).
+ */
+typedef int (*graph_item_fn)(void *ctx, struct drive_item *item);
+int graph_list_children(struct graph *g, const char *folder_id, graph_item_fn fn,
+			void *ctx, char **err);
+
+/*
+ * GET .../content without following: the pre-authenticated URL from the
+ * 302 Location (malloc'd).  -EIO for a 200 or a redirect without Location.
+ */
+int graph_download_url(struct graph *g, const char *item_id, char **url, char **err);
+
+/*
+ * Ranged GET of a pre-authenticated URL, bytes [off, off+len), streamed to
+ * sink, never with Authorization.  The sink sees exactly the bytes of the
+ * range, in order, at most len of them: a 206 must start at off (else
+ * -EIO); a 200 (range ignored) is skipped up to off and cut after len
+ * bytes.  Fewer than len bytes means end of file; 416 (off past the end)
+ * returns 0 with nothing sent.  Redirects are followed (up to 5, still
+ * without Authorization).  -ESTALE when the URL has expired or was refused
+ * (401/403/404/410): fetch a new one with graph_download_url() and try
+ * again.  On a transport error midway, the sink has seen a prefix.
+ */
+int graph_download(struct graph *g, const char *url, int64_t off, int64_t len,
+		   http_sink_fn sink, void *ctx, char **err);
+
+/* Parse one driveItem JSON object (exposed for tests and fuzzing). */
+int graph_parse_item(const char *json, size_t len, struct drive_item *out);
+/* Parse a drive JSON object. */
+int graph_parse_drive(const char *json, size_t len, struct drive_info *out);
+/* ISO-8601 "2024-01-02T03:04:05[.fff]Z" -> timespec; 0 or -EINVAL. */
+int graph_parse_time(const char *s, struct timespec *out);
+
+/* ---- Writing (implemented in graph_write.c) ------------------------------ */
+
+/*
+ * POST children of parent_id: a new folder with @microsoft.graph.conflictBehavior
+ * "fail".  -EEXIST when the name is taken (in any case), -EINVAL for a name
+ * the service refuses.  out (caller releases) receives the new folder.
+ */
+int graph_create_folder(struct graph *g, const char *parent_id, const char *name,
+			struct drive_item *out, char **err);
+
+/*
+ * PATCH an item.  Any of new_name, new_parent_id (a real id, never "root"),
+ * mtime (fileSystemInfo; crtime is sent along so neither is reset) may be
+ * NULL to leave it alone.  if_match: an eTag/cTag or NULL.  -EEXIST when the
+ * target name is taken, -ESTALE on 412.  out may be NULL.
+ */
+int graph_update_item(struct graph *g, const char *item_id, const char *new_name,
+		      const char *new_parent_id, const struct timespec *mtime,
+		      const struct timespec *crtime, const char *if_match,
+		      struct drive_item *out, char **err);
+
+/* DELETE an item (to the recycle bin; folders go whole).  -ENOENT if gone. */
+int graph_delete_item(struct graph *g, const char *item_id, char **err);
+
+/*
+ * Where new content goes: either an existing item (item_id set: its content
+ * is replaced, guarded by if_match when set) or a new file (parent_id + name,
+ * conflictBehavior "fail": an existing name is -EEXIST, never overwritten).
+ */
+struct graph_upload_target {
+	const char *item_id;
+	const char *parent_id;
+	const char *name;
+	const char *if_match;          /* cTag or eTag the edit started from, or NULL */
+	const struct timespec *mtime;  /* fileSystemInfo to record, or NULL */
+	const struct timespec *crtime;
+};
+
+/*
+ * Simple upload (PUT .../content) of len bytes read from source; for files of
+ * up to 4 MiB (and every empty file).  -ESTALE on 412 (changed remotely),
+ * -EEXIST on 409, -ENOSPC on 507.  out receives the resulting item.
+ */
+int graph_upload_small(struct graph *g, const struct graph_upload_target *t,
+		       http_source_fn source, void *source_ctx, int64_t len,
+		       struct drive_item *out, char **err);
+
+/* An upload session (createUploadSession); the URL carries its own credential. */
+struct graph_upload_session {
+	char *upload_url;              /* never sent with Authorization */
+	struct timespec expires;
+	int64_t next_offset;           /* first byte the service still needs */
+};
+void graph_upload_session_release(struct graph_upload_session *s);
+
+/* Create a session for t (fileSize = len, conflictBehavior per the target). */
+int graph_upload_session_create(struct graph *g, const struct graph_upload_target *t,
+				int64_t len, struct graph_upload_session *s, char **err);
+
+/*
+ * PUT bytes [off, off+n) of a len-byte file to the session.  On 202
+ * s->next_offset advances; on the final 200/201 *done is set and out filled.
+ * -ENOENT: the session is gone (expired): start over.  -ERANGE (416): call
+ * graph_upload_session_status() and resume from s->next_offset.
+ */
+int graph_upload_session_put(struct graph *g, struct graph_upload_session *s,
+			     int64_t off, int64_t n, int64_t len, http_source_fn source,
+			     void *source_ctx, int *done, struct drive_item *out, char **err);
+
+/* GET the session: refreshes s->next_offset.  -ENOENT when gone. */
+int graph_upload_session_status(struct graph *g, struct graph_upload_session *s, char **err);
+
+/* DELETE the session (best effort). */
+int graph_upload_session_cancel(struct graph *g, struct graph_upload_session *s, char **err);
+
+#endif

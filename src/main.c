@@ -1,0 +1,697 @@
+/*
+ * main.c - the command line and the start-up sequence.
+ *
+ * Start-up follows sshfs: parse and validate everything, load the tokens
+ * and make one Graph call, mount, and only then daemonize, so every start-up
+ * failure is one clear sentence on the terminal and exit status 1.  Threads
+ * start after daemonizing because they would not survive fork().
+ */
+#define _GNU_SOURCE   /* asprintf */
+#include <curl/curl.h>
+#include <errno.h>
+#include <fuse_lowlevel.h>
+#include <fuse_opt.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "auth.h"
+#include "cache.h"
+#include "config.h"
+#include "content.h"
+#include "fs.h"
+#include "graph.h"
+#include "http.h"
+#include "item.h"
+#include "log.h"
+
+#ifndef ODFS_VERSION
+#define ODFS_VERSION "0.1.0"
+#endif
+
+static const char usage_text[] =
+"usage: onedrivefs [-f] [-d] [-o KEY=VALUE,...] MOUNTPOINT\n"
+"       onedrivefs login [--device-code] [-o KEY=VALUE,...]\n"
+"       onedrivefs --help | --version\n"
+"\n"
+"commands:\n"
+"  login            sign in with a code shown here and entered in a browser\n"
+"  MOUNTPOINT       mount your OneDrive there (unmount: fusermount3 -u MOUNTPOINT)\n"
+"\n"
+"options:\n"
+"  -f               stay in the foreground and log to stderr\n"
+"  -d               debug messages (implies -f)\n"
+"  -o KEY=VALUE     a setting below, or a FUSE mount option (allow_other, ro, ...)\n"
+"  -h, --help       this text\n"
+"  -V, --version    versions of onedrivefs, libfuse and libcurl\n"
+"\n"
+"settings (-o or ~/.config/onedrivefs/config as 'key = value' lines):\n"
+"  client_id        application id of your app registration (required; see README)\n"
+"  tenant           common (default), consumers, organizations, a tenant id or domain\n"
+"  graph_url        default " ODFS_DEFAULT_GRAPH_URL "\n"
+"  auth_url         default " ODFS_DEFAULT_AUTH_URL "\n"
+"  scopes           default \"" ODFS_DEFAULT_SCOPES "\"\n"
+"  config_dir       default $XDG_CONFIG_HOME/onedrivefs\n"
+"  cache_dir        default $XDG_CACHE_HOME/onedrivefs\n"
+"  dir_ttl          seconds a folder listing is trusted (60)\n"
+"  page_size        entries per listing request, 0 = service default (1000)\n"
+"  attr_timeout     seconds the kernel caches attributes (30)\n"
+"  connect_timeout  seconds (15)\n"
+"  io_timeout       seconds without progress before a transfer fails (30)\n"
+"  max_retries      retries of throttled or failed requests (6)\n"
+"  readahead_max    largest readahead, K/M/G suffixes allowed (16M)\n"
+"  content_cache_max  file content kept on disk (1G)\n";
+
+enum {
+	KEY_HELP, KEY_VERSION, KEY_FOREGROUND, KEY_DEBUG, KEY_DEVICE_CODE,
+};
+
+static const struct fuse_opt opt_spec[] = {
+	FUSE_OPT_KEY("-h", KEY_HELP),
+	FUSE_OPT_KEY("--help", KEY_HELP),
+	FUSE_OPT_KEY("-V", KEY_VERSION),
+	FUSE_OPT_KEY("--version", KEY_VERSION),
+	FUSE_OPT_KEY("-f", KEY_FOREGROUND),
+	FUSE_OPT_KEY("-d", KEY_DEBUG),
+	FUSE_OPT_KEY("--device-code", KEY_DEVICE_CODE),
+	FUSE_OPT_END
+};
+
+/* What the command line said; our KEY=VALUE pairs wait until the file is read. */
+struct cmdline {
+	int login;
+	int help, version, foreground, debug;
+	char *mountpoint;
+	char **pairs;          /* "key=value" or "key", ours only */
+	size_t npairs;
+	char *error;           /* first problem found */
+	struct odfs_config *cfg;
+};
+
+static void cmdline_error(struct cmdline *cl, char *msg)
+{
+	if (!cl->error)
+		cl->error = msg;
+	else
+		free(msg);
+}
+
+static char *msgf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static char *msgf(const char *fmt, ...)
+{
+	va_list ap;
+	char *s;
+
+	va_start(ap, fmt);
+	if (vasprintf(&s, fmt, ap) < 0)
+		s = NULL;
+	va_end(ap);
+	return s;
+}
+
+static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outargs)
+{
+	struct cmdline *cl = data;
+	char name[128], **grown;
+	size_t n;
+
+	switch (key) {
+	case KEY_HELP:
+		cl->help = 1;
+		return 0;
+	case KEY_VERSION:
+		cl->version = 1;
+		return 0;
+	case KEY_FOREGROUND:
+		cl->foreground = 1;
+		return 0;
+	case KEY_DEBUG:
+		cl->debug = cl->foreground = 1;
+		return 0;
+	case KEY_DEVICE_CODE:
+		if (!cl->login)
+			cmdline_error(cl, msgf("'--device-code' goes with 'onedrivefs login'"));
+		return 0;
+	case FUSE_OPT_KEY_NONOPT:
+		if (!cl->login && !cl->mountpoint) {
+			cl->mountpoint = strdup(arg);
+			return 0;
+		}
+		cmdline_error(cl, msgf("unexpected argument '%s' (see 'onedrivefs --help')", arg));
+		return 0;
+	case FUSE_OPT_KEY_OPT:
+		break;
+	default:
+		return 1;
+	}
+	if (arg[0] == '-') {
+		cmdline_error(cl, msgf("unknown option '%s' (see 'onedrivefs --help')", arg));
+		return 0;
+	}
+	n = strcspn(arg, "=");
+	snprintf(name, sizeof(name), "%.*s", (int)(n < sizeof(name) ? n : sizeof(name) - 1), arg);
+	if (config_is_key(name)) {
+		grown = realloc(cl->pairs, (cl->npairs + 1) * sizeof(*grown));
+		if (!grown || !(grown[cl->npairs] = strdup(arg))) {
+			cl->pairs = grown ? grown : cl->pairs;
+			cmdline_error(cl, msgf("out of memory"));
+			return 0;
+		}
+		cl->pairs = grown;
+		cl->npairs++;
+		return 0;
+	}
+	if (cl->login) {
+		cmdline_error(cl, msgf("unknown setting '%s' (see 'onedrivefs --help')", name));
+		return 0;
+	}
+	if (strcmp(arg, "allow_other") == 0)
+		cl->cfg->allow_other = 1;
+	return 1;   /* a mount option: libfuse's business */
+}
+
+static void cmdline_release(struct cmdline *cl)
+{
+	for (size_t i = 0; i < cl->npairs; i++)
+		free(cl->pairs[i]);
+	free(cl->pairs);
+	free(cl->mountpoint);
+	free(cl->error);
+}
+
+/* Apply our "key=value" pairs; with only_key set, just that key. */
+static int apply_pairs(struct cmdline *cl, struct odfs_config *cfg, const char *only_key)
+{
+	char *key, *eq, *err = NULL;
+	int rc;
+
+	for (size_t i = 0; i < cl->npairs; i++) {
+		key = cl->pairs[i];
+		eq = strchr(key, '=');
+		if (eq)
+			*eq = '\0';
+		rc = only_key && strcmp(key, only_key) != 0 ? 0 :
+		     config_set(cfg, key, eq ? eq + 1 : NULL, &err);
+		if (eq)
+			*eq = '=';
+		if (rc < 0) {
+			log_error("%s", err ? err : "invalid option");
+			free(err);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* Defaults, then the config file, then the command line (which wins). */
+static int load_settings(struct cmdline *cl, struct odfs_config *cfg)
+{
+	char *path, *err = NULL;
+	int rc;
+
+	/* -o config_dir decides where the config file is */
+	if (apply_pairs(cl, cfg, "config_dir") < 0)
+		return -1;
+	path = config_file_path(cfg);
+	if (!path) {
+		log_error("out of memory");
+		return -1;
+	}
+	rc = config_load_file(cfg, path, &err);
+	if (rc < 0) {
+		log_error("%s", err ? err : "cannot read the config file");
+		free(err);
+		goto out_free_path;
+	}
+	rc = apply_pairs(cl, cfg, NULL);
+	if (rc == 0 && !cfg->client_id) {
+		log_error("no client_id set: register an app (see README) and put "
+			  "'client_id = <application id>' in '%s' or pass -o client_id=...", path);
+		rc = -1;
+	}
+out_free_path:
+	free(path);
+	return rc < 0 ? -1 : 0;
+}
+
+/* log_vmsg with variadic arguments */
+static void log_fmt_level(enum log_level level, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+static void log_fmt_level(enum log_level level, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	log_vmsg(level, fmt, ap);
+	va_end(ap);
+}
+
+static void fuse_log_to_log(enum fuse_log_level level, const char *fmt, va_list ap)
+	__attribute__((format(printf, 2, 0)));
+static void fuse_log_to_log(enum fuse_log_level level, const char *fmt, va_list ap)
+{
+	/* libfuse sometimes builds one line from several calls: collect up to the newline */
+	static __thread char line[1024];
+	static __thread size_t len;
+	enum log_level ours;
+	int n;
+
+	n = vsnprintf(line + len, sizeof(line) - len, fmt, ap);
+	if (n > 0)
+		len += (size_t)n < sizeof(line) - len ? (size_t)n : sizeof(line) - len - 1;
+	if (len > 0 && line[len - 1] != '\n' && len < sizeof(line) - 1)
+		return;
+	if (level <= FUSE_LOG_ERR)
+		ours = LOG_LEVEL_ERROR;
+	else if (level == FUSE_LOG_WARNING)
+		ours = LOG_LEVEL_WARN;
+	else if (level <= FUSE_LOG_INFO)
+		ours = LOG_LEVEL_INFO;
+	else
+		ours = LOG_LEVEL_DEBUG;
+	log_fmt_level(ours, "%s", line);
+	len = 0;
+	line[0] = '\0';
+}
+
+static void print_version(void)
+{
+	const curl_version_info_data *cv = curl_version_info(CURLVERSION_NOW);
+
+	printf("onedrivefs %s\nlibfuse %s\nlibcurl %s%s%s\n", ODFS_VERSION, fuse_pkgversion(),
+	       cv->version, cv->ssl_version ? " " : "", cv->ssl_version ? cv->ssl_version : "");
+}
+
+/* Undo /proc/self/mountinfo's octal escapes (\040 for a space) in place. */
+static void unescape_mountinfo(char *s)
+{
+	char *out = s;
+
+	while (*s) {
+		if (s[0] == '\\' && s[1] >= '0' && s[1] <= '3' && s[2] >= '0' && s[2] <= '7' &&
+		    s[3] >= '0' && s[3] <= '7') {
+			*out++ = (char)((s[1] - '0') * 64 + (s[2] - '0') * 8 + (s[3] - '0'));
+			s += 4;
+		} else {
+			*out++ = *s++;
+		}
+	}
+	*out = '\0';
+}
+
+/* 1 if path (canonical) is a mount point according to /proc/self/mountinfo. */
+static int is_mounted(const char *path)
+{
+	FILE *f = fopen("/proc/self/mountinfo", "re");
+	char *line = NULL, *field, *end;
+	size_t cap = 0;
+	int found = 0;
+
+	if (!f)
+		return 0;
+	while (!found && getline(&line, &cap, f) > 0) {
+		/* the fifth space-separated field is the mount point */
+		field = line;
+		for (int i = 0; i < 4 && field; i++) {
+			field = strchr(field, ' ');
+			if (field)
+				field++;
+		}
+		if (!field)
+			continue;
+		end = strchr(field, ' ');
+		if (end)
+			*end = '\0';
+		unescape_mountinfo(field);
+		found = strcmp(field, path) == 0;
+	}
+	free(line);
+	fclose(f);
+	return found;
+}
+
+/* One sentence for whatever is wrong with the mountpoint; canonical path in *canon. */
+static int check_mountpoint(const char *mp, char **canon)
+{
+	char ebuf[128];
+	struct stat st;
+
+	*canon = NULL;
+	if (stat(mp, &st) < 0) {
+		int e = errno;
+
+		if (e == ENOENT)
+			log_error("mountpoint '%s' does not exist", mp);
+		else if (e == ENOTCONN || (mp[0] == '/' && is_mounted(mp)))
+			/* a FUSE mount whose daemon died or does not answer */
+			log_error("mountpoint '%s' is already mounted (run 'fusermount3 -u %s' first)",
+				  mp, mp);
+		else
+			log_error("cannot use mountpoint '%s': %s", mp, log_errstr(e, ebuf, sizeof(ebuf)));
+		return -1;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		log_error("mountpoint '%s' is not a directory", mp);
+		return -1;
+	}
+	*canon = realpath(mp, NULL);
+	if (!*canon) {
+		log_error("cannot use mountpoint '%s': %s", mp, log_errstr(errno, ebuf, sizeof(ebuf)));
+		return -1;
+	}
+	if (is_mounted(*canon)) {
+		log_error("mountpoint '%s' is already mounted (run 'fusermount3 -u %s' first)", mp, mp);
+		free(*canon);
+		*canon = NULL;
+		return -1;
+	}
+	return 0;
+}
+
+static struct http_client *new_http_client(const struct odfs_config *cfg)
+{
+	struct http_client *http;
+	char *origin = http_origin_of(cfg->graph_url);
+
+	if (!origin) {
+		log_error("invalid value '%s' for 'graph_url': expected a URL starting with "
+			  "https:// or http://", cfg->graph_url);
+		return NULL;
+	}
+	http = http_client_new(cfg, origin);
+	free(origin);
+	if (!http)
+		log_error("cannot start the HTTP client (libcurl failed to initialise)");
+	return http;
+}
+
+static int cmd_login(struct odfs_config *cfg)
+{
+	struct http_client *http;
+	struct auth *auth;
+	char *err = NULL, *path;
+	int rc = 1;
+
+	http = new_http_client(cfg);
+	if (!http)
+		return 1;
+	auth = auth_new(cfg, http);
+	if (!auth) {
+		log_error("out of memory");
+		goto out_free_http;
+	}
+	if (auth_login_device_code(auth, stdout, &err) < 0) {
+		log_error("%s", err ? err : "sign-in failed");
+		goto out_free_auth;
+	}
+	path = config_token_path(cfg);
+	printf("signed in; tokens stored in %s\n", path ? path : cfg->config_dir);
+	free(path);
+	rc = 0;
+out_free_auth:
+	free(err);
+	auth_free(auth);
+out_free_http:
+	http_client_free(http);
+	return rc;
+}
+
+static int is_network_error(int rc)
+{
+	switch (-rc) {
+	case ECONNREFUSED: case EHOSTUNREACH: case ENETUNREACH: case ETIMEDOUT:
+	case ECONNRESET: case ECONNABORTED: case EHOSTDOWN:
+		return 1;
+	default:
+		return 0;
+	}
+}
+
+/* GET /me/drive and the root item: the one Graph call that proves we can work. */
+static int open_drive(const struct odfs_config *cfg, struct auth *auth, struct graph *graph,
+		      struct drive_info *drive, struct drive_item *root)
+{
+	char *err = NULL, host[256], ebuf[128];
+	const char *p;
+	int rc;
+
+	rc = graph_open_drive(graph, drive, &err);
+	if (rc == 0) {
+		rc = graph_get_root(graph, root, &err);
+		if (rc < 0)
+			log_error("cannot read the root folder of the drive: %s",
+				  err ? err : log_errstr(rc, ebuf, sizeof(ebuf)));
+		free(err);
+		return rc;
+	}
+	if (auth_state(auth) == AUTH_EXPIRED) {
+		/* auth.c has already said so, once */
+	} else if (is_network_error(rc)) {
+		p = strstr(cfg->graph_url, "://");
+		p = p ? p + 3 : cfg->graph_url;
+		snprintf(host, sizeof(host), "%.*s", (int)strcspn(p, "/?#"), p);
+		log_error("cannot reach '%s': %s", host, log_errstr(rc, ebuf, sizeof(ebuf)));
+	} else {
+		log_error("cannot open the drive: %s", err ? err : log_errstr(rc, ebuf, sizeof(ebuf)));
+	}
+	free(err);
+	return rc;
+}
+
+/* Open the metadata database and make the drive root inode 1. */
+static int open_cache(const struct odfs_config *cfg, const struct drive_info *drive,
+		      const struct drive_item *root, struct cache **out)
+{
+	char *path, *err = NULL, ebuf[128];
+	int rc;
+
+	rc = config_mkdirs(cfg->cache_dir, 0700);
+	if (rc < 0) {
+		log_error("cannot create cache folder '%s': %s", cfg->cache_dir,
+			  log_errstr(rc, ebuf, sizeof(ebuf)));
+		return rc;
+	}
+	if (asprintf(&path, "%s/meta.db", cfg->cache_dir) < 0)
+		return -ENOMEM;
+	rc = cache_open(path, out, &err);
+	if (rc < 0) {
+		log_error("%s", err ? err : "cannot open the metadata cache");
+		goto out_free_path;
+	}
+	rc = cache_set_root(*out, drive->id, root);
+	if (rc < 0) {
+		log_error("cannot record the drive root in '%s': %s", path,
+			  log_errstr(rc, ebuf, sizeof(ebuf)));
+		cache_close(*out);
+		*out = NULL;
+	}
+out_free_path:
+	free(err);
+	free(path);
+	return rc;
+}
+
+static int cmd_mount(struct odfs_config *cfg, struct fuse_args *args, const char *mountpoint)
+{
+	struct fs_context ctx;
+	struct drive_item root;
+	struct http_client *http = NULL;
+	struct auth *auth = NULL;
+	struct graph *graph = NULL;
+	struct fuse_session *se;
+	struct fuse_loop_config *loop;
+	/*
+	 * Static, so the parent that fuse_daemonize() ends with _exit() still
+	 * points at it (no false leak under valgrind).
+	 */
+	static char *canon;
+	char *err = NULL;
+	int rc, status = 1;
+
+	memset(&ctx, 0, sizeof(ctx));
+	memset(&root, 0, sizeof(root));
+	if (check_mountpoint(mountpoint, &canon) < 0)
+		return 1;
+	/* libfuse checks the pass-through options now, before any network traffic */
+	if (fuse_opt_add_arg(args, "-ofsname=onedrivefs,subtype=onedrivefs") < 0)
+		goto out_free_canon;
+	se = fuse_session_new(args, fs_operations(), sizeof(struct fuse_lowlevel_ops), &ctx);
+	if (!se)
+		goto out_free_canon;   /* libfuse said why */
+
+	http = new_http_client(cfg);
+	if (!http)
+		goto out_destroy_session;
+	auth = auth_new(cfg, http);
+	if (!auth) {
+		log_error("out of memory");
+		goto out_free_http;
+	}
+	if (auth_load(auth, &err) < 0) {
+		log_error("%s", err ? err : "not signed in: run 'onedrivefs login' first");
+		goto out_free_auth;
+	}
+	graph = graph_new(cfg, http, auth);
+	if (!graph) {
+		log_error("out of memory");
+		goto out_free_auth;
+	}
+	if (open_drive(cfg, auth, graph, &ctx.drive, &root) < 0)
+		goto out_free_graph;
+	if (open_cache(cfg, &ctx.drive, &root, &ctx.cache) < 0)
+		goto out_free_graph;
+	rc = content_open(cfg, graph, &ctx.content, &err);
+	if (rc < 0) {
+		log_error("%s", err ? err : "cannot open the content cache");
+		goto out_close_cache;
+	}
+	ctx.cfg = cfg;
+	ctx.graph = graph;
+	ctx.uid = getuid();
+	ctx.gid = getgid();
+
+	if (fuse_set_signal_handlers(se) < 0) {
+		log_error("cannot install signal handlers");
+		goto out_close_content;
+	}
+	if (fuse_session_mount(se, canon) < 0) {
+		log_error("cannot mount on '%s'", mountpoint);
+		goto out_remove_signals;
+	}
+	/* the parent exits here, once the mount is ready; the child carries on */
+	if (fuse_daemonize(cfg->foreground) < 0) {
+		log_error("cannot run in the background");
+		goto out_unmount;
+	}
+	if (!cfg->foreground) {
+		log_use_syslog();
+		/* SQLite connections (and their POSIX locks) must not cross fork(): reopen */
+		content_close(ctx.content);
+		ctx.content = NULL;
+		cache_close(ctx.cache);
+		ctx.cache = NULL;
+		if (open_cache(cfg, &ctx.drive, &root, &ctx.cache) < 0)
+			goto out_unmount;
+		free(err);
+		err = NULL;
+		if (content_open(cfg, graph, &ctx.content, &err) < 0) {
+			log_error("%s", err ? err : "cannot open the content cache");
+			goto out_unmount;
+		}
+	}
+	log_info("mounted '%s' (%s drive) on '%s'", ctx.drive.name ? ctx.drive.name : "OneDrive",
+		 ctx.drive.drive_type ? ctx.drive.drive_type : "unknown", canon);
+	rc = auth_start(auth);
+	if (rc < 0)
+		log_warnx("cannot start the token refresh thread; tokens refresh on demand");
+
+	loop = fuse_loop_cfg_create();
+	if (!loop) {
+		log_error("out of memory");
+		goto out_stop_auth;
+	}
+	fuse_loop_cfg_set_clone_fd(loop, 0);
+	fuse_loop_cfg_set_idle_threads(loop, 10);
+	rc = fuse_session_loop_mt(se, loop);
+	fuse_loop_cfg_destroy(loop);
+	status = rc < 0 ? 1 : 0;
+	log_info("unmounting '%s'", canon);
+
+out_stop_auth:
+	auth_stop(auth);
+out_unmount:
+	fuse_session_unmount(se);
+out_remove_signals:
+	fuse_remove_signal_handlers(se);
+out_close_content:
+	if (ctx.content)
+		content_close(ctx.content);
+out_close_cache:
+	if (ctx.cache)
+		cache_close(ctx.cache);
+out_free_graph:
+	drive_item_release(&root);
+	drive_info_release(&ctx.drive);
+	graph_free(graph);
+out_free_auth:
+	auth_free(auth);
+out_free_http:
+	http_client_free(http);
+out_destroy_session:
+	fuse_session_destroy(se);
+out_free_canon:
+	free(err);
+	free(canon);
+	canon = NULL;
+	return status;
+}
+
+int main(int argc, char *argv[])
+{
+	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
+	struct odfs_config cfg;
+	struct cmdline cl;
+	int status = 1;
+
+	log_init("onedrivefs", 0);
+	fuse_set_log_func(fuse_log_to_log);
+	memset(&cl, 0, sizeof(cl));
+	if (config_init(&cfg) < 0) {
+		log_error("out of memory");
+		return 1;
+	}
+	cl.cfg = &cfg;
+	if (argc > 1 && strcmp(argv[1], "login") == 0) {
+		cl.login = 1;
+		/* drop "login" so libfuse's parser sees options only */
+		args = (struct fuse_args)FUSE_ARGS_INIT(0, NULL);
+		for (int i = 0; i < argc; i++)
+			if (i != 1 && fuse_opt_add_arg(&args, argv[i]) < 0)
+				goto out_release;
+	}
+	if (fuse_opt_parse(&args, &cl, opt_spec, opt_proc) < 0) {
+		log_error("cannot parse the command line (see 'onedrivefs --help')");
+		goto out_release;
+	}
+	if (cl.help) {
+		fputs(usage_text, stdout);
+		status = 0;
+		goto out_release;
+	}
+	if (cl.version) {
+		print_version();
+		status = 0;
+		goto out_release;
+	}
+	if (cl.error) {
+		log_error("%s", cl.error);
+		goto out_release;
+	}
+	if (!cl.login && !cl.mountpoint) {
+		log_error("no mountpoint given: use 'onedrivefs MOUNTPOINT' (or 'onedrivefs --help')");
+		goto out_release;
+	}
+	cfg.foreground = cl.foreground;
+	cfg.debug = cl.debug;
+	log_init("onedrivefs", cl.debug);
+	if (load_settings(&cl, &cfg) < 0)
+		goto out_release;
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+		log_error("cannot initialise libcurl");
+		goto out_release;
+	}
+	if (cl.login)
+		status = cmd_login(&cfg);
+	else
+		status = cmd_mount(&cfg, &args, cl.mountpoint);
+	curl_global_cleanup();
+out_release:
+	cmdline_release(&cl);
+	config_release(&cfg);
+	fuse_opt_free_args(&args);
+	return status;
+}

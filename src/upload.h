@@ -1,0 +1,67 @@
+/*
+ * upload.h - the upload queue: closed files travel to OneDrive in the background.
+ *
+ * DESIGN: a journal table in SQLite (cache_dir/meta.db, upload.c's own
+ * connection) holds one row per file that has local content not yet on the
+ * service.  upload_enqueue() commits the row before it returns, so a close()
+ * that returned is never forgotten: after a crash or kill -9 the next mount
+ * resumes every row (an upload session is resumed from nextExpectedRanges
+ * when it is still alive, started over when it expired).
+ *
+ * Workers (cfg->upload_workers, default 4) take rows in FIFO order, at most
+ * one per file at a time.  A worker reads the file's CURRENT parent and name
+ * from the cache when it starts, so a file renamed or deleted before its
+ * upload starts is never uploaded under its old name.  Files up to 4 MiB go
+ * up with one PUT, larger ones through an upload session in chunks of
+ * cfg->upload_chunk bytes (a multiple of 320 KiB), streamed from the
+ * staging file.  Each upload is conditioned on the tag the edit started from;
+ * a remote change meanwhile keeps both: the local bytes go up beside it as
+ * "name (conflict YYYY-MM-DD HHMMSS).ext".  After the upload, the cache takes
+ * the item from the response and the service's quickXorHash is compared with
+ * the local bytes (a mismatch keeps the local copy and retries).
+ *
+ * All functions are thread-safe.
+ */
+#ifndef ODFS_UPLOAD_H
+#define ODFS_UPLOAD_H
+
+#include <stdint.h>
+
+struct odfs_config;
+struct cache;
+struct content_cache;
+struct graph;
+struct upload_queue;
+
+/* Borrows everything; they must outlive the queue. */
+int upload_open(const struct odfs_config *cfg, struct cache *cache, struct content_cache *content,
+		struct graph *g, struct upload_queue **out, char **err);
+/* Start the workers (after daemonizing) and resume what the journal holds. */
+int upload_start(struct upload_queue *q);
+/* Stop the workers promptly; unfinished rows stay in the journal. */
+void upload_stop(struct upload_queue *q);
+void upload_close(struct upload_queue *q);
+
+/*
+ * Queue inode ino for upload (its content is complete in the staging file).
+ * A file already queued or uploading is uploaded again afterwards.
+ * Returns once the journal row is committed.
+ */
+int upload_enqueue(struct upload_queue *q, uint64_t ino);
+
+/*
+ * Wait until ino has no queued or running upload; returns the error of its
+ * last attempt (-ENOSPC when the quota is full, -EIO, ...) or 0.
+ */
+int upload_wait(struct upload_queue *q, uint64_t ino);
+
+/* 1 if ino has a queued or running upload. */
+int upload_pending(struct upload_queue *q, uint64_t ino);
+
+/* "clean", "dirty", "uploading", "conflict" or "error: <message>"; malloc'd. */
+char *upload_status(struct upload_queue *q, uint64_t ino);
+
+/* ino was deleted locally: drop its queued upload (a running one is abandoned). */
+void upload_forget(struct upload_queue *q, uint64_t ino);
+
+#endif

@@ -1,0 +1,857 @@
+"""Tests of the fake Graph server itself (tests/fakegraph).
+
+Run: /usr/bin/python3 -m pytest -q tests/test_fakegraph.py
+Standard library HTTP only (http.client / urllib); one server per module,
+reset before every test.
+"""
+
+import base64
+import http.client
+import json
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import time
+from urllib.parse import quote, urlencode, urlsplit
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from fakegraph import FakeGraph, QuickXorHash, quickxorhash  # noqa: E402
+from fakegraph.content import BLOCK, GeneratedContent  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
+CID = FakeGraph.CLIENT_ID
+
+
+# ----------------------------------------------------------------- helpers
+class Resp:
+    def __init__(self, status, headers, body):
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+    def header(self, name):
+        return self.headers.get(name.lower())
+
+    def json(self):
+        return json.loads(self.body.decode("utf-8"))
+
+
+def req(method, url, headers=None, body=None, conn=None):
+    parts = urlsplit(url)
+    own = conn is None
+    if own:
+        conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+    target = parts.path + ("?" + parts.query if parts.query else "")
+    conn.request(method, target, body=body, headers=headers or {})
+    r = conn.getresponse()
+    data = r.read()
+    hdrs = {k.lower(): v for k, v in r.getheaders()}
+    if own:
+        conn.close()
+    return Resp(r.status, hdrs, data)
+
+
+def form_post(url, fields, headers=None):
+    h = {"Content-Type": "application/x-www-form-urlencoded"}
+    h.update(headers or {})
+    return req("POST", url, h, urlencode(fields).encode())
+
+
+@pytest.fixture(scope="module")
+def fake():
+    with FakeGraph(device_interval=1) as f:
+        yield f
+
+
+@pytest.fixture(autouse=True)
+def clean(fake):
+    fake.reset()
+    fake.reset_identity()
+    fake.set_config(**{k: v for k, v in fake.config.DEFAULTS.items()})
+    fake.set_config(device_interval=1)
+    yield
+
+
+@pytest.fixture
+def token(fake):
+    return fake.issue_tokens()["access_token"]
+
+
+def g(fake, token, path, method="GET", headers=None, body=None):
+    h = {"Authorization": "Bearer " + token}
+    h.update(headers or {})
+    return req(method, fake.graph_url + path, h, body)
+
+
+def token_url(fake, tenant="common"):
+    return "%s/%s/oauth2/v2.0/token" % (fake.auth_url, tenant)
+
+
+def devicecode(fake, tenant="common", scope="Files.ReadWrite offline_access User.Read", client_id=CID):
+    return form_post("%s/%s/oauth2/v2.0/devicecode" % (fake.auth_url, tenant),
+                     {"client_id": client_id, "scope": scope})
+
+
+def poll(fake, device_code, client_id=CID):
+    return form_post(token_url(fake), {"grant_type": DEVICE_GRANT, "client_id": client_id,
+                                       "device_code": device_code})
+
+
+def assert_token_error(r, error, status=400):
+    assert r.status == status, r.body
+    assert r.header("content-type").startswith("application/json")
+    j = r.json()
+    assert j["error"] == error
+    for k in ("error_description", "error_codes", "timestamp", "trace_id", "correlation_id"):
+        assert k in j
+    assert j["error_description"].startswith("AADSTS%d: " % j["error_codes"][0])
+    assert "\r\nTrace ID: " in j["error_description"] and "\r\nCorrelation ID: " in j["error_description"]
+    assert re.match(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ$", j["timestamp"])
+    return j
+
+
+def assert_graph_error(r, status, code):
+    assert r.status == status, (r.status, r.body)
+    assert r.header("content-type") == ("application/json;odata.metadata=minimal;odata.streaming=true;"
+                                        "IEEE754Compatible=false;charset=utf-8")
+    assert r.header("request-id") and r.header("client-request-id")
+    e = r.json()["error"]
+    assert e["code"] == code
+    assert "message" in e
+    inner = e["innerError"]
+    assert inner["request-id"] == r.header("request-id")
+    assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d$", inner["date"])
+    return e
+
+
+def children_all(fake, token, path):
+    names, pages = [], 0
+    r = g(fake, token, path)
+    while True:
+        assert r.status == 200, r.body
+        j = r.json()
+        pages += 1
+        names += [v["name"] for v in j["value"]]
+        nxt = j.get("@odata.nextLink")
+        if not nxt:
+            return names, pages
+        assert nxt.startswith(fake.graph_url + "/")
+        r = req("GET", nxt, {"Authorization": "Bearer " + token})
+
+
+# ------------------------------------------------------------ quickxorhash
+def qx_reference(data):
+    """Straightforward bit-by-bit QuickXorHash (od-docs pseudo-code)."""
+    bits = [0] * 160
+    for i, byte in enumerate(data):
+        for k in range(8):
+            if (byte >> k) & 1:
+                bits[(i * 11 + k) % 160] ^= 1
+    out = bytearray(20)
+    for j in range(160):
+        if bits[j]:
+            out[j // 8] |= 1 << (j % 8)
+    for i, lb in enumerate(len(data).to_bytes(8, "little")):
+        out[12 + i] ^= lb
+    return base64.b64encode(bytes(out)).decode()
+
+
+def test_quickxorhash_known_vectors():
+    assert quickxorhash(b"") == "AAAAAAAAAAAAAAAAAAAAAAAAAAA="
+    # vectors published with rclone's implementation (input base64 -> hash)
+    known = {"Sg==": "SgAAAAAAAAAAAAAAAQAAAAAAAAA=",
+             "tbQ=": "taAFAAAAAAAAAAAAAgAAAAAAAAA=",
+             "2fuxhBJXtpWFe8dOfdGeHw==": "O9tHLAghgSvYohKFyMMxnNCHaHg="}
+    for data, want in known.items():
+        assert quickxorhash(base64.b64decode(data)) == want
+        assert qx_reference(base64.b64decode(data)) == want
+
+
+def test_quickxorhash_matches_bitwise_reference():
+    rnd = random.Random(1)
+    for n in (1, 2, 19, 20, 21, 159, 160, 161, 319, 320, 1000, 4099):
+        data = bytes(rnd.getrandbits(8) for _ in range(n))
+        assert quickxorhash(data) == qx_reference(data), n
+        h = QuickXorHash()
+        i = 0
+        while i < n:                       # uneven incremental updates
+            step = rnd.randint(1, 200)
+            h.update(data[i:i + step])
+            i += step
+        assert h.b64digest() == qx_reference(data)
+
+
+def test_generated_content_is_deterministic_and_hash_consistent():
+    for size in (0, 1, 16, 17, BLOCK - 1, BLOCK, BLOCK + 1, 3 * BLOCK + 77, 300001):
+        a, b = GeneratedContent(size, 5), GeneratedContent(size, 5)
+        data = a.to_bytes()
+        assert len(data) == size and data == b.to_bytes()
+        assert a.quickxorhash() == quickxorhash(data)
+        for off in (0, 7, BLOCK - 3, size // 2):
+            assert a.read(off, 5000) == data[off:off + 5000]
+    g1, g2 = GeneratedContent(3 * BLOCK, 1).to_bytes(), GeneratedContent(3 * BLOCK, 2).to_bytes()
+    assert g1 != g2
+    blocks = {g1[i:i + BLOCK] for i in range(0, 3 * BLOCK, BLOCK)}
+    assert len(blocks) == 3                 # every block is distinct
+    t = time.time()
+    GeneratedContent(256 << 20, 9).quickxorhash()
+    assert time.time() - t < 2
+
+
+# ------------------------------------------------------- identity platform
+def test_device_code_flow_pending_slow_down_approve_single_use(fake):
+    r = devicecode(fake)
+    assert r.status == 200
+    d = r.json()
+    assert set(d) == {"device_code", "user_code", "verification_uri", "expires_in", "interval", "message"}
+    assert d["verification_uri"] == fake.url + "/devicelogin"
+    assert d["expires_in"] == 900 and d["interval"] == 1
+    assert d["user_code"] in d["message"]
+    assert_token_error(poll(fake, d["device_code"]), "authorization_pending")
+    assert_token_error(poll(fake, d["device_code"]), "slow_down")     # polled faster than interval
+    assert_token_error(poll(fake, d["device_code"]), "slow_down")     # still too fast: keeps counting
+    time.sleep(1.05)
+    assert_token_error(poll(fake, d["device_code"]), "authorization_pending")
+    assert [p["user_code"] for p in fake.pending_devices()] == [d["user_code"]]
+    r = req("POST", fake.url + "/_control/device/approve", {"Content-Type": "application/json"},
+             json.dumps({"user_code": d["user_code"]}).encode())
+    assert r.status == 200 and r.json()["approved"] == [d["user_code"]]
+    time.sleep(1.05)
+    r = poll(fake, d["device_code"])
+    assert r.status == 200, r.body
+    tok = r.json()
+    assert tok["token_type"] == "Bearer"
+    assert tok["expires_in"] == 3600 and tok["ext_expires_in"] == 3600
+    assert tok["access_token"] and tok["refresh_token"]
+    assert "Files.ReadWrite" in tok["scope"].split()
+    assert g(fake, tok["access_token"], "/me").status == 200
+    time.sleep(1.05)
+    assert_token_error(poll(fake, d["device_code"]), "invalid_grant")      # single use
+    st = fake.stats()
+    assert st["token_grants"]["device_code"] == 1
+    assert st["token_errors"]["slow_down"] == 2
+
+
+def test_device_code_declined_expired_bad_code(fake):
+    fake.set_config(device_interval=0, device_expires_in=1)
+    d = devicecode(fake).json()
+    fake.decline_device(d["user_code"])
+    assert_token_error(poll(fake, d["device_code"]), "authorization_declined")
+    d2 = devicecode(fake).json()
+    time.sleep(1.05)
+    assert_token_error(poll(fake, d2["device_code"]), "expired_token")
+    assert_token_error(poll(fake, "not-a-device-code"), "bad_verification_code")
+    d3 = devicecode(fake).json()       # a code is bound to its client
+    fake.register_client("11111111-2222-3333-4444-555555555555")
+    assert_token_error(poll(fake, d3["device_code"], "11111111-2222-3333-4444-555555555555"),
+                       "bad_verification_code")
+
+
+def test_device_code_auto_approve_modes(fake):
+    fake.set_config(device_interval=0, auto_approve=True)
+    d = devicecode(fake).json()
+    assert poll(fake, d["device_code"]).status == 200
+    fake.set_config(auto_approve="after_first_poll")
+    d = devicecode(fake).json()
+    assert_token_error(poll(fake, d["device_code"]), "authorization_pending")
+    assert poll(fake, d["device_code"]).status == 200
+
+
+def test_devicelogin_page_approves(fake):
+    fake.set_config(device_interval=0)
+    d = devicecode(fake).json()
+    r = req("GET", fake.url + "/devicelogin")
+    assert r.status == 200 and b"<form" in r.body
+    r = form_post(fake.url + "/devicelogin", {"user_code": d["user_code"].lower(), "action": "approve"})
+    assert r.status == 200 and b"signed in" in r.body
+    assert poll(fake, d["device_code"]).status == 200
+
+
+def test_no_refresh_token_without_offline_access(fake):
+    fake.set_config(device_interval=0, auto_approve=True)
+    d = devicecode(fake, scope="Files.Read User.Read").json()
+    tok = poll(fake, d["device_code"]).json()
+    assert "refresh_token" not in tok and tok["access_token"]
+
+
+def test_token_endpoint_request_errors(fake):
+    j = assert_token_error(req("POST", token_url(fake), {"Content-Type": "application/json"},
+                                json.dumps({"grant_type": "refresh_token"}).encode()), "invalid_request")
+    assert j["error_codes"] == [900144]
+    assert_token_error(form_post(token_url(fake), {"client_id": CID}), "invalid_request")   # no grant_type
+    j = assert_token_error(form_post(token_url(fake), {"grant_type": "refresh_token", "refresh_token": "x",
+                                                       "client_id": "deadbeef-0000-0000-0000-000000000000"}),
+                           "unauthorized_client")
+    assert "AADSTS700016" in j["error_description"] and "was not found in the directory" in j["error_description"]
+    assert_token_error(form_post(token_url(fake), {"grant_type": "password", "client_id": CID}),
+                       "unsupported_grant_type")
+    assert_token_error(form_post(token_url(fake), {"grant_type": "client_credentials", "client_id": CID}),
+                       "unsupported_grant_type")
+    assert_token_error(form_post(token_url(fake, "organizations"), {"grant_type": "refresh_token",
+                                                                    "refresh_token": "x", "client_id": CID}),
+                       "invalid_request")
+    j = assert_token_error(devicecode(fake, tenant="contoso.onmicrosoft.com"), "invalid_request")
+    assert j["error_codes"] == [90002]
+    assert_token_error(devicecode(fake, tenant="organizations"), "invalid_request")
+    assert devicecode(fake, tenant="consumers").status == 200
+    assert_token_error(req("GET", token_url(fake)), "invalid_request")
+    assert_token_error(devicecode(fake, scope=""), "invalid_request")
+    j = assert_token_error(form_post(token_url(fake), {"grant_type": "refresh_token", "refresh_token": "x",
+                                                       "client_id": CID, "client_secret": "s"}),
+                           "invalid_client")
+    assert j["error_codes"] == [700025]
+
+
+def test_refresh_rotation_and_revoke(fake):
+    first = fake.issue_tokens()
+    rt1 = first["refresh_token"]
+    r = form_post(token_url(fake), {"grant_type": "refresh_token", "refresh_token": rt1, "client_id": CID,
+                                    "scope": "Files.ReadWrite offline_access"})
+    assert r.status == 200, r.body
+    second = r.json()
+    assert second["refresh_token"] != rt1 and second["access_token"] != first["access_token"]
+    assert g(fake, second["access_token"], "/me/drive").status == 200
+    # the old refresh token is not revoked by rotation
+    r = form_post(token_url(fake), {"grant_type": "refresh_token", "refresh_token": rt1, "client_id": CID})
+    assert r.status == 200
+    # scopes beyond the grant are refused
+    assert_token_error(form_post(token_url(fake), {"grant_type": "refresh_token", "refresh_token": rt1,
+                                                   "client_id": CID, "scope": "Mail.Read"}), "invalid_grant")
+    j = assert_token_error(form_post(token_url(fake), {"grant_type": "refresh_token", "refresh_token": "bogus",
+                                                       "client_id": CID}), "invalid_grant")
+    assert j["error_codes"] == [70008]
+    assert req("POST", fake.url + "/_control/tokens/revoke").status == 200
+    for rt in (rt1, second["refresh_token"]):
+        j = assert_token_error(form_post(token_url(fake), {"grant_type": "refresh_token", "refresh_token": rt,
+                                                           "client_id": CID}), "invalid_grant")
+        assert j["error_codes"] == [50173]
+    # access tokens stay valid until they expire
+    assert g(fake, second["access_token"], "/me").status == 200
+
+
+def test_graph_401s(fake, token):
+    r = req("GET", fake.graph_url + "/me/drive")
+    e = assert_graph_error(r, 401, "InvalidAuthenticationToken")
+    assert r.header("www-authenticate").startswith('Bearer realm="", authorization_uri=')
+    assert 'client_id="00000003-0000-0000-c000-000000000000"' in r.header("www-authenticate")
+    assert e["message"] == "Access token is empty."
+    r = g(fake, "not-a-token", "/me/drive/root")
+    assert_graph_error(r, 401, "InvalidAuthenticationToken")
+    assert r.header("www-authenticate")
+    assert g(fake, token, "/me/drive").status == 200
+    assert req("POST", fake.url + "/_control/tokens/expire").json()["expired"] >= 1
+    r = g(fake, token, "/me/drive")
+    e = assert_graph_error(r, 401, "InvalidAuthenticationToken")
+    assert e["message"] == "Access token has expired or is not yet valid."
+    assert r.header("www-authenticate")
+
+
+def test_access_token_lifetime_config(fake):
+    fake.set_config(access_token_lifetime=1)
+    tok = fake.issue_tokens()
+    assert tok["expires_in"] == 1
+    assert g(fake, tok["access_token"], "/me").status == 200
+    time.sleep(1.05)
+    assert g(fake, tok["access_token"], "/me").status == 401
+
+
+def test_scope_without_files_is_denied(fake):
+    tok = fake.issue_tokens(scope="User.Read")["access_token"]
+    assert g(fake, tok, "/me").status == 200
+    assert_graph_error(g(fake, tok, "/me/drive/root"), 403, "accessDenied")
+
+
+# ------------------------------------------------------------- drive + me
+def test_me_and_drive_quota(fake, token):
+    fake.seed(tree=[{"path": "a.txt", "content": "12345"}, {"path": "B/c.bin", "content": {"size": 1000, "seed": 1}}])
+    me = g(fake, token, "/me").json()
+    assert me["id"] == fake.drive_id.lower()
+    assert {"displayName", "userPrincipalName", "mail"} <= set(me)
+    d = g(fake, token, "/me/drive").json()
+    assert d["id"] == fake.drive_id and d["driveType"] == "personal"
+    assert re.match(r"^[0-9A-F]{16}$", d["id"])
+    assert d["owner"]["user"]["displayName"]
+    q = d["quota"]
+    assert q["used"] == 1005 and q["total"] == 1 << 40 and q["remaining"] == q["total"] - 1005
+    assert q["deleted"] == 0 and q["state"] == "normal"
+    fake.set_config(quota_total=1100)
+    q = g(fake, token, "/drives/" + fake.drive_id.lower()).json()["quota"]
+    assert q["total"] == 1100 and q["remaining"] == 95 and q["state"] == "nearing"
+    fake.set_config(quota_total=1010)
+    assert g(fake, token, "/me/drive").json()["quota"]["state"] == "critical"
+    fake.set_config(quota_total=1000)
+    q = g(fake, token, "/me/drive").json()["quota"]
+    assert q["state"] == "exceeded" and q["remaining"] == 0
+    assert_graph_error(g(fake, token, "/drives/0123456789ABCDEF"), 404, "itemNotFound")
+    drives = g(fake, token, "/me/drives").json()
+    assert [x["id"] for x in drives["value"]] == [fake.drive_id]
+
+
+TREE = [
+    {"path": "Documents/notes.txt", "content": "hello\nworld\n", "mtime": "2024-01-02T03:04:05Z"},
+    {"path": "Documents/Résumé 日本.txt", "content": "cv"},
+    {"path": "Documents/C# and 100% sure.txt", "content": "sharp"},
+    {"path": "Documents/Sub Folder/deep.bin", "content": {"size": 5000, "seed": 3}},
+    {"path": "Photos", "folder": True},
+]
+
+
+def test_items_by_id_and_path(fake, token):
+    fake.seed(tree=TREE)
+    root = g(fake, token, "/me/drive/root").json()
+    assert root["id"] == fake.root_id and root["root"] == {} and root["name"] == "root"
+    assert root["parentReference"] == {"driveId": fake.drive_id, "driveType": "personal"}
+    assert root["size"] == 12 + 2 + 5 + 5000
+    assert root["folder"]["childCount"] == 2
+    for p in ("/me/drive/items/root", "/drives/%s/root" % fake.drive_id.lower(), "/me/drive/root:",
+              "/me/drive/root:/", "/drives/%s/items/root" % fake.drive_id):
+        assert g(fake, token, p).json()["id"] == fake.root_id, p
+
+    n = g(fake, token, "/me/drive/root:/Documents/notes.txt").json()
+    nid = n["id"]
+    assert nid.startswith(fake.drive_id + "!")
+    assert n["name"] == "notes.txt" and n["size"] == 12
+    assert re.match(r'^"\{[0-9A-F-]{36}\},\d+"$', n["eTag"])
+    assert re.match(r'^"c:\{[0-9A-F-]{36}\},\d+"$', n["cTag"])
+    assert n["file"]["mimeType"] == "text/plain"
+    assert n["file"]["hashes"]["quickXorHash"] == quickxorhash(b"hello\nworld\n")
+    assert n["fileSystemInfo"]["lastModifiedDateTime"] == "2024-01-02T03:04:05Z"
+    assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$", n["lastModifiedDateTime"])
+    pr = n["parentReference"]
+    assert pr["path"] == "/drive/root:/Documents" and pr["driveType"] == "personal"
+    assert pr["driveId"] == fake.drive_id
+    assert n["@microsoft.graph.downloadUrl"].startswith(fake.url + "/_download/")
+    assert "createdBy" in n and "lastModifiedBy" in n and "webUrl" in n
+
+    # same item through every addressing form, case-insensitive paths
+    forms = ["/me/drive/items/%s" % quote(nid, safe="!"), "/me/drive/items/%s" % quote(nid, safe=""),
+             "/drives/%s/items/%s" % (fake.drive_id.lower(), nid),
+             "/me/drive/root:/documents/NOTES.TXT", "/me/drive/root:/Documents/notes.txt:",
+             "/drives/%s/root:/DOCUMENTS/notes.txt" % fake.drive_id,
+             "/me/drive/items/%s:/notes.txt:" % pr["id"], "/me/drive/items/%s:/Notes.Txt" % pr["id"],
+             "/me/drive/items/%s" % nid.lower().replace("!", "!", 1)]
+    for p in forms:
+        r = g(fake, token, p)
+        assert r.status == 200 and r.json()["id"] == nid, (p, r.body)
+
+    # percent-encoded unicode, '#' and '%'
+    r = g(fake, token, "/me/drive/root:/Documents/" + quote("Résumé 日本.txt"))
+    assert r.status == 200 and r.json()["name"] == "Résumé 日本.txt"
+    r = g(fake, token, "/me/drive/root:/Documents/" + quote("c# AND 100% SURE.txt") + ":")
+    assert r.status == 200 and r.json()["name"] == "C# and 100% sure.txt"
+    deep = g(fake, token, "/me/drive/root:/Documents/Sub%20Folder/deep.bin").json()
+    assert deep["parentReference"]["path"] == "/drive/root:/Documents/Sub%20Folder"
+    assert deep["file"]["mimeType"] == "application/octet-stream"
+    docs = g(fake, token, "/me/drive/root:/Documents").json()
+    assert docs["size"] == 12 + 2 + 5 + 5000 and docs["folder"]["childCount"] == 4
+    assert "@microsoft.graph.downloadUrl" not in docs and "file" not in docs
+
+
+def test_item_errors(fake, token):
+    fake.seed(tree=TREE)
+    assert_graph_error(g(fake, token, "/me/drive/root:/nope.txt"), 404, "itemNotFound")
+    assert_graph_error(g(fake, token, "/me/drive/root:/Documents/notes.txt/x"), 404, "itemNotFound")
+    assert_graph_error(g(fake, token, "/me/drive/items/%s!99999" % fake.drive_id), 404, "itemNotFound")
+    assert_graph_error(g(fake, token, "/me/drive/root/Children"), 400, "BadRequest")
+    assert_graph_error(g(fake, token, "/me/drive/bogus"), 400, "BadRequest")
+    assert_graph_error(g(fake, token, "/me/foo"), 400, "BadRequest")
+    assert_graph_error(g(fake, token, "/drive/root"), 400, "BadRequest")
+    assert_graph_error(g(fake, token, "/me/drive/root/thumbnails"), 501, "notSupported")
+    assert_graph_error(g(fake, token, "/me/drive/root", method="PUT", body=b"{}"), 501, "notSupported")
+    assert_graph_error(g(fake, token, "/me/drive/root", method="POST", body=b"{}"), 405, "BadRequest")
+    r = g(fake, token, "/me/drive/root:/Documents/notes.txt", headers={"client-request-id": "abc-123"})
+    assert r.header("client-request-id") == "abc-123"
+
+
+def test_if_none_match_on_item(fake, token):
+    fake.seed(tree=TREE)
+    n = g(fake, token, "/me/drive/root:/Documents/notes.txt").json()
+    r = g(fake, token, "/me/drive/items/" + n["id"], headers={"If-None-Match": n["eTag"]})
+    assert r.status == 304 and r.body == b""
+    r = g(fake, token, "/me/drive/items/" + n["id"], headers={"If-None-Match": '"{00000000-0000-0000-0000-000000000000},1"'})
+    assert r.status == 200
+
+
+def test_select(fake, token):
+    fake.seed(tree=TREE)
+    j = g(fake, token, "/me/drive/root:/Documents/notes.txt?$select=name,size").json()
+    assert set(j) == {"@odata.context", "id", "name", "size"}
+    j = g(fake, token, "/me/drive/root:/Documents/notes.txt?select=name,file").json()
+    assert set(j) == {"@odata.context", "id", "name", "file"}
+    j = g(fake, token, "/me/drive/root:/Documents/notes.txt?$select=id,@microsoft.graph.downloadUrl").json()
+    assert set(j) == {"@odata.context", "id", "@microsoft.graph.downloadUrl"}
+    j = g(fake, token, "/me/drive/root/children?$select=name,folder").json()
+    for v in j["value"]:
+        assert set(v) <= {"id", "name", "folder"}
+    assert j["@odata.context"].endswith("/children(name,folder)")
+    assert_graph_error(g(fake, token, "/me/drive/root?$select=name,bogus"), 400, "BadRequest")
+
+
+def test_children_paging(fake, token):
+    fake.seed(generate={"folders": 1, "files_per_folder": 450, "file_size": 10})
+    folder = "/me/drive/root:/folder-00000:/children"
+    names, pages = children_all(fake, token, folder)
+    assert pages == 3
+    assert len(names) == 450 and len(set(names)) == 450
+    assert set(names) == {"file-%05d.bin" % i for i in range(450)}
+
+    r = g(fake, token, folder + "?$select=name&$top=100").json()
+    assert len(r["value"]) == 100
+    nxt = r["@odata.nextLink"]
+    qs = urlsplit(nxt).query
+    assert "$select=name" in qs and "$top=100" in qs and "$skiptoken=" in qs
+    tok1 = qs.split("$skiptoken=")[1]
+    assert not tok1.isdigit() and len(tok1) > 20
+    r2 = req("GET", nxt, {"Authorization": "Bearer " + token}).json()
+    assert set(r2["value"][0]) == {"id", "name"} and len(r2["value"]) == 100
+    assert {v["name"] for v in r["value"]}.isdisjoint(v["name"] for v in r2["value"])
+    tok2 = urlsplit(r2["@odata.nextLink"]).query.split("$skiptoken=")[1]
+    assert tok1[:8] != tok2[:8]            # not sequential-looking
+
+    # tampered skip tokens are refused
+    bad = nxt[:-3] + ("AAA" if nxt[-3:] != "AAA" else "BBB")
+    assert_graph_error(req("GET", bad, {"Authorization": "Bearer " + token}), 400, "invalidRequest")
+
+    fake.set_config(page_size=50)
+    names, pages = children_all(fake, token, folder)
+    assert pages == 9 and len(set(names)) == 450
+    assert len(g(fake, token, folder + "?$top=1000").json()["value"]) == 450
+    assert_graph_error(g(fake, token, folder + "?$top=1001"), 400, "invalidRequest")
+    assert_graph_error(g(fake, token, folder + "?$top=0"), 400, "invalidRequest")
+    assert_graph_error(g(fake, token, folder + "?$top=many"), 400, "invalidRequest")
+
+
+def test_children_shapes(fake, token):
+    fake.seed(tree=TREE)
+    j = g(fake, token, "/me/drive/root/children").json()
+    assert "@odata.nextLink" not in j and j["@odata.context"].endswith("/children")
+    assert sorted(v["name"] for v in j["value"]) == ["Documents", "Photos"]
+    docs_id = [v["id"] for v in j["value"] if v["name"] == "Documents"][0]
+    by_id = g(fake, token, "/me/drive/items/%s/children" % docs_id).json()["value"]
+    by_path = g(fake, token, "/me/drive/root:/documents:/children").json()["value"]
+    assert {v["id"] for v in by_id} == {v["id"] for v in by_path}
+    f = [v for v in by_id if v["name"] == "notes.txt"][0]
+    assert "@microsoft.graph.downloadUrl" in f and f["file"]["hashes"]["quickXorHash"]
+    r = g(fake, token, "/me/drive/root:/Documents/notes.txt:/children")
+    assert r.status == 200 and r.json()["value"] == []
+    assert g(fake, token, "/me/drive/root:/Photos:/children").json()["value"] == []
+
+
+# --------------------------------------------------------------- download
+def test_content_redirect_and_ranges(fake, token):
+    fake.seed(tree=[{"path": "f.bin", "content": {"size": 100000, "seed": 42}},
+                    {"path": "empty.txt", "content": ""}, {"path": "D", "folder": True}])
+    data = fake.content("/f.bin")
+    assert len(data) == 100000
+    item = g(fake, token, "/me/drive/root:/f.bin").json()
+    r = g(fake, token, "/me/drive/items/%s/content" % item["id"])
+    assert r.status == 302 and r.body == b""
+    loc = r.header("location")
+    assert loc.startswith(fake.url + "/_download/")
+    r2 = g(fake, token, "/me/drive/root:/f.bin:/content")
+    assert r2.status == 302
+    r = req("GET", loc)
+    assert r.status == 200 and r.body == data and r.header("content-length") == "100000"
+    r = req("GET", loc, {"Range": "bytes=10-19"})
+    assert r.status == 206 and r.body == data[10:20] and r.header("content-range") == "bytes 10-19/100000"
+    r = req("GET", loc, {"Range": "bytes=99990-"})
+    assert r.status == 206 and r.body == data[99990:] and r.header("content-range") == "bytes 99990-99999/100000"
+    r = req("GET", loc, {"Range": "bytes=-5"})
+    assert r.status == 206 and r.body == data[-5:]
+    r = req("GET", loc, {"Range": "bytes=99999-200000"})
+    assert r.status == 206 and r.body == data[-1:]
+    r = req("GET", loc, {"Range": "bytes=100000-"})
+    assert r.status == 416 and r.header("content-range") == "bytes */100000"
+    r = req("HEAD", loc)
+    assert r.status == 200 and r.header("content-length") == "100000" and r.body == b""
+    # the downloadUrl property is a working URL too
+    r = req("GET", item["@microsoft.graph.downloadUrl"], {"Range": "bytes=0-0"})
+    assert r.status == 206 and r.body == data[:1]
+    # empty file, folder, If-None-Match
+    loc = g(fake, token, "/me/drive/root:/empty.txt:/content").header("location")
+    assert req("GET", loc).body == b""
+    assert req("GET", loc, {"Range": "bytes=0-"}).status == 416
+    assert_graph_error(g(fake, token, "/me/drive/root:/D:/content"), 404, "itemNotFound")
+    r = g(fake, token, "/me/drive/root:/f.bin:/content", headers={"If-None-Match": item["cTag"]})
+    assert r.status == 304
+    st = fake.stats()
+    assert st["requests"]["GET content"] == 5
+    assert st["bytes_sent_content"] == 100000 + 10 + 10 + 5 + 1 + 1
+
+
+def test_download_rejects_authorization_and_bad_tokens(fake, token):
+    fake.seed(tree=[{"path": "f.txt", "content": "secret"}])
+    loc = g(fake, token, "/me/drive/root:/f.txt:/content").header("location")
+    r = req("GET", loc, {"Authorization": "Bearer " + token})
+    assert_graph_error(r, 401, "unauthenticated")
+    v = fake.stats()["auth_violations"]
+    assert len(v) == 1 and v[0]["path"].startswith("/_download/")
+    tok = loc.rsplit("/", 1)[1]
+    forged = tok[:-2] + ("AA" if tok[-2:] != "AA" else "BB")
+    assert_graph_error(req("GET", fake.url + "/_download/" + forged), 401, "unauthenticated")
+    assert req("GET", loc).body == b"secret"
+
+
+def test_download_large_generated_ranges_and_write_content(fake, token, tmp_path):
+    fake.seed(tree=[{"path": "Large/big.bin", "content": {"size": 256 << 20, "seed": 7}},
+                    {"path": "Large/mid.bin", "content": {"size": 8 << 20, "seed": 8}}])
+    t = time.time()
+    j = g(fake, token, "/me/drive/root:/Large:/children").json()
+    assert time.time() - t < 2
+    big = [v for v in j["value"] if v["name"] == "big.bin"][0]
+    assert big["size"] == 256 << 20
+    assert big["file"]["hashes"]["quickXorHash"] == GeneratedContent(256 << 20, 7).quickxorhash()
+    off = (123 << 20) + 12345
+    r = req("GET", big["@microsoft.graph.downloadUrl"], {"Range": "bytes=%d-%d" % (off, off + 99999)})
+    assert r.status == 206 and r.body == GeneratedContent(256 << 20, 7).read(off, 100000)
+    out = tmp_path / "mid.bin"
+    assert fake.write_content("/Large/mid.bin", str(out)) == 8 << 20
+    mid = [v for v in j["value"] if v["name"] == "mid.bin"][0]
+    r = req("GET", mid["@microsoft.graph.downloadUrl"])
+    assert r.body == out.read_bytes()
+    assert quickxorhash(r.body) == mid["file"]["hashes"]["quickXorHash"]
+
+
+# ------------------------------------------------------ seeding, dump, stats
+def test_seed_10000_items_fast_and_dump(fake, token):
+    t = time.time()
+    n = fake.seed(generate={"folders": 1000, "files_per_folder": 10, "file_size": 100, "depth": 1})
+    elapsed = time.time() - t
+    assert n == 11000
+    assert elapsed < 3, elapsed
+    d = fake.dump()["items"]
+    assert len(d) == 11000
+    assert sum(1 for x in d if x["folder"]) == 1000
+    rec = [x for x in d if x["path"] == "/folder-00005/file-00003.bin"][0]
+    assert rec["size"] == 100 and rec["quickXorHash"] and rec["eTag"] and rec["cTag"] and rec["id"]
+    item = g(fake, token, "/me/drive/items/" + rec["id"]).json()
+    assert item["file"]["hashes"]["quickXorHash"] == rec["quickXorHash"]
+    assert item["eTag"] == rec["eTag"] and item["fileSystemInfo"]["lastModifiedDateTime"] == rec["mtime"]
+    names, pages = children_all(fake, token, "/me/drive/root/children")
+    assert len(set(names)) == 1000 and pages == 5
+    assert g(fake, token, "/me/drive").json()["quota"]["used"] == 1000000
+
+
+def test_seed_generate_depth_and_invalid_names(fake):
+    n = fake.seed(generate={"folders": 30, "files_per_folder": 1, "file_size": 0, "depth": 3})
+    assert n == 60
+    paths = [x["path"] for x in fake.dump()["items"] if x["folder"]]
+    assert max(p.count("/") for p in paths) >= 3
+    for bad in ("a:b.txt", "trailing.", " lead", "CON.txt", "x/desktop.ini", "q?.txt", "~$lock.docx"):
+        with pytest.raises(ValueError):
+            fake.seed(tree=[{"path": bad, "content": "x"}])
+    fake.seed(tree=[{"path": "ok #1 100%.txt", "content": "x"}])
+
+
+def test_control_endpoints_over_http(fake, token):
+    base = fake.url + "/_control"
+    js = {"Content-Type": "application/json"}
+    r = req("POST", base + "/seed", js, json.dumps({"tree": [
+        {"path": "Documents/notes.txt", "content": "text", "mtime": "2024-01-02T03:04:05Z"},
+        {"path": "Documents/big.bin", "content": {"size": 4096, "seed": 2}},
+        {"path": "Photos", "folder": True}]}).encode())
+    assert r.status == 200 and r.json()["created"] == 3
+    r = req("POST", base + "/seed", js, json.dumps({"generate": {"folders": 2, "files_per_folder": 3,
+                                                                   "file_size": 10}}).encode())
+    assert r.json()["created"] == 8
+    items = req("GET", base + "/dump").json()["items"]
+    byp = {x["path"]: x for x in items}
+    assert byp["/Documents/notes.txt"]["mtime"] == "2024-01-02T03:04:05Z"
+    assert byp["/Documents/notes.txt"]["quickXorHash"] == quickxorhash(b"text")
+    assert byp["/Photos"]["folder"] is True and byp["/Documents"]["size"] == 4100
+    assert "/" not in byp
+    assert req("GET", base + "/content?path=/Documents/big.bin").body == GeneratedContent(4096, 2).to_bytes()
+    r = req("POST", base + "/config", js, json.dumps({"page_size": 2}).encode())
+    assert r.json()["page_size"] == 2
+    assert len(g(fake, token, "/me/drive/root/children").json()["value"]) == 2
+    assert req("POST", base + "/config", js, json.dumps({"bogus": 1}).encode()).status == 400
+    r = req("POST", base + "/tokens/issue", js, b"{}")
+    assert r.json()["access_token"]
+    assert req("GET", base + "/info").json()["drive_id"] == fake.drive_id
+    assert req("POST", base + "/seed", js, b"{not json").status == 400
+    assert req("GET", base + "/nope").status == 404
+    old_ids = {x["id"] for x in items}
+    assert req("POST", base + "/reset").status == 200
+    assert req("GET", base + "/dump").json() == {"items": []}
+    assert g(fake, token, "/me/drive/root").json()["id"] == fake.root_id   # tokens and root id survive
+    fake.seed(tree=[{"path": "new.txt", "content": "n"}])
+    assert fake.item_id("/new.txt") not in old_ids                          # ids are never reused
+    assert req("POST", base + "/identity/reset").status == 200
+    assert g(fake, token, "/me").status == 401
+
+
+def test_stats(fake, token):
+    fake.seed(tree=TREE)
+    fake.reset_stats()
+    g(fake, token, "/me/drive")
+    g(fake, token, "/me/drive/root/children")
+    g(fake, token, "/me/drive/root/children")
+    g(fake, token, "/me/drive/root:/Documents/notes.txt")
+    req("GET", fake.url + "/_control/stats")           # control requests are not counted
+    st = req("GET", fake.url + "/_control/stats").json()
+    assert st["requests"] == {"GET drive": 1, "GET children": 2, "GET item": 1}
+    assert st["total_requests"] == 4 and st["responses"] == {"200": 4}
+    assert st["bytes_sent"] > 0 and st["bytes_sent_content"] == 0
+    assert st["auth_violations"] == []
+    assert req("POST", fake.url + "/_control/stats/reset").status == 200
+    assert fake.stats()["total_requests"] == 0
+
+
+# ------------------------------------------------------------------ faults
+def test_fault_throttling_429_then_success(fake, token):
+    fake.faults(rules=[{"match": "GET children", "status": 429, "retry_after": "0.5", "times": 2}])
+    for _ in range(2):
+        r = g(fake, token, "/me/drive/root/children")
+        e = assert_graph_error(r, 429, "activityLimitReached")
+        assert r.header("retry-after") == "0.5"
+        assert e["innerError"]["code"] == "throttledRequest"
+    assert g(fake, token, "/me/drive/root/children").status == 200
+    assert fake.faults_snapshot()["rules"] == []
+    assert fake.stats()["faults_applied"] == 2
+
+
+def test_fault_503_by_method_and_prefix(fake, token):
+    fake.seed(tree=TREE)
+    loc = g(fake, token, "/me/drive/root:/Documents/notes.txt:/content").header("location")
+    r = req("POST", fake.url + "/_control/faults", {"Content-Type": "application/json"}, json.dumps(
+        {"rules": [{"match": "GET /_download", "status": 503, "retry_after": "1", "times": 1}]}).encode())
+    assert r.status == 200
+    r = req("GET", loc)
+    assert_graph_error(r, 503, "serviceNotAvailable")
+    assert r.header("retry-after") == "1"
+    assert req("GET", loc).body == b"hello\nworld\n"
+    # identity routes answer in their own dialect
+    fake.faults(rules=[{"match": "POST token", "status": 503, "times": 1}])
+    r = form_post(token_url(fake), {"grant_type": "refresh_token", "refresh_token": "x", "client_id": CID})
+    assert_token_error(r, "temporarily_unavailable", 503)
+
+
+def test_fault_drop_malformed_truncate_oversize(fake, token):
+    fake.seed(tree=TREE)
+    fake.faults(rules=[{"match": "GET drive", "drop": True, "times": 2}])
+    for _ in range(2):
+        with pytest.raises((http.client.RemoteDisconnected, ConnectionError)):
+            g(fake, token, "/me/drive")
+    assert g(fake, token, "/me/drive").status == 200
+
+    fake.faults(rules=[{"match": "GET item", "body": "{not json", "times": 1}])
+    r = g(fake, token, "/me/drive/root")
+    assert r.status == 200 and r.body == b"{not json"
+    with pytest.raises(ValueError):
+        r.json()
+
+    fake.faults(rules=[{"match": "GET children", "truncate": True, "times": 1}])
+    with pytest.raises(http.client.IncompleteRead):
+        g(fake, token, "/me/drive/root/children")
+    assert g(fake, token, "/me/drive/root/children").status == 200
+
+    loc = g(fake, token, "/me/drive/root:/Documents/Sub Folder/deep.bin:/content".replace(" ", "%20")
+            ).header("location")
+    fake.faults(rules=[{"match": "* /_download/", "truncate": True, "times": 1}])
+    with pytest.raises(http.client.IncompleteRead):
+        req("GET", loc)
+
+    fake.faults(rules=[{"match": "GET me", "oversize": 3000000, "times": 1}])
+    r = g(fake, token, "/me")
+    assert r.status == 200 and len(r.body) == 3000000
+    assert r.json()["value"] == []
+    fake.faults({})
+    assert fake.faults_snapshot() == {"latency_ms": 0, "stall_ms": 0, "rules": []}
+
+
+def test_fault_latency_and_stall(fake, token):
+    fake.faults(latency_ms=150)
+    t = time.time()
+    g(fake, token, "/me")
+    assert time.time() - t >= 0.14
+    fake.faults(rules=[{"match": "GET me", "stall_ms": 300, "times": 1}])
+    t = time.time()
+    assert g(fake, token, "/me").status == 200
+    assert time.time() - t >= 0.29
+    t = time.time()
+    g(fake, token, "/me")
+    assert time.time() - t < 0.25
+    with pytest.raises(ValueError):
+        fake.faults(rules=[{"match": "GET me", "explode": True}])
+
+
+def test_fault_mid_body_stall(fake, token):
+    fake.seed(tree=[{"path": "f.bin", "content": {"size": 200000, "seed": 1}}])
+    loc = g(fake, token, "/me/drive/root:/f.bin:/content").header("location")
+    fake.faults(rules=[{"match": "GET download", "stall_body_ms": 300, "times": 1}])
+    conn = http.client.HTTPConnection("127.0.0.1", fake.port, timeout=10)
+    try:
+        t = time.time()
+        conn.request("GET", urlsplit(loc).path)
+        r = conn.getresponse()
+        assert r.status == 200 and time.time() - t < 0.25      # headers arrive at once
+        first = r.read(100000)
+        assert len(first) == 100000 and time.time() - t < 0.25  # first half too
+        rest = r.read()
+        assert time.time() - t >= 0.29 and first + rest == fake.content("/f.bin")
+        # the top-level stall_ms applies to every response; a short read timeout sees it
+        fake.faults(stall_ms=1000)
+        conn.sock.settimeout(0.3)
+        conn.request("GET", urlsplit(loc).path)
+        r = conn.getresponse()
+        r.read(100000)
+        with pytest.raises(OSError):
+            r.read(10)
+    finally:
+        conn.close()
+
+
+# --------------------------------------------------------- server plumbing
+def test_keep_alive_connection_reuse(fake, token):
+    fake.seed(tree=TREE)
+    conn = http.client.HTTPConnection("127.0.0.1", fake.port, timeout=10)
+    try:
+        for _ in range(5):
+            r = req("GET", fake.graph_url + "/me/drive/root/children",
+                     {"Authorization": "Bearer " + token}, conn=conn)
+            assert r.status == 200
+        r = req("GET", fake.graph_url + "/me/drive/root:/Documents/notes.txt:/content",
+                 {"Authorization": "Bearer " + token}, conn=conn)
+        assert r.status == 302 and r.header("content-length") == "0"
+        r = req("GET", fake.graph_url + "/me", conn=conn)
+        assert r.status == 401
+        r = req("GET", fake.graph_url + "/me", {"Authorization": "Bearer " + token}, conn=conn)
+        assert r.status == 200
+    finally:
+        conn.close()
+
+
+def test_unknown_top_level_path(fake):
+    assert req("GET", fake.url + "/nothing/here").status == 404
+
+
+def test_cli_port_file_and_sigterm(tmp_path):
+    port_file = tmp_path / "port"
+    proc = subprocess.Popen([sys.executable, os.path.join(HERE, "fakegraph", "__main__.py"), "--port", "0",
+                             "--port-file", str(port_file), "--sample", "--auto-approve", "--latency-ms", "1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=str(tmp_path))
+    try:
+        deadline = time.time() + 10
+        while not port_file.exists() and time.time() < deadline:
+            time.sleep(0.02)
+        port = int(port_file.read_text())
+        line = proc.stdout.readline().decode()
+        assert line.strip() == "fake graph server listening on http://127.0.0.1:%d" % port
+        info = req("GET", "http://127.0.0.1:%d/_control/info" % port).json()
+        assert info["client_id"] == CID
+        dump = req("GET", "http://127.0.0.1:%d/_control/dump" % port).json()["items"]
+        paths = {x["path"] for x in dump}
+        assert "/Documents/notes.txt" in paths and "/Large files/video-300M.mp4" in paths
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
