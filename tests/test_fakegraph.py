@@ -855,3 +855,801 @@ def test_cli_port_file_and_sigterm(tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+# ================================================================ writes
+JSON_CT = {"Content-Type": "application/json"}
+ZERO_QX = "AAAAAAAAAAAAAAAAAAAAAAAAAAA="
+KIB320 = 320 * 1024
+
+
+def gj(fake, token, path, method, obj, headers=None):
+    """A Graph request with a JSON body."""
+    h = dict(JSON_CT)
+    h.update(headers or {})
+    return g(fake, token, path, method=method, headers=h, body=json.dumps(obj).encode())
+
+
+def mkdir(fake, token, parent_path, name, **extra):
+    body = {"name": name, "folder": {}}
+    body.update(extra)
+    return gj(fake, token, parent_path + "/children", "POST", body)
+
+
+def inner_code(r):
+    return r.json()["error"]["innerError"].get("code")
+
+
+def test_create_folder(fake, token):
+    r = mkdir(fake, token, "/me/drive/root", "New Folder",
+              fileSystemInfo={"createdDateTime": "2001-01-01T00:00:00Z",
+                              "lastModifiedDateTime": "2001-01-01T00:00:00Z"})
+    assert r.status == 201, r.body
+    j = r.json()
+    assert j["name"] == "New Folder" and j["folder"]["childCount"] == 0 and j["size"] == 0
+    assert j["parentReference"]["id"] == fake.root_id
+    assert not j["fileSystemInfo"]["lastModifiedDateTime"].startswith("2001")     # ignored (quirk 3)
+    assert j["@odata.context"].endswith("/items/$entity") and r.header("etag") == j["eTag"]
+    fid = j["id"]
+    # personal default: an existing folder comes back with 200
+    r = mkdir(fake, token, "/me/drive/root", "new folder")
+    assert r.status == 200 and r.json()["id"] == fid and r.json()["name"] == "New Folder"
+    e = assert_graph_error(mkdir(fake, token, "/me/drive/root", "NEW FOLDER",
+                                 **{"@microsoft.graph.conflictBehavior": "fail"}), 409, "nameAlreadyExists")
+    assert e["message"]
+    r = mkdir(fake, token, "/me/drive/root", "New Folder", **{"@microsoft.graph.conflictBehavior": "rename"})
+    assert r.status == 201 and r.json()["name"] == "New Folder 1"
+    r = mkdir(fake, token, "/me/drive/root", "New Folder", **{"@name.conflictBehavior": "rename"})
+    assert r.status == 201 and r.json()["name"] == "New Folder 2"
+    r = gj(fake, token, "/me/drive/root/children?@microsoft.graph.conflictBehavior=fail", "POST",
+           {"name": "New Folder", "folder": {}})
+    assert_graph_error(r, 409, "nameAlreadyExists")
+    r = mkdir(fake, token, "/me/drive/root", "New Folder", **{"@microsoft.graph.conflictBehavior": "replace"})
+    assert r.status == 200 and r.json()["id"] == fid
+    # below a folder, by id and by path; the parent's childCount follows
+    r = mkdir(fake, token, "/me/drive/items/%s" % fid, "Sub")
+    assert r.status == 201 and r.json()["parentReference"]["path"] == "/drive/root:/New%20Folder"
+    r = mkdir(fake, token, "/me/drive/root:/New Folder/Sub:".replace(" ", "%20"), "Deeper")
+    assert r.status == 201
+    assert g(fake, token, "/me/drive/items/" + fid).json()["folder"]["childCount"] == 1
+    # a file in the way: 409 without conflictBehavior
+    fake.seed(tree=[{"path": "afile", "content": "x"}])
+    assert_graph_error(mkdir(fake, token, "/me/drive/root", "AFile"), 409, "nameAlreadyExists")
+    r = mkdir(fake, token, "/me/drive/root", "afile", **{"@microsoft.graph.conflictBehavior": "rename"})
+    assert r.json()["name"] == "afile 1"
+
+
+def test_create_folder_errors(fake, token):
+    for bad in ("a:b", "x?", "trail.", " lead", "trail ", "CON", "con.txt", "desktop.ini", "~$x", "a_vti_b",
+                "a\x01b", "", "a|b", 'q"', "a<b", "a*b", "a\\b"):
+        r = mkdir(fake, token, "/me/drive/root", bad)
+        assert_graph_error(r, 400, "invalidRequest")
+        if bad:
+            assert inner_code(r) == "invalidPath", bad
+    r = mkdir(fake, token, "/me/drive/root", "x" * 400)
+    assert assert_graph_error(r, 400, "invalidRequest")["innerError"].get("code") == "pathIsTooLong"
+    ok = mkdir(fake, token, "/me/drive/root", "ok #1 100% é")
+    assert ok.status == 201
+    assert_graph_error(gj(fake, token, "/me/drive/root/children", "POST", {"name": "f.txt", "file": {}}),
+                       400, "invalidRequest")
+    assert_graph_error(gj(fake, token, "/me/drive/root/children", "POST", {"name": "nofacet"}),
+                       400, "invalidRequest")
+    assert_graph_error(gj(fake, token, "/me/drive/root/children", "POST", {"folder": {}}), 400, "invalidRequest")
+    assert_graph_error(mkdir(fake, token, "/me/drive/root", "c", **{"@microsoft.graph.conflictBehavior": "Fail"}),
+                       400, "invalidRequest")
+    r = g(fake, token, "/me/drive/root/children", method="POST", body=b'{"name":"a","folder":{}}')
+    assert_graph_error(r, 415, "BadRequest")                       # no Content-Type
+    r = g(fake, token, "/me/drive/root/children", method="POST", headers=JSON_CT, body=b"{nope")
+    assert_graph_error(r, 400, "invalidRequest")
+    r = g(fake, token, "/me/drive/root/children", method="POST", headers=JSON_CT, body=b"[1]")
+    assert_graph_error(r, 400, "invalidRequest")
+    fake.seed(tree=[{"path": "f.txt", "content": "x"}])
+    assert_graph_error(mkdir(fake, token, "/me/drive/root:/f.txt:", "sub"), 400, "invalidRequest")
+    assert_graph_error(mkdir(fake, token, "/me/drive/root:/missing:", "sub"), 404, "itemNotFound")
+    ro = fake.issue_tokens(scope="Files.Read User.Read offline_access")["access_token"]
+    assert_graph_error(mkdir(fake, ro, "/me/drive/root", "x"), 403, "accessDenied")
+    assert g(fake, ro, "/me/drive/root").status == 200
+    assert_graph_error(g(fake, token, "/me/drive/root/children", method="DELETE"), 405, "BadRequest")
+
+
+def test_patch_rename_move(fake, token):
+    fake.seed(tree=[{"path": "A/a.txt", "content": "aaa", "mtime": "2020-02-02T02:02:02Z"},
+                    {"path": "A/Sub/deep.txt", "content": "d"}, {"path": "B/b.txt", "content": "bb"}])
+    a = g(fake, token, "/me/drive/root:/A/a.txt").json()
+    r = gj(fake, token, "/me/drive/items/" + a["id"], "PATCH", {"name": "renamed.txt"})
+    assert r.status == 200, r.body
+    j = r.json()
+    assert j["name"] == "renamed.txt" and j["id"] == a["id"]
+    assert j["eTag"] != a["eTag"] and j["cTag"] == a["cTag"]             # metadata only
+    assert j["fileSystemInfo"] == a["fileSystemInfo"]                   # kept on rename
+    assert g(fake, token, "/me/drive/root:/A/a.txt").status == 404
+    # case-only rename of the same item
+    r = gj(fake, token, "/me/drive/items/" + a["id"], "PATCH", {"name": "RENAMED.txt"})
+    assert r.status == 200 and r.json()["name"] == "RENAMED.txt"
+    # conflict (case-insensitive) in the target folder
+    fake.seed(tree=[{"path": "A/other.txt", "content": "o"}])
+    r = gj(fake, token, "/me/drive/items/" + a["id"], "PATCH", {"name": "OTHER.TXT"})
+    assert_graph_error(r, 409, "nameAlreadyExists")
+    r = gj(fake, token, "/me/drive/items/%s?@microsoft.graph.conflictBehavior=rename" % a["id"], "PATCH",
+           {"name": "other.txt"})
+    assert r.status == 200 and r.json()["name"] == "other 1.txt"
+    # move by parentReference.id (+ rename), sizes follow
+    bid = fake.item_id("/B")
+    r = gj(fake, token, "/me/drive/items/" + a["id"], "PATCH", {"parentReference": {"id": bid}, "name": "m.txt"})
+    assert r.status == 200 and r.json()["parentReference"]["id"] == bid
+    assert r.json()["parentReference"]["path"] == "/drive/root:/B"
+    assert fake.item("/B").size == 5
+    assert fake.item("/A").size == 2
+    # "root" is not an id; the real root id works
+    r = gj(fake, token, "/me/drive/items/" + a["id"], "PATCH", {"parentReference": {"id": "root"}})
+    assert_graph_error(r, 400, "invalidRequest")
+    r = gj(fake, token, "/me/drive/items/" + a["id"], "PATCH", {"parentReference": {"id": fake.root_id}})
+    assert r.status == 200 and fake.item("/m.txt").id == a["id"]
+    r = gj(fake, token, "/me/drive/items/" + a["id"], "PATCH",
+           {"parentReference": {"path": "/drive/root:/B", "driveId": fake.drive_id.lower()}})
+    assert r.status == 200 and fake.item("/B/m.txt").id == a["id"]
+    # folder moves: not into itself or its subtree
+    aid, subid = fake.item_id("/A"), fake.item_id("/A/Sub")
+    for target in (aid, subid):
+        r = gj(fake, token, "/me/drive/items/" + aid, "PATCH", {"parentReference": {"id": target}})
+        assert_graph_error(r, 400, "invalidRequest")
+    r = gj(fake, token, "/me/drive/items/" + subid, "PATCH", {"parentReference": {"id": bid}})
+    assert r.status == 200 and fake.content("/B/Sub/deep.txt") == b"d"
+    # errors
+    for body, status, code in [({"name": "bad:name"}, 400, "invalidRequest"),
+                               ({"name": 5}, 400, "invalidRequest"),
+                               ({"parentReference": {"id": fake.drive_id + "!999999"}}, 404, "itemNotFound"),
+                               ({"parentReference": {"id": a["id"]}}, 400, "invalidRequest"),
+                               ({"parentReference": {"id": bid, "driveId": "0123456789ABCDEF"}}, 400,
+                                "invalidRequest"),
+                               ({"size": 3}, 400, "invalidRequest"),
+                               ({"fileSystemInfo": {"lastModifiedDateTime": "yesterday"}}, 400, "invalidRequest")]:
+        assert_graph_error(gj(fake, token, "/me/drive/items/" + aid, "PATCH", body), status, code)
+    assert inner_code(gj(fake, token, "/me/drive/items/" + aid, "PATCH", {"cTag": "x"})) == "propertyNotUpdateable"
+    assert_graph_error(gj(fake, token, "/me/drive/root", "PATCH", {"name": "x"}), 403, "notAllowed")
+    # conflictBehavior replace: the file in the way goes to the recycle bin
+    fake.seed(tree=[{"path": "R/one.txt", "content": "1"}, {"path": "R/two.txt", "content": "22"}])
+    one = fake.item_id("/R/one.txt")
+    r = gj(fake, token, "/me/drive/items/%s?@microsoft.graph.conflictBehavior=replace" % one, "PATCH",
+           {"name": "two.txt"})
+    assert r.status == 200 and fake.item_id("/R/two.txt") == one and fake.content("/R/two.txt") == b"1"
+    assert fake.recycle_bin()[-1]["path"] == "/R/two.txt"
+    assert_graph_error(gj(fake, token, "/me/drive/items/%s!424242" % fake.drive_id, "PATCH", {"name": "x"}),
+                       404, "itemNotFound")
+
+
+def test_patch_timestamps_make_versions(fake, token):
+    fake.seed(tree=[{"path": "f.txt", "content": "one"}, {"path": "D", "folder": True}])
+    f = g(fake, token, "/me/drive/root:/f.txt").json()
+    assert len(g(fake, token, "/me/drive/items/%s/versions" % f["id"]).json()["value"]) == 1
+    r = gj(fake, token, "/me/drive/items/" + f["id"], "PATCH",
+           {"fileSystemInfo": {"createdDateTime": "2021-03-04T05:06:07.891Z",
+                               "lastModifiedDateTime": "2022-03-04T05:06:07.5Z"}})
+    assert r.status == 200, r.body
+    j = r.json()
+    assert j["fileSystemInfo"] == {"createdDateTime": "2021-03-04T05:06:07Z",
+                                   "lastModifiedDateTime": "2022-03-04T05:06:07Z"}   # whole seconds
+    assert j["eTag"] != f["eTag"] and j["cTag"] == f["cTag"]
+    assert len(g(fake, token, "/me/drive/items/%s/versions" % f["id"]).json()["value"]) == 2    # quirk 2
+    r = gj(fake, token, "/me/drive/items/" + f["id"], "PATCH",
+           {"fileSystemInfo": {"lastModifiedDateTime": "2023-01-01T00:00:00Z"}})
+    assert r.json()["fileSystemInfo"]["createdDateTime"] == "2021-03-04T05:06:07Z"
+    assert {x["path"]: x for x in fake.dump()["items"]}["/f.txt"]["versions"] == 3
+    d = gj(fake, token, "/me/drive/root:/D", "PATCH",
+           {"fileSystemInfo": {"lastModifiedDateTime": "2019-01-01T00:00:00Z"}}).json()
+    assert d["fileSystemInfo"]["lastModifiedDateTime"] == "2019-01-01T00:00:00Z"
+    r = gj(fake, token, "/me/drive/root:/D", "PATCH", {"fileSystemInfo": {"bogus": 1}})
+    assert_graph_error(r, 400, "BadRequest")
+
+
+def test_preconditions(fake, token):
+    fake.seed(tree=[{"path": "f.txt", "content": "one"}])
+    f = g(fake, token, "/me/drive/root:/f.txt").json()
+    url = "/me/drive/items/" + f["id"]
+    stale = '"{00000000-0000-0000-0000-000000000000},1"'
+    r = gj(fake, token, url, "PATCH", {"name": "g.txt"}, {"If-Match": stale})
+    e = assert_graph_error(r, 412, "resourceModified")
+    assert e["innerError"]["code"] == "entityTagDoesNotMatch"
+    r = gj(fake, token, url, "PATCH", {"name": "g.txt"}, {"If-Match": "unquoted-tag"})
+    assert assert_graph_error(r, 400, "invalidRequest")["innerError"].get("code") == "malformedEntityTag"
+    r = gj(fake, token, url, "PATCH", {"name": "g.txt"}, {"If-Match": f["cTag"]})       # cTag works too
+    assert r.status == 200
+    g1 = r.json()
+    r = gj(fake, token, url, "PATCH", {"name": "h.txt"}, {"If-Match": f["eTag"]})       # eTag changed
+    assert_graph_error(r, 412, "resourceModified")
+    assert gj(fake, token, url, "PATCH", {"name": "h.txt"}, {"If-Match": "*"}).status == 200
+    # PUT content
+    r = g(fake, token, url + "/content", "PUT", {"If-Match": g1["eTag"]}, b"two")
+    assert_graph_error(r, 412, "resourceModified")
+    cur = g(fake, token, url).json()
+    r = g(fake, token, url + "/content", "PUT", {"If-Match": cur["eTag"]}, b"two")
+    assert r.status == 200 and r.json()["size"] == 3
+    r = g(fake, token, "/me/drive/root:/h.txt:/content", "PUT", {"If-None-Match": "*"}, b"x")
+    assert_graph_error(r, 412, "resourceModified")
+    r = g(fake, token, "/me/drive/root:/new.txt:/content", "PUT", {"If-None-Match": "*"}, b"x")
+    assert r.status == 201
+    r = g(fake, token, "/me/drive/root:/absent.txt:/content", "PUT", {"If-Match": "*"}, b"x")
+    assert_graph_error(r, 412, "resourceModified")
+    # DELETE
+    assert_graph_error(g(fake, token, url, "DELETE", {"If-Match": stale}), 412, "resourceModified")
+    cur = g(fake, token, url).json()
+    assert g(fake, token, url, "DELETE", {"If-Match": cur["eTag"]}).status == 204
+
+
+def test_delete_recycle_and_permanent(fake, token):
+    fake.seed(tree=[{"path": "D/a.bin", "content": {"size": 1000, "seed": 1}},
+                    {"path": "D/E/b.bin", "content": {"size": 500, "seed": 2}},
+                    {"path": "p.bin", "content": {"size": 70, "seed": 3}}])
+    did = fake.item_id("/D")
+    bid = fake.item_id("/D/E/b.bin")
+    r = g(fake, token, "/me/drive/items/" + did, "DELETE")
+    assert r.status == 204 and r.body == b""
+    for p in ("/me/drive/items/" + did, "/me/drive/items/" + bid, "/me/drive/root:/D/E"):
+        assert_graph_error(g(fake, token, p), 404, "itemNotFound")
+    q = g(fake, token, "/me/drive").json()["quota"]
+    assert q["used"] == 70 and q["deleted"] == 1500
+    rb = fake.recycle_bin()
+    assert [(x["id"], x["path"], x["size"], x["folder"]) for x in rb] == [(did, "/D", 1500, True)]
+    assert g(fake, token, "/me/drive/root").json()["folder"]["childCount"] == 1
+    assert_graph_error(g(fake, token, "/me/drive/items/" + did, "DELETE"), 404, "itemNotFound")
+    r = g(fake, token, "/me/drive/root:/p.bin:/permanentDelete", "POST")
+    assert r.status == 204
+    assert fake.quota()["deleted"] == 1500 and len(fake.recycle_bin()) == 1 and fake.quota()["used"] == 0
+    assert_graph_error(g(fake, token, "/me/drive/root", "DELETE"), 403, "notAllowed")
+    assert_graph_error(g(fake, token, "/me/drive/items/" + fake.root_id, "DELETE"), 403, "notAllowed")
+    assert_graph_error(g(fake, token, "/me/drive/root/permanentDelete", "GET"), 405, "BadRequest")
+
+
+def test_put_content_create_replace(fake, token):
+    fake.seed(tree=[{"path": "D", "folder": True}])
+    did = fake.item_id("/D")
+    q0 = fake.quota()["used"]
+    r = g(fake, token, "/me/drive/items/%s:/a.txt:/content" % did, "PUT", {"Content-Type": "text/plain"}, b"hello")
+    assert r.status == 201, r.body
+    a = r.json()
+    assert a["name"] == "a.txt" and a["size"] == 5 and a["file"]["hashes"]["quickXorHash"] == quickxorhash(b"hello")
+    assert a["parentReference"]["id"] == did and "@microsoft.graph.downloadUrl" in a
+    assert fake.quota()["used"] == q0 + 5 and fake.content("/D/a.txt") == b"hello"
+    t0 = int(time.time())
+    # replace by path (default conflictBehavior replace): same id, new tags, version recorded
+    gj(fake, token, "/me/drive/items/" + a["id"], "PATCH",
+       {"fileSystemInfo": {"lastModifiedDateTime": "2000-01-01T00:00:00Z"}})
+    mid = g(fake, token, "/me/drive/items/" + a["id"]).json()
+    r = g(fake, token, "/me/drive/root:/D/A.TXT:/content", "PUT", body=b"hello world")
+    assert r.status == 200
+    b = r.json()
+    assert b["id"] == a["id"] and b["name"] == "a.txt" and b["size"] == 11
+    assert b["cTag"] != mid["cTag"] and b["eTag"] != mid["eTag"]
+    assert util_parse(b["fileSystemInfo"]["lastModifiedDateTime"]) >= t0 - 1          # reset to now
+    assert [v["id"] for v in g(fake, token, "/me/drive/items/%s/versions" % a["id"]).json()["value"]] == \
+        ["current", "2-3", "1-3"]
+    assert fake.quota()["used"] == q0 + 11
+    # by id
+    r = g(fake, token, "/me/drive/items/%s/content" % a["id"], "PUT", body=b"")
+    assert r.status == 200 and r.json()["size"] == 0
+    assert r.json()["file"]["hashes"]["quickXorHash"] == ZERO_QX
+    # conflict behaviours
+    u = "/me/drive/root:/D/a.txt:/content?@microsoft.graph.conflictBehavior="
+    assert_graph_error(g(fake, token, u + "fail", "PUT", body=b"x"), 409, "nameAlreadyExists")
+    r = g(fake, token, u + "rename", "PUT", body=b"x")
+    assert r.status == 201 and r.json()["name"] == "a 1.txt"
+    assert g(fake, token, u + "rename", "PUT", body=b"x").json()["name"] == "a 2.txt"
+    assert_graph_error(g(fake, token, u + "sometimes", "PUT", body=b"x"), 400, "invalidRequest")
+    # a chunked request body works like any other
+    conn = http.client.HTTPConnection("127.0.0.1", fake.port, timeout=10)
+    try:
+        conn.putrequest("PUT", "/v1.0/me/drive/root:/D/chunked.txt:/content")
+        conn.putheader("Authorization", "Bearer " + token)
+        conn.putheader("Transfer-Encoding", "chunked")
+        conn.endheaders()
+        for part in (b"abc", b"defg"):
+            conn.send(b"%x\r\n%s\r\n" % (len(part), part))
+        conn.send(b"0\r\n\r\n")
+        r = conn.getresponse()
+        assert r.status == 201 and json.loads(r.read())["size"] == 7
+    finally:
+        conn.close()
+    assert fake.content("/D/chunked.txt") == b"abcdefg"
+    # zero-byte new file; root-relative path
+    r = g(fake, token, "/me/drive/root:/empty.txt:/content", "PUT", body=b"")
+    assert r.status == 201 and r.json()["size"] == 0
+    # errors
+    assert_graph_error(g(fake, token, "/me/drive/root:/D:/content", "PUT", body=b"x"), 409, "nameAlreadyExists")
+    assert_graph_error(g(fake, token, "/me/drive/items/%s/content" % did, "PUT", body=b"x"), 400, "invalidRequest")
+    assert_graph_error(g(fake, token, "/me/drive/root/content", "PUT", body=b"x"), 400, "invalidRequest")
+    assert_graph_error(g(fake, token, "/me/drive/root:/nope/x.txt:/content", "PUT", body=b"x"), 404, "itemNotFound")
+    assert_graph_error(g(fake, token, "/me/drive/root:/D/a.txt/x.txt:/content", "PUT", body=b"x"), 400,
+                       "invalidRequest")
+    r = g(fake, token, "/me/drive/root:/bad%3F.txt:/content", "PUT", body=b"x")
+    assert assert_graph_error(r, 400, "invalidRequest")["innerError"].get("code") == "invalidPath"
+
+
+def util_parse(s):
+    from fakegraph import util
+    return util.parse_iso(s)
+
+
+def test_put_content_quota_and_size_limit(fake, token):
+    fake.seed(tree=[{"path": "f.bin", "content": {"size": 1000, "seed": 1}}])
+    r = req("POST", fake.url + "/_control/quota", JSON_CT, json.dumps({"total": 1500}).encode())
+    assert r.status == 200 and r.json()["total"] == 1500 and r.json()["remaining"] == 500
+    before = fake.dump()
+    e = assert_graph_error(g(fake, token, "/me/drive/root:/g.bin:/content", "PUT", body=b"x" * 501),
+                           507, "quotaLimitReached")
+    assert e["message"]
+    assert_graph_error(g(fake, token, "/me/drive/root:/f.bin:/content", "PUT", body=b"x" * 1501),
+                       507, "quotaLimitReached")
+    assert fake.dump() == before                                            # nothing changed
+    assert g(fake, token, "/me/drive/root:/f.bin:/content", "PUT", body=b"x" * 1500).status == 200
+    q = g(fake, token, "/me/drive").json()["quota"]
+    assert q["used"] == 1500 and q["remaining"] == 0 and q["state"] == "exceeded"
+    assert_graph_error(g(fake, token, "/me/drive/root:/z.txt:/content", "PUT", body=b""), 507, "quotaLimitReached")
+    assert_graph_error(mkdir(fake, token, "/me/drive/root", "F"), 507, "quotaLimitReached")
+    fake.set_quota(1 << 40)
+    # simple PUT size limit: 413, body discarded, the connection stays usable
+    fake.set_config(simple_upload_max=1000)
+    fake.reset_stats()
+    conn = http.client.HTTPConnection("127.0.0.1", fake.port, timeout=10)
+    try:
+        h = {"Authorization": "Bearer " + token}
+        r = req("PUT", fake.graph_url + "/me/drive/root:/big.bin:/content", h, b"y" * 5000, conn=conn)
+        assert_graph_error(r, 413, "requestTooLarge")
+        r = req("PUT", fake.graph_url + "/me/drive/root:/ok.bin:/content", h, b"y" * 1000, conn=conn)
+        assert r.status == 201
+    finally:
+        conn.close()
+    st = fake.stats()
+    assert st["requests"]["PUT content"] == 2 and st["bytes_received_content"] == 6000
+
+
+# ------------------------------------------------------- upload sessions
+def create_session(fake, token, target, body=None, headers=None):
+    if body is None:
+        return g(fake, token, target + "/createUploadSession", "POST", headers)
+    return gj(fake, token, target + "/createUploadSession", "POST", body, headers)
+
+
+def put_frag(url, data, start, total, headers=None, conn=None):
+    h = {"Content-Range": "bytes %d-%d/%d" % (start, start + len(data) - 1, total)}
+    h.update(headers or {})
+    return req("PUT", url, h, data, conn=conn)
+
+
+def test_upload_session_flow(fake, token):
+    fake.seed(tree=[{"path": "D", "folder": True}])
+    did = fake.item_id("/D")
+    data = GeneratedContent(3 * KIB320 + 1234, 7).to_bytes()
+    r = create_session(fake, token, "/me/drive/items/%s:/up.bin:" % did,
+                       {"item": {"@microsoft.graph.conflictBehavior": "fail", "name": "up.bin",
+                                 "fileSystemInfo": {"createdDateTime": "2010-01-01T00:00:00Z",
+                                                    "lastModifiedDateTime": "2011-01-01T00:00:00Z"},
+                                 "fileSize": len(data)}})
+    assert r.status == 200, r.body
+    s = r.json()
+    assert s["nextExpectedRanges"] == ["0-"] and s["uploadUrl"].startswith(fake.url + "/_upload/")
+    assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$", s["expirationDateTime"])
+    url = s["uploadUrl"]
+    assert g(fake, token, "/me/drive/root:/D/up.bin").status == 404        # nothing yet
+    r = put_frag(url, data[:2 * KIB320], 0, len(data))
+    assert r.status == 202, r.body
+    assert r.json()["nextExpectedRanges"] == ["%d-" % (2 * KIB320)] and "expirationDateTime" in r.json()
+    r = req("GET", url)
+    assert r.status == 200 and r.json()["nextExpectedRanges"] == ["%d-" % (2 * KIB320)]
+    r = put_frag(url, data[2 * KIB320:3 * KIB320], 2 * KIB320, len(data))
+    assert r.status == 202
+    r = put_frag(url, data[3 * KIB320:], 3 * KIB320, len(data))
+    assert r.status == 201, r.body
+    it = r.json()
+    assert it["name"] == "up.bin" and it["size"] == len(data)
+    assert it["file"]["hashes"]["quickXorHash"] == quickxorhash(data)
+    assert it["fileSystemInfo"] == {"createdDateTime": "2010-01-01T00:00:00Z",
+                                    "lastModifiedDateTime": "2011-01-01T00:00:00Z"}
+    assert fake.content("/D/up.bin") == data
+    assert_graph_error(req("GET", url), 404, "itemNotFound")                 # the session is over
+    assert fake.upload_sessions() == []
+    # replace through an id-addressed session: 200, same id, new cTag
+    r = create_session(fake, token, "/me/drive/items/" + it["id"])
+    s = r.json()
+    assert r.status == 200
+    r = put_frag(s["uploadUrl"], b"short", 0, 5)
+    assert r.status == 200 and r.json()["id"] == it["id"] and r.json()["cTag"] != it["cTag"]
+    assert fake.content("/D/up.bin") == b"short"
+    # path-addressed default conflictBehavior is replace
+    r = create_session(fake, token, "/me/drive/root:/D/UP.bin:", {"item": {}})
+    r = put_frag(r.json()["uploadUrl"], b"again", 0, 5)
+    assert r.status == 200 and r.json()["id"] == it["id"] and r.json()["name"] == "up.bin"
+    # rename
+    r = create_session(fake, token, "/me/drive/root:/D/up.bin:",
+                       {"item": {"@microsoft.graph.conflictBehavior": "rename"}})
+    r = put_frag(r.json()["uploadUrl"], b"third", 0, 5)
+    assert r.status == 201 and r.json()["name"] == "up 1.bin"
+    assert len(fake.versions_of("/D/up.bin")) == 3
+    # Authorization on the upload URL: 401 and an auth violation
+    s = create_session(fake, token, "/me/drive/root:/D/auth.bin:").json()
+    r = put_frag(s["uploadUrl"], b"x", 0, 1, {"Authorization": "Bearer " + token})
+    assert_graph_error(r, 401, "unauthenticated")
+    v = fake.stats()["auth_violations"]
+    assert len(v) == 1 and v[0]["route"] == "PUT upload"
+    for m in ("GET", "DELETE"):
+        assert_graph_error(req(m, s["uploadUrl"], {"Authorization": "Bearer " + token}), 401, "unauthenticated")
+    # cancel
+    assert req("DELETE", s["uploadUrl"]).status == 204
+    assert_graph_error(put_frag(s["uploadUrl"], b"x", 0, 1), 404, "itemNotFound")
+    assert_graph_error(req("DELETE", s["uploadUrl"]), 404, "itemNotFound")
+    assert_graph_error(req("GET", fake.url + "/_upload/garbage"), 404, "itemNotFound")
+    assert_graph_error(req("POST", s["uploadUrl"]), 404, "itemNotFound")
+    # the target folder disappears while the session is open: 404 at completion
+    s = create_session(fake, token, "/me/drive/root:/D/late.bin:").json()
+    g(fake, token, "/me/drive/items/" + did, "DELETE")
+    assert_graph_error(put_frag(s["uploadUrl"], b"x", 0, 1), 404, "itemNotFound")
+    assert fake.upload_sessions() == []
+
+
+def test_upload_fragment_rules(fake, token):
+    total = 3 * KIB320
+    data = GeneratedContent(total, 3).to_bytes()
+    s = create_session(fake, token, "/me/drive/root:/f.bin:").json()
+    url = s["uploadUrl"]
+    e = assert_graph_error(req("PUT", url, {}, data[:KIB320]), 400, "invalidRequest")     # no Content-Range
+    assert "Content-Range" in e["message"]
+    for bad in ("bytes 0--1/0", "bytes 0-9/*", "bytes=0-9/10", "0-9/10", "bytes 5-4/10", "bytes 0-10/10",
+                "bytes 0-0/0"):
+        r = req("PUT", url, {"Content-Range": bad}, b"x" * 10)
+        assert_graph_error(r, 400, "invalidRequest")
+    r = req("PUT", url, {"Content-Range": "bytes 0-%d/%d" % (KIB320 - 1, total)}, data[:KIB320 - 1])
+    assert_graph_error(r, 400, "invalidRequest")                               # length mismatch
+    r = put_frag(url, data[:1000], 0, total)                                    # not a 320 KiB multiple
+    assert_graph_error(r, 400, "invalidRequest")
+    r = put_frag(url, data[KIB320:2 * KIB320], KIB320, total)                  # gap
+    assert assert_graph_error(r, 416, "invalidRange")["innerError"].get("code") == "fragmentOutOfOrder"
+    assert put_frag(url, data[:KIB320], 0, total).status == 202
+    r = put_frag(url, data[:KIB320], 0, total)                                  # resent
+    e = assert_graph_error(r, 416, "invalidRange")
+    assert e["innerError"]["code"] == "fragmentOverlap"
+    r = put_frag(url, data[KIB320:2 * KIB320], KIB320, total + 1)              # other total
+    assert assert_graph_error(r, 400, "invalidRequest")["innerError"].get("code") == "fragmentLengthMismatch"
+    assert req("GET", url).json()["nextExpectedRanges"] == ["%d-" % KIB320]     # nothing stored by errors
+    # >= 60 MiB fragments are refused (body discarded)
+    big = b"\0" * (60 * 1024 * 1024)
+    r = req("PUT", url, {"Content-Range": "bytes %d-%d/%d" % (KIB320, KIB320 + len(big) - 1, 200 << 20)}, big)
+    assert assert_graph_error(r, 400, "invalidRequest")["innerError"].get("code") == "maxFragmentLengthExceeded"
+    assert put_frag(url, data[KIB320:], KIB320, total).status == 201           # last fragment: any size
+    assert fake.content("/f.bin") == data
+    # fileSize sets the total
+    s = create_session(fake, token, "/me/drive/root:/g.bin:", {"item": {"fileSize": 10}}).json()
+    r = put_frag(s["uploadUrl"], b"x" * 11, 0, 11)
+    assert assert_graph_error(r, 400, "invalidRequest")["innerError"].get("code") == "fragmentLengthMismatch"
+
+
+def test_upload_session_creation_errors(fake, token):
+    fake.seed(tree=[{"path": "D", "folder": True}, {"path": "D/e.txt", "content": "e"}])
+    did = fake.item_id("/D")
+    assert_graph_error(create_session(fake, token, "/me/drive/items/%s:/x.bin:" % did, {"item": {"name": "y.bin"}}),
+                       400, "invalidRequest")
+    assert_graph_error(create_session(fake, token, "/me/drive/items/%s:/bad%%7C.bin:" % did), 400, "invalidRequest")
+    assert_graph_error(create_session(fake, token, "/me/drive/items/" + did), 400, "invalidRequest")    # folder
+    assert_graph_error(create_session(fake, token, "/me/drive/root:/D:"), 409, "nameAlreadyExists")
+    assert_graph_error(create_session(fake, token, "/me/drive/root:/D/e.txt:",
+                                      {"item": {"@microsoft.graph.conflictBehavior": "fail"}}),
+                       409, "nameAlreadyExists")
+    assert_graph_error(create_session(fake, token, "/me/drive/root:/nope/x.bin:"), 404, "itemNotFound")
+    assert_graph_error(create_session(fake, token, "/me/drive/root:/x.bin:", {"item": {"bogus": 1}}),
+                       400, "BadRequest")
+    assert_graph_error(create_session(fake, token, "/me/drive/root:/x.bin:", {"item": {"description": "d"}}),
+                       400, "invalidRequest")
+    assert_graph_error(create_session(fake, token, "/me/drive/root:/x.bin:", {"deferCommit": True}),
+                       501, "notSupported")
+    assert_graph_error(create_session(fake, token, "/me/drive/root:/x.bin:", {"item": {"fileSize": -1}}),
+                       400, "invalidRequest")
+    stale = '"{00000000-0000-0000-0000-000000000000},1"'
+    assert_graph_error(create_session(fake, token, "/me/drive/root:/D/e.txt:", headers={"If-Match": stale}),
+                       412, "resourceModified")
+    e_tag = g(fake, token, "/me/drive/root:/D/e.txt").json()["eTag"]
+    assert_graph_error(create_session(fake, token, "/me/drive/root:/D/e.txt:", headers={"If-None-Match": e_tag}),
+                       412, "resourceModified")
+    fake.set_quota(fake.quota()["used"] + 100)
+    assert_graph_error(create_session(fake, token, "/me/drive/root:/q.bin:", {"item": {"fileSize": 101}}),
+                       507, "quotaLimitReached")
+    assert fake.upload_sessions() == []
+    # quota checked again at completion
+    s = create_session(fake, token, "/me/drive/root:/q.bin:").json()
+    assert_graph_error(put_frag(s["uploadUrl"], b"z" * 101, 0, 101), 507, "quotaLimitReached")
+    assert g(fake, token, "/me/drive/root:/q.bin").status == 404 and fake.upload_sessions() == []
+    fake.set_quota(1 << 40)
+    # If-Match given at creation is checked at completion
+    s = create_session(fake, token, "/me/drive/root:/D/e.txt:", headers={"If-Match": e_tag}).json()
+    g(fake, token, "/me/drive/root:/D/e.txt:/content", "PUT", body=b"changed meanwhile")
+    assert_graph_error(put_frag(s["uploadUrl"], b"z", 0, 1), 412, "resourceModified")
+
+
+def test_upload_session_conflicts_and_expiry(fake, token):
+    s1 = create_session(fake, token, "/me/drive/root:/a.bin:").json()
+    e = assert_graph_error(create_session(fake, token, "/me/drive/root:/A.BIN:"), 409, "nameAlreadyExists")
+    assert e["message"] == "An upload session already exists for this file"
+    assert len(fake.upload_sessions()) == 1
+    assert req("DELETE", s1["uploadUrl"]).status == 204                     # cancelling frees it
+    s2 = create_session(fake, token, "/me/drive/root:/a.bin:",
+                        {"item": {"@microsoft.graph.conflictBehavior": "fail"}}).json()
+    # the name gets taken meanwhile: 409 at completion, the session ends
+    assert g(fake, token, "/me/drive/root:/a.bin:/content", "PUT", body=b"other").status == 201
+    assert_graph_error(put_frag(s2["uploadUrl"], b"mine", 0, 4), 409, "nameAlreadyExists")
+    assert fake.content("/a.bin") == b"other"
+    assert_graph_error(req("GET", s2["uploadUrl"]), 404, "itemNotFound")
+    # completing frees the name for a new session
+    s3 = create_session(fake, token, "/me/drive/root:/a.bin:").json()
+    assert put_frag(s3["uploadUrl"], b"mine", 0, 4).status == 200
+    assert create_session(fake, token, "/me/drive/root:/a.bin:").status == 200
+    fake.set_config(upload_session_conflict=False)
+    assert create_session(fake, token, "/me/drive/root:/a.bin:").status == 200   # personal-style
+    # expiry: lifetime extended by fragments; control expiry; 404 afterwards
+    fake.set_config(upload_session_lifetime=0.5)
+    s = create_session(fake, token, "/me/drive/root:/b.bin:").json()
+    time.sleep(0.3)
+    r = put_frag(s["uploadUrl"], b"x" * KIB320, 0, 2 * KIB320)
+    assert r.status == 202 and r.json()["expirationDateTime"] > s["expirationDateTime"]
+    time.sleep(0.3)
+    assert req("GET", s["uploadUrl"]).status == 200            # extended by the fragment
+    time.sleep(0.6)
+    r = req("GET", s["uploadUrl"])
+    assert_graph_error(r, 404, "itemNotFound")
+    assert r.json()["error"]["message"] == "The upload session was not found"
+    fake.set_config(upload_session_lifetime=900)
+    s = create_session(fake, token, "/me/drive/root:/c.bin:").json()
+    r = req("POST", fake.url + "/_control/upload/expire", JSON_CT, json.dumps({"url": s["uploadUrl"]}).encode())
+    assert r.json() == {"expired": 1}
+    assert_graph_error(put_frag(s["uploadUrl"], b"x", 0, 1), 404, "itemNotFound")
+    s = create_session(fake, token, "/me/drive/root:/d.bin:").json()
+    assert req("GET", fake.url + "/_control/uploads").json()["sessions"][-1]["name"] == "d.bin"
+    assert fake.expire_uploads() >= 1 and fake.upload_sessions() == []
+
+
+def test_upload_session_200_mib(fake, token):
+    total = 200 << 20
+    src = GeneratedContent(total, 77)
+    chunk = 32 * KIB320                                         # 10 MiB
+    s = create_session(fake, token, "/me/drive/root:/big.bin:", {"item": {"fileSize": total}}).json()
+    fake.reset_stats()
+    conn = http.client.HTTPConnection("127.0.0.1", fake.port, timeout=30)
+    try:
+        pos = 0
+        while pos < total:
+            part = src.read(pos, chunk)
+            r = put_frag(s["uploadUrl"], part, pos, total, conn=conn)
+            pos += len(part)
+            assert r.status == (201 if pos == total else 202), r.body
+    finally:
+        conn.close()
+    it = r.json()
+    assert it["size"] == total and it["file"]["hashes"]["quickXorHash"] == src.quickxorhash()
+    assert fake.stats()["bytes_received_content"] == total
+    loc = g(fake, token, "/me/drive/items/%s/content" % it["id"]).header("location")
+    r = req("GET", loc, {"Range": "bytes=%d-%d" % (total - 5000, total - 1)})
+    assert r.status == 206 and r.body == src.read(total - 5000, 5000)
+
+
+# ---------------------------------------------------------------- versions
+def test_versions(fake, token):
+    fake.seed(tree=[{"path": "v.txt", "content": "v1"}, {"path": "D", "folder": True}])
+    vid = fake.item_id("/v.txt")
+    base = "/me/drive/items/%s/versions" % vid
+    g(fake, token, "/me/drive/items/%s/content" % vid, "PUT", body=b"v2 longer")
+    vs = g(fake, token, base).json()
+    assert vs["@odata.context"].endswith("/versions")
+    assert [v["id"] for v in vs["value"]] == ["current", "1-2"]
+    assert [v["size"] for v in vs["value"]] == [9, 2]
+    for v in vs["value"]:
+        assert set(v) == {"id", "lastModifiedDateTime", "size", "lastModifiedBy"}
+    assert g(fake, token, base + "/1-2").json()["size"] == 2
+    r = g(fake, token, base + "/1-2/content")
+    assert r.status == 302 and req("GET", r.header("location")).body == b"v1"
+    old_loc = r.header("location")
+    assert req("GET", g(fake, token, base + "/current/content").header("location")).body == b"v2 longer"
+    r = g(fake, token, base + "/1-2/restoreVersion", "POST")
+    assert r.status == 204 and r.body == b""
+    assert fake.content("/v.txt") == b"v1"
+    assert [v["id"] for v in g(fake, token, base).json()["value"]] == ["current", "2-3", "1-3"]
+    assert req("GET", old_loc).body == b"v1"                     # a version URL survives new versions
+    assert_graph_error(g(fake, token, base + "/1-2"), 404, "itemNotFound")            # ids changed
+    assert_graph_error(g(fake, token, base + "/nope/content"), 404, "itemNotFound")
+    assert_graph_error(g(fake, token, "/me/drive/root:/D:/versions"), 400, "invalidRequest")
+    assert_graph_error(g(fake, token, base + "/current", "DELETE"), 501, "notSupported")
+    r = req("GET", fake.url + "/_control/versions?path=/v.txt").json()["versions"]
+    assert [x["size"] for x in r] == [2, 9, 2]
+
+
+# ------------------------------------------------------------------- delta
+def delta_round(fake, token, url="/me/drive/root/delta", headers=None):
+    """All pages of one round: (items, deltaLink, pages)."""
+    items, pages = [], 0
+    r = g(fake, token, url, headers=headers) if not url.startswith("http") else \
+        req("GET", url, dict({"Authorization": "Bearer " + token}, **(headers or {})))
+    while True:
+        assert r.status == 200, r.body
+        j = r.json()
+        pages += 1
+        assert j["@odata.context"].endswith("$metadata#Collection(driveItem)")
+        items += j["value"]
+        if "@odata.deltaLink" in j:
+            assert "@odata.nextLink" not in j
+            return items, j["@odata.deltaLink"], pages
+        nxt = j["@odata.nextLink"]
+        assert nxt.startswith(fake.graph_url + "/") and "token=" in nxt
+        r = req("GET", nxt, dict({"Authorization": "Bearer " + token}, **(headers or {})))
+
+
+def test_delta_full_enumeration(fake, token):
+    fake.seed(tree=TREE + [{"path": "Photos/p%02d.jpg" % i, "content": "p"} for i in range(20)])
+    n = 1 + len(fake.dump()["items"])
+    items, link, pages = delta_round(fake, token, "/me/drive/root/delta?$top=7")
+    assert pages == (n + 6) // 7 and pages > 2
+    ids = [x["id"] for x in items]
+    assert len(ids) == len(set(ids)) == n
+    assert items[0]["id"] == fake.root_id and items[0]["root"] == {}
+    seen = set()
+    for x in items:
+        assert x["@odata.type"] == "#microsoft.graph.driveItem"
+        assert "path" not in x["parentReference"] and "@microsoft.graph.downloadUrl" not in x
+        if "id" in x["parentReference"]:
+            assert x["parentReference"]["id"] in seen                    # parents first
+        seen.add(x["id"])
+    f = [x for x in items if x["name"] == "notes.txt"][0]
+    assert f["cTag"] and f["size"] == 12 and f["file"]["hashes"]["quickXorHash"]
+    assert link.startswith(fake.graph_url + "/me/drive/root/delta?") and "$top=7" in link
+    # nothing changed: an empty round
+    items, link2, _ = delta_round(fake, token, link)
+    assert items == [] and link2 != link
+    # token=latest and the drives/{id} address
+    j = g(fake, token, "/drives/%s/root/delta?token=latest" % fake.drive_id).json()
+    assert j["value"] == [] and j["@odata.deltaLink"].startswith(fake.graph_url + "/drives/")
+    # $select is kept in the links
+    items, link3, _ = delta_round(fake, token, "/me/drive/root/delta?$select=id,name,deleted&$top=50")
+    assert all(set(x) <= {"@odata.type", "id", "name", "deleted"} for x in items) and "$select=" in link3
+
+
+def test_delta_incremental(fake, token):
+    fake.seed(tree=[{"path": "A/a1.txt", "content": "1"}, {"path": "A/Sub/s.txt", "content": "s"},
+                    {"path": "B/b.txt", "content": "b"}, {"path": "C/c.txt", "content": "c"},
+                    {"path": "keep.txt", "content": "k"}])
+    _, link, _ = delta_round(fake, token)
+    other = fake.client()
+    ids = {p: fake.item_id(p) for p in ("/A", "/A/a1.txt", "/A/Sub", "/A/Sub/s.txt", "/B", "/B/b.txt", "/C",
+                                        "/C/c.txt", "/keep.txt")}
+    other.put_content("/B/new.txt", data=b"new")
+    other.put_content("/B/b.txt", data=b"b changed")
+    other.put_content("/B/b.txt", data=b"b changed twice")
+    other.rename("/A", "A2")                      # descendants are not emitted
+    other.delete("/C")
+    items, link2, _ = delta_round(fake, token, link)
+    byid = {x["id"]: x for x in items}
+    assert len(byid) == len(items)                               # each item once
+    new_id = fake.item_id("/B/new.txt")
+    assert set(byid) == {fake.root_id, ids["/A"], ids["/B"], ids["/B/b.txt"], new_id, ids["/C"], ids["/C/c.txt"]}
+    assert byid[ids["/A"]]["name"] == "A2"
+    assert byid[ids["/B/b.txt"]]["size"] == len(b"b changed twice")          # latest state
+    for key in ("/C", "/C/c.txt"):
+        d = byid[ids[key]]
+        assert d["deleted"] == {} and d["name"] == key.rsplit("/", 1)[1]
+        assert "size" not in d and "cTag" not in d
+        assert d["parentReference"]["id"] in (fake.root_id, ids["/C"])
+    assert byid[ids["/C/c.txt"]]["file"]["hashes"]["quickXorHash"] == ZERO_QX
+    assert "deleted" not in byid[ids["/B"]] and byid[ids["/B"]]["folder"]["childCount"] == 2
+    # deltaExcludeParent: only the items that changed themselves
+    other.set_times("/B/new.txt", mtime=1600000000)
+    items, link3, _ = delta_round(fake, token, link2, headers={"Prefer": "deltaExcludeParent"})
+    assert [x["id"] for x in items] == [new_id]
+    # a folder renamed after a file was added to it comes after the file
+    other.put_content("/B/later.txt", data=b"l")
+    other.rename("/B", "B2")
+    items, _, _ = delta_round(fake, token, link3)
+    order = [x["id"] for x in items]
+    assert order.index(fake.item_id("/B2/later.txt")) < order.index(ids["/B"])
+    # the function-call form
+    tok = link3.split("token=")[1]
+    r = g(fake, token, "/me/drive/root/delta(token='%s')" % tok)
+    assert r.status == 200 and len(r.json()["value"]) == len(items)
+
+
+def test_delta_resync_and_quirk_options(fake, token):
+    fake.seed(tree=[{"path": "A/B/c.txt", "content": "c"}, {"path": "d.txt", "content": "d"}])
+    _, link, _ = delta_round(fake, token, "/me/drive/root/delta?$top=2")
+    r1 = g(fake, token, "/me/drive/root/delta?$top=2")
+    nxt = r1.json()["@odata.nextLink"]
+    assert req("POST", fake.url + "/_control/delta/invalidate").status == 200
+    for url in (link, nxt):
+        r = req("GET", url, {"Authorization": "Bearer " + token})
+        e = assert_graph_error(r, 410, "resyncRequired")
+        assert e["innerError"]["code"] == "resyncChangesApplyDifferences"
+        loc = r.header("location")
+        assert loc.startswith(fake.graph_url + "/me/drive/root/delta") and "token=" not in loc and "$top=2" in loc
+    items, _, _ = delta_round(fake, token, loc)
+    assert len(items) == 5
+    r = g(fake, token, "/me/drive/root/delta?token=garbage")
+    assert_graph_error(r, 410, "resyncRequired")
+    fake.set_config(delta_duplicates=True)
+    items, _, pages = delta_round(fake, token, "/me/drive/root/delta?$top=2")
+    ids = [x["id"] for x in items]
+    assert len(ids) > len(set(ids)) == 5 and pages > 2
+    fake.set_config(delta_duplicates=False, delta_child_first=True)
+    items, link, _ = delta_round(fake, token)
+    pos = {x["id"]: i for i, x in enumerate(items)}
+    assert pos[fake.item_id("/A/B/c.txt")] < pos[fake.item_id("/A/B")] < pos[fake.item_id("/A")] < pos[fake.root_id]
+    with pytest.raises(ValueError):
+        fake.set_config(delta_child_first=1)
+    assert_graph_error(g(fake, token, "/me/drive/root:/A:/delta"), 501, "notSupported")
+    assert_graph_error(g(fake, token, "/me/drive/root/delta", "POST"), 405, "BadRequest")
+    # a drive reset invalidates tokens too
+    fake.reset()
+    assert_graph_error(req("GET", link, {"Authorization": "Bearer " + token}), 410, "resyncRequired")
+
+
+# ------------------------------------------------- helpers, stats, faults
+def test_peer_client_helper(fake, token):
+    other = fake.client()
+    fake.faults(rules=[{"match": "*", "status": 503}])             # would break any counted request
+    fake.reset_stats()
+    d = other.mkdir("/Docs")
+    assert d["name"] == "Docs" and other.mkdir("/Docs/Sub")["parentReference"]["id"] == d["id"]
+    assert other.mkdir(d["id"], "Docs2")["name"] == "Docs2"
+    a = other.put_content("/Docs/a.txt", data=b"hello")
+    assert other.put_content(d["id"], "a.txt", b"x", conflict="rename")["name"] == "a 1.txt"
+    big = GeneratedContent(2 * KIB320 + 5, 4).to_bytes()
+    b = other.upload("/Docs/b.bin", data=big, chunk=KIB320, mtime=1500000000)
+    assert b["size"] == len(big) and b["fileSystemInfo"]["lastModifiedDateTime"] == "2017-07-14T02:40:00Z"
+    assert other.get_content("/Docs/b.bin") == big and other.get_content(a["id"]) == b"hello"
+    assert other.rename("/Docs/a.txt", "c.txt")["name"] == "c.txt"
+    assert other.move(a["id"], "/Docs/Sub", "d.txt")["parentReference"]["id"] == fake.item_id("/Docs/Sub")
+    assert other.set_times(a["id"], mtime=1600000000, ctime=1500000000)["fileSystemInfo"] == \
+        {"createdDateTime": "2017-07-14T02:40:00Z", "lastModifiedDateTime": "2020-09-13T12:26:40Z"}
+    assert sorted(x["name"] for x in other.children("/Docs")) == ["Docs2", "Sub", "a 1.txt", "b.bin"]
+    assert len(other.versions(a["id"])) == 2
+    items, link = other.delta()
+    assert len(items) == 1 + len(fake.dump()["items"])
+    with pytest.raises(Exception) as ei:
+        other.mkdir("/Docs", conflict="fail")
+    assert ei.value.status == 409 and ei.value.code == "nameAlreadyExists"
+    other.delete("/Docs/Sub")
+    other.permanent_delete("/Docs/b.bin")
+    assert fake.recycle_bin()[0]["path"] == "/Docs/Sub"
+    st = fake.stats()
+    assert st["total_requests"] == 0 and st["faults_applied"] == 0 and st["peer_requests"] > 10
+    assert st["token_grants"] == {} and st["bytes_received_content"] == 0
+    assert st["auth_violations"] == [] and len(fake.faults_snapshot()["rules"]) == 1
+
+
+def test_write_route_labels_faults_and_control(fake, token):
+    fake.reset_stats()
+    mkdir(fake, token, "/me/drive/root", "L")
+    fid = fake.item_id("/L")
+    gj(fake, token, "/me/drive/items/" + fid, "PATCH", {"name": "L2"})
+    g(fake, token, "/me/drive/root:/L2/f.txt:/content", "PUT", body=b"f")
+    s = create_session(fake, token, "/me/drive/root:/L2/u.bin:").json()
+    req("GET", s["uploadUrl"])
+    fake.faults(rules=[{"match": "PUT upload", "status": 503, "retry_after": "1", "times": 1}])
+    assert_graph_error(put_frag(s["uploadUrl"], b"u", 0, 1), 503, "serviceNotAvailable")
+    assert put_frag(s["uploadUrl"], b"u", 0, 1).status == 201
+    s2 = create_session(fake, token, "/me/drive/root:/L2/v.bin:").json()
+    req("DELETE", s2["uploadUrl"])
+    g(fake, token, "/me/drive/root/delta")
+    f = fake.item_id("/L2/f.txt")
+    g(fake, token, "/me/drive/items/%s/versions" % f)
+    g(fake, token, "/me/drive/items/%s/versions/current" % f)
+    g(fake, token, "/me/drive/items/%s/versions/current/content" % f)
+    g(fake, token, "/me/drive/items/%s/versions/current/restoreVersion" % f, "POST")
+    g(fake, token, "/me/drive/items/%s/permanentDelete" % f, "POST")
+    g(fake, token, "/me/drive/items/" + fid, "DELETE")
+    st = fake.stats()["requests"]
+    assert st == {"POST children": 1, "PATCH item": 1, "PUT content": 1, "POST createUploadSession": 2,
+                  "GET upload": 1, "PUT upload": 2, "DELETE upload": 1, "GET delta": 1, "GET versions": 1,
+                  "GET version": 1, "GET versionContent": 1, "POST restoreVersion": 1,
+                  "POST permanentDelete": 1, "DELETE item": 1}
+    assert fake.stats()["bytes_received_content"] == 3
+    # control endpoints
+    fake.seed(tree=[{"path": "x.txt", "content": "xx"}])
+    g(fake, token, "/me/drive/root:/x.txt:/content", "PUT", body=b"yyy")
+    dump = {x["path"]: x for x in req("GET", fake.url + "/_control/dump").json()["items"]}
+    assert dump["/x.txt"]["versions"] == 2
+    rb = req("GET", fake.url + "/_control/recyclebin").json()["items"]
+    assert [x["path"] for x in rb] == ["/L2"]
+    assert req("POST", fake.url + "/_control/quota", JSON_CT, b'{"total": -1}').status == 400
+    assert req("GET", fake.url + "/_control/uploads").json() == {"sessions": []}
+    assert fake.get_config()["simple_upload_max"] == 250 * 1024 * 1024

@@ -6,8 +6,17 @@ HTTP server thread, and the Python-side helpers that mirror /_control/.
         tok = fake.issue_tokens()["access_token"]
         ... requests to fake.graph_url with "Authorization: Bearer " + tok ...
 
+    other = fake.client()                  # "another device" using the real API
+    other.put_content("/Documents/b.txt", data=b"changed elsewhere")
+
+Python helpers besides the /_control/ mirrors: item(key), item_id(path),
+content(key), quickxorhash(key), versions_of(key), recycle_bin(), quota(),
+set_quota(total), upload_sessions(), expire_uploads(url=None),
+invalidate_delta(), client(token=None, scope=None).
+
 All state is guarded by one re-entrant lock (`fake.lock`); download bodies
-are streamed outside it (content objects are immutable).
+are streamed outside it (content objects are immutable) and request bodies
+are read before taking it.
 """
 
 import threading
@@ -274,7 +283,8 @@ class FakeGraph:
         its own token (client.GraphClient)."""
         from .client import GraphClient
         if token is None:
-            token = self.issue_tokens(scope=scope)["access_token"]
+            with self.lock:     # not counted in token_grants: the peer stays out of the stats
+                token = self.identity.issue(self.CLIENT_ID, (scope or self.DEFAULT_SCOPE).split())["access_token"]
         return GraphClient(self, token)
 
     # ---------------------------------------------------------------- stats

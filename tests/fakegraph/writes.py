@@ -248,7 +248,7 @@ class Writes:
             new_parent = self._target_parent(pref)
         fs_created, fs_modified = parse_fs_info(body.get("fileSystemInfo"))
         if item.parent is None and (new_name != item.name or new_parent is not item.parent):
-            raise GraphError(403, "accessDenied", "The root folder cannot be renamed or moved.")
+            raise GraphError(403, "notAllowed", "The root folder cannot be renamed or moved.")
         try:
             if new_parent is not item.parent or new_name != item.name:
                 naming.validate_name(new_name)
