@@ -292,8 +292,9 @@ def test_token_endpoint_request_errors(fake):
     assert "AADSTS700016" in j["error_description"] and "was not found in the directory" in j["error_description"]
     assert_token_error(form_post(token_url(fake), {"grant_type": "password", "client_id": CID}),
                        "unsupported_grant_type")
-    assert_token_error(form_post(token_url(fake), {"grant_type": "client_credentials", "client_id": CID}),
-                       "unsupported_grant_type")
+    j = assert_token_error(form_post(token_url(fake), {"grant_type": "client_credentials", "client_id": CID}),
+                           "invalid_request")          # app-only tokens need a tenant, not /common
+    assert j["error_codes"] == [9001023]
     assert_token_error(form_post(token_url(fake, "organizations"), {"grant_type": "refresh_token",
                                                                     "refresh_token": "x", "client_id": CID}),
                        "invalid_request")
@@ -1653,3 +1654,633 @@ def test_write_route_labels_faults_and_control(fake, token):
     assert req("POST", fake.url + "/_control/quota", JSON_CT, b'{"total": -1}').status == 400
     assert req("GET", fake.url + "/_control/uploads").json() == {"sessions": []}
     assert fake.get_config()["simple_upload_max"] == 250 * 1024 * 1024
+
+
+# ------------------------------------------- authorize endpoint (auth code + PKCE)
+from html.parser import HTMLParser  # noqa: E402
+from urllib.parse import parse_qs  # noqa: E402
+
+REDIRECT = "http://localhost:53682/"
+
+
+class FormScraper(HTMLParser):
+    """Collects the ids, the form action and the inputs of a page."""
+
+    def __init__(self, text):
+        super().__init__()
+        self.ids, self.inputs, self.action, self.radios = {}, {}, None, []
+        self.feed(text)
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if "id" in a:
+            self.ids[a["id"]] = (tag, a)
+        if tag == "form":
+            self.action = a.get("action")
+        if tag == "input" and a.get("type") == "hidden":
+            self.inputs[a["name"]] = a.get("value")
+        if tag == "input" and a.get("type") == "radio":
+            self.radios.append(a)
+
+
+def pkce_pair(verifier="v" * 43 + "-._~0123456789"):
+    digest = __import__("hashlib").sha256(verifier.encode()).digest()
+    return verifier, base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+def authorize_url(fake, tenant="common", **params):
+    p = {"client_id": CID, "response_type": "code", "redirect_uri": REDIRECT,
+         "scope": "Files.ReadWrite offline_access User.Read", "state": "st-123", "response_mode": "query"}
+    p.update(params)
+    p = {k: v for k, v in p.items() if v is not None}
+    return "%s/%s/oauth2/v2.0/authorize?%s" % (fake.auth_url, tenant, urlencode(p))
+
+
+def query_of(location):
+    parts = urlsplit(location)
+    return {k: v[0] for k, v in parse_qs(parts.query or parts.fragment).items()}
+
+
+def sign_in(fake, action="accept", account=None, tenant="common", **params):
+    """GET the sign-in page and press a button; returns (page scraper, response)."""
+    r = req("GET", authorize_url(fake, tenant, **params))
+    assert r.status == 200, r.body
+    page = FormScraper(r.body.decode())
+    fields = {"txn": page.inputs["txn"], "action": action}
+    if account is not None:
+        fields["account"] = account
+    return page, form_post(fake.auth_url + page.action, fields)
+
+
+def redeem(fake, code, verifier=None, redirect_uri=REDIRECT, tenant="common", client_id=CID, extra=None,
+           headers=None):
+    f = {"grant_type": "authorization_code", "client_id": client_id, "code": code, "redirect_uri": redirect_uri}
+    if verifier is not None:
+        f["code_verifier"] = verifier
+    f.update(extra or {})
+    return form_post(token_url(fake, tenant), f, headers)
+
+
+def test_authorize_page_accept_and_redeem_with_pkce(fake):
+    verifier, challenge = pkce_pair()
+    r = req("GET", authorize_url(fake, code_challenge=challenge, code_challenge_method="S256",
+                                 login_hint="fake.user@outlook.com", prompt="select_account"))
+    assert r.status == 200 and r.header("content-type").startswith("text/html")
+    assert b"<script" not in r.body                       # drivable without JavaScript
+    page = FormScraper(r.body.decode())
+    assert page.ids["accept"][0] == "button" and page.ids["cancel"][0] == "button"
+    assert page.ids["txn"][1]["name"] == "txn"
+    assert page.action == "/common/oauth2/v2.0/authorize/consent"
+    assert [x["value"] for x in page.radios] == [fake.me.id] and "checked" in page.radios[0]
+    pend = fake.pending_authorizations()
+    assert len(pend) == 1 and pend[0]["txn"] == page.inputs["txn"] and pend[0]["code_challenge_method"] == "S256"
+    r = form_post(fake.auth_url + page.action, {"txn": page.inputs["txn"], "action": "accept"})
+    assert r.status == 302, r.body
+    loc = r.header("location")
+    assert loc.startswith(REDIRECT + "?")
+    q = query_of(loc)
+    assert q["state"] == "st-123" and q["code"]
+    assert fake.auth_codes()[0]["code"] == q["code"] and not fake.auth_codes()[0]["redeemed"]
+    r = redeem(fake, q["code"], verifier)
+    assert r.status == 200, r.body
+    tok = r.json()
+    assert tok["token_type"] == "Bearer" and tok["refresh_token"] and "id_token" not in tok
+    assert g(fake, tok["access_token"], "/me").json()["id"] == fake.me.id
+    j = assert_token_error(redeem(fake, q["code"], verifier), "invalid_grant")     # single use
+    assert j["error_codes"] == [54005]
+    assert fake.stats()["token_grants"]["authorization_code"] == 1
+    # the refresh token works like any other
+    r = form_post(token_url(fake), {"grant_type": "refresh_token", "client_id": CID,
+                                    "refresh_token": tok["refresh_token"]})
+    assert r.status == 200
+    # the page is gone once answered
+    r = form_post(fake.auth_url + page.action, {"txn": page.inputs["txn"], "action": "accept"})
+    assert r.status == 400 and b"AADSTS50089" in r.body and r.header("location") is None
+
+
+def test_authorize_code_binding_and_pkce_errors(fake):
+    verifier, challenge = pkce_pair()
+    other = "22222222-2222-2222-2222-222222222222"
+    fake.register_client(other, redirect_uris=[REDIRECT])
+
+    def code(**kw):
+        _, r = sign_in(fake, code_challenge=challenge, code_challenge_method="S256", **kw)
+        assert r.status == 302, r.body
+        return query_of(r.header("location"))["code"]
+
+    c = code()
+    assert assert_token_error(redeem(fake, c, "w" * 43), "invalid_grant")["error_codes"] == [501481]
+    assert assert_token_error(redeem(fake, c), "invalid_request")["error_codes"] == [900144]
+    j = assert_token_error(redeem(fake, c, verifier, redirect_uri="http://localhost:1/"), "invalid_grant")
+    assert j["error_codes"] == [70000] and "redirect_uri" in j["error_description"]
+    assert assert_token_error(redeem(fake, c, verifier, client_id=other), "invalid_grant")["error_codes"] == [70000]
+    assert assert_token_error(redeem(fake, "garbage", verifier), "invalid_grant")["error_codes"] == [70000]
+    assert redeem(fake, c, verifier).status == 200         # failed attempts do not burn the code
+    # plain PKCE, and no PKCE at all
+    _, r = sign_in(fake, code_challenge="p" * 50, code_challenge_method="plain")
+    c2 = query_of(r.header("location"))["code"]
+    assert assert_token_error(redeem(fake, c2, "q" * 50), "invalid_grant")["error_codes"] == [501481]
+    assert redeem(fake, c2, "p" * 50).status == 200
+    _, r = sign_in(fake)
+    assert redeem(fake, query_of(r.header("location"))["code"]).status == 200
+    # expiry
+    fake.set_config(auth_code_lifetime=0)
+    c3 = code()
+    assert assert_token_error(redeem(fake, c3, verifier), "invalid_grant")["error_codes"] == [70008]
+
+
+def test_authorize_errors_on_page_and_by_redirect(fake):
+    def page_error(r, code):
+        assert r.status == 400 and r.header("location") is None, (r.status, r.body)
+        assert r.header("content-type").startswith("text/html")
+        assert ("AADSTS%d" % code).encode() in r.body
+
+    page_error(req("GET", authorize_url(fake, client_id="deadbeef-0000-0000-0000-000000000000")), 700016)
+    page_error(req("GET", authorize_url(fake, client_id=None)), 900144)
+    page_error(req("GET", authorize_url(fake, redirect_uri="https://evil.example/cb")), 50011)
+    page_error(req("GET", authorize_url(fake, redirect_uri="https://localhost/")), 50011)
+    page_error(req("GET", authorize_url(fake, redirect_uri=None)), 900144)
+    page_error(req("GET", authorize_url(fake, tenant="nosuch.onmicrosoft.com")), 90002)
+    # loopback registrations accept any port
+    for uri in ("http://localhost:1/", "http://localhost:65000", "http://localhost"):
+        assert req("GET", authorize_url(fake, redirect_uri=uri)).status == 200
+    assert req("GET", authorize_url(
+        fake, redirect_uri="https://login.microsoftonline.com/common/oauth2/nativeclient")).status == 200
+    page_error(req("GET", authorize_url(fake, redirect_uri="http://localhost:8080/other")), 50011)
+
+    def redirected(r, error, code):
+        assert r.status == 302, r.body
+        q = query_of(r.header("location"))
+        assert q["error"] == error and q["error_description"].startswith("AADSTS%d: " % code), q
+        assert q["state"] == "st-123"
+        return q
+
+    redirected(req("GET", authorize_url(fake, response_type="token")), "unsupported_response_type", 70005)
+    redirected(req("GET", authorize_url(fake, response_type=None)), "invalid_request", 900144)
+    redirected(req("GET", authorize_url(fake, scope=None)), "invalid_request", 900144)
+    redirected(req("GET", authorize_url(fake, response_mode="weird")), "invalid_request", 70007)
+    redirected(req("GET", authorize_url(fake, code_challenge="x" * 10, code_challenge_method="S256")),
+               "invalid_request", 501491)
+    redirected(req("GET", authorize_url(fake, code_challenge="x" * 43, code_challenge_method="S512")),
+               "invalid_request", 90023)
+    redirected(req("GET", authorize_url(fake, prompt="none")), "login_required", 50058)
+    # Cancel: consent declined
+    page, r = sign_in(fake, action="cancel")
+    q = redirected(r, "access_denied", 65004)
+    assert q["error_uri"].endswith("code=65004")
+    assert page.inputs["txn"] not in [p["txn"] for p in fake.pending_authorizations()]
+    assert req("PUT", authorize_url(fake)).status == 405
+
+
+def test_authorize_auto_consent_modes_and_control(fake):
+    fake.set_config(auto_consent=True)
+    r = req("GET", authorize_url(fake))
+    assert r.status == 302 and query_of(r.header("location"))["code"]
+    r = req("GET", authorize_url(fake, response_mode="fragment"))
+    assert r.status == 302 and "#code=" in r.header("location")
+    assert redeem(fake, query_of(r.header("location"))["code"]).status == 200
+    r = req("GET", authorize_url(fake, response_mode="form_post"))
+    assert r.status == 200
+    page = FormScraper(r.body.decode())
+    assert page.action == REDIRECT and page.inputs["code"] and page.inputs["state"] == "st-123"
+    r = req("GET", authorize_url(fake, prompt="none"))        # a "signed-in session": silent success
+    assert r.status == 302 and "code=" in r.header("location")
+    # POST to /authorize works like GET
+    r = form_post("%s/common/oauth2/v2.0/authorize" % fake.auth_url,
+                  {"client_id": CID, "response_type": "code", "redirect_uri": REDIRECT, "scope": "Files.Read"})
+    assert r.status == 302
+    fake.set_config(auto_consent=False)
+    # programmatic approve / decline, also over /_control/
+    req("GET", authorize_url(fake, state="one"))
+    loc = fake.approve_authorization()
+    assert query_of(loc)["state"] == "one" and redeem(fake, query_of(loc)["code"]).status == 200
+    req("GET", authorize_url(fake, state="two"))
+    base = fake.url + "/_control"
+    js = {"Content-Type": "application/json"}
+    pend = req("GET", base + "/authorize").json()["pending"]
+    assert [p["state"] for p in pend] == ["two"]
+    r = req("POST", base + "/authorize/decline", js, json.dumps({"txn": pend[0]["txn"]}).encode())
+    assert query_of(r.json()["location"])["error"] == "access_denied"
+    assert req("POST", base + "/authorize/approve", js, b"{}").status == 400     # nothing pending
+    req("GET", authorize_url(fake, state="three"))
+    r = req("POST", base + "/authorize/approve", js, b"{}")
+    assert query_of(r.json()["location"])["state"] == "three"
+    assert len(req("GET", base + "/codes").json()["codes"]) == fake.auth_codes().__len__() >= 5
+    assert fake.stats()["requests"].get("GET authorize", 0) >= 5
+
+
+def test_confidential_client_auth_code_and_basic_auth(fake):
+    cid = "33333333-3333-3333-3333-333333333333"
+    fake.register_client(cid, public=False, secret="s3cret", redirect_uris=["https://app.example/cb"])
+    fake.set_config(auto_consent=True)
+
+    def code():
+        r = req("GET", authorize_url(fake, client_id=cid, redirect_uri="https://app.example/cb"))
+        assert r.status == 302, r.body
+        return query_of(r.header("location"))["code"]
+
+    c = code()
+    j = assert_token_error(redeem(fake, c, client_id=cid, redirect_uri="https://app.example/cb"),
+                           "invalid_client", 401)
+    assert j["error_codes"] == [7000218]
+    j = assert_token_error(redeem(fake, c, client_id=cid, redirect_uri="https://app.example/cb",
+                                  extra={"client_secret": "wrong"}), "invalid_client", 401)
+    assert j["error_codes"] == [7000215]
+    r = redeem(fake, c, client_id=cid, redirect_uri="https://app.example/cb", extra={"client_secret": "s3cret"})
+    assert r.status == 200, r.body
+    basic = "Basic " + base64.b64encode(("%s:%s" % (cid, quote("s3cret"))).encode()).decode()
+    r = form_post(token_url(fake), {"grant_type": "authorization_code", "code": code(),
+                                    "redirect_uri": "https://app.example/cb"}, {"Authorization": basic})
+    assert r.status == 200, r.body
+    bad = "Basic " + base64.b64encode(("%s:nope" % cid).encode()).decode()
+    assert_token_error(form_post(token_url(fake), {"grant_type": "authorization_code", "code": code(),
+                                                   "redirect_uri": "https://app.example/cb"},
+                                 {"Authorization": bad}), "invalid_client", 401)
+    # a public client presenting a secret, by Basic auth too
+    pub = "Basic " + base64.b64encode(("%s:x" % CID).encode()).decode()
+    j = assert_token_error(form_post(token_url(fake), {"grant_type": "refresh_token", "refresh_token": "x"},
+                                     {"Authorization": pub}), "invalid_client")
+    assert j["error_codes"] == [700025]
+    with pytest.raises(ValueError):
+        fake.register_client("44444444-4444-4444-4444-444444444444", public=False)
+
+
+def test_account_picker_personal_and_work(fake):
+    work = fake.add_account("Alex Work", kind="business")
+    assert work.email == "alex.work@contoso.onmicrosoft.com" and fake.drive_for("alex").kind == "business"
+    page, r = sign_in(fake, account=work.id)
+    assert [x["value"] for x in page.radios] == [fake.me.id, work.id]
+    tok = redeem(fake, query_of(r.header("location"))["code"]).json()
+    assert g(fake, tok["access_token"], "/me").json()["userPrincipalName"] == work.email
+    d = g(fake, tok["access_token"], "/me/drive").json()
+    assert d["driveType"] == "business" and d["id"].startswith("b!")
+    # login_hint preselects
+    page = FormScraper(req("GET", authorize_url(fake, login_hint=work.email)).body.decode())
+    assert [x["value"] for x in page.radios if "checked" in x] == [work.id]
+    # a personal account at /organizations, a work account at /consumers: error page, no redirect
+    _, r = sign_in(fake, tenant="organizations", account=fake.me.id)
+    assert r.status == 400 and b"AADSTS50020" in r.body and r.header("location") is None
+    _, r = sign_in(fake, tenant="consumers", account=work.id)
+    assert r.status == 400 and b"AADSTS50020" in r.body
+    _, r = sign_in(fake, tenant=fake.tenant.domain, account=work.id)
+    c = query_of(r.header("location"))["code"]
+    assert redeem(fake, c, tenant="consumers").status == 400          # the code's user is checked
+    assert redeem(fake, c, tenant=fake.tenant.id).status == 200
+    _, r = sign_in(fake, account="nobody@example.com")
+    assert r.status == 400 and b"AADSTS50034" in r.body
+    # device code approved as the second account
+    fake.set_config(device_interval=0)
+    dc = devicecode(fake, tenant="organizations").json()            # allowed: a work account exists now
+    fake.approve_device(dc["user_code"], account="alex")
+    tok = poll(fake, dc["device_code"]).json()
+    assert g(fake, tok["access_token"], "/me").json()["id"] == work.id
+    fake.reset()
+    assert [u.id for u in fake.signin_users()] == [fake.me.id]
+    assert g(fake, tok["access_token"], "/me").status == 401            # the account is gone
+
+
+# ---------------------------------------------------------- business fake
+@pytest.fixture(scope="module")
+def biz_server():
+    with FakeGraph(account="business", device_interval=0, tenant_id="aaaabbbb-0000-1111-2222-333344445555") as f:
+        yield f
+
+
+@pytest.fixture
+def biz(biz_server):
+    biz_server.reset()
+    biz_server.reset_identity()
+    biz_server.set_config(**{k: v for k, v in biz_server.config.DEFAULTS.items()})
+    biz_server.set_config(device_interval=0, auto_approve=True)
+    return biz_server
+
+
+APP = "55555555-5555-5555-5555-555555555555"
+
+
+def app_token(fake, roles=("Files.ReadWrite.All",), tenant=None):
+    fake.register_client(APP, public=False, secret="app-secret", roles=list(roles))
+    r = form_post(token_url(fake, tenant or fake.tenant.domain),
+                  {"grant_type": "client_credentials", "client_id": APP, "client_secret": "app-secret",
+                   "scope": "https://graph.microsoft.com/.default"})
+    assert r.status == 200, r.body
+    return r.json()
+
+
+def test_business_account_shapes_and_tenants(biz):
+    biz.seed(tree=[{"path": "Docs/a.txt", "content": "hello"}, {"path": "Empty", "folder": True}])
+    tok = biz.issue_tokens()["access_token"]
+    d = g(biz, tok, "/me/drive").json()
+    assert d["driveType"] == "business" and re.match(r"^b![A-Za-z0-9_-]{64}$", d["id"])
+    assert "fileCount" in d["quota"] and "storagePlanInformation" not in d["quota"]
+    assert d["owner"]["user"]["email"] == biz.me.email
+    me = g(biz, tok, "/me").json()
+    assert re.match(r"^[0-9a-f-]{36}$", me["id"]) and me["userPrincipalName"] == "fake.user@contoso.onmicrosoft.com"
+    root = g(biz, tok, "/me/drive/root").json()
+    assert re.match(r"^01[A-Z2-7]{32}$", root["id"]) and "cTag" not in root
+    kids = {x["name"]: x for x in g(biz, tok, "/me/drive/root/children").json()["value"]}
+    assert "cTag" not in kids["Docs"] and kids["Docs"]["folder"] == {"childCount": 1}
+    f = g(biz, tok, "/me/drive/root:/Docs/a.txt").json()
+    assert f["cTag"] and re.match(r"^01[A-Z2-7]{32}$", f["id"])
+    assert f["parentReference"]["driveType"] == "business"
+    assert f["parentReference"]["path"] == "/drives/%s/root:/Docs" % d["id"]
+    assert f["createdBy"]["user"]["email"] == biz.me.email
+    assert f["webUrl"].startswith("https://contoso-my.sharepoint.com/personal/fake_user_contoso_onmicrosoft_com/")
+    assert g(biz, tok, "/drives/%s/items/%s" % (d["id"], f["id"])).status == 200
+    assert g(biz, tok, "/drives/%s/items/%s" % (d["id"].lower(), f["id"])).status == 404   # exact ids
+    # the content path works as for personal
+    r = g(biz, tok, "/me/drive/items/%s/content" % f["id"])
+    assert req("GET", r.header("location")).body == b"hello"
+    # deleted items in delta lack the name (quirk 7)
+    _, link = biz.client().delta()
+    biz.client().delete("/Docs/a.txt")
+    items, _ = biz.client().delta(link)
+    gone = [x for x in items if "deleted" in x]
+    assert gone and "name" not in gone[0] and gone[0]["parentReference"]["driveType"] == "business"
+    # tenants for a work account
+    for t in ("common", "organizations", biz.tenant.domain, biz.tenant.id):
+        assert devicecode(biz, tenant=t).status == 200, t
+    j = assert_token_error(devicecode(biz, tenant="consumers"), "invalid_request")
+    assert j["error_codes"] == [50020]
+    j = assert_token_error(devicecode(biz, tenant="other.onmicrosoft.com"), "invalid_request")
+    assert j["error_codes"] == [90002]
+    rt = biz.issue_tokens()["refresh_token"]
+    assert form_post(token_url(biz, biz.tenant.id), {"grant_type": "refresh_token", "client_id": CID,
+                                                     "refresh_token": rt}).status == 200
+    assert_token_error(form_post(token_url(biz, "consumers"), {"grant_type": "refresh_token", "client_id": CID,
+                                                               "refresh_token": rt}), "invalid_request")
+    # id_token of a work account names the tenant
+    tokj = biz.issue_tokens(scope="openid Files.Read")
+    claims = json.loads(base64.urlsafe_b64decode(tokj["id_token"].split(".")[1] + "=="))
+    assert claims["tid"] == biz.tenant.id and claims["oid"] == biz.me.id
+    # creating an existing folder without conflictBehavior: 409 on business
+    assert mkdir(biz, tok, "/me/drive/root", "Empty").status == 409
+
+
+def test_client_credentials_grant(biz):
+    tok = app_token(biz)
+    assert set(tok) == {"token_type", "expires_in", "ext_expires_in", "access_token"}
+    at = tok["access_token"]
+    e = assert_graph_error(g(biz, at, "/me"), 400, "BadRequest")
+    assert e["message"] == "/me request is only valid with delegated authentication flow."
+    assert_graph_error(g(biz, at, "/me/drive/root/children"), 400, "BadRequest")
+    biz.seed(tree=[{"path": "x.txt", "content": "x"}])
+    r = g(biz, at, "/users/%s/drive" % biz.me.email)
+    assert r.status == 200 and r.json()["id"] == biz.drive_id
+    assert g(biz, at, "/users/%s/drive/root:/x.txt" % biz.me.id).status == 200
+    assert g(biz, at, "/drives/%s/root/children" % biz.drive_id).json()["value"][0]["name"] == "x.txt"
+    r = g(biz, at, "/users/%s/drive/root:/y.txt:/content" % biz.me.email, "PUT", body=b"y")
+    assert r.status == 201
+    assert_graph_error(g(biz, at, "/users/nobody@contoso.onmicrosoft.com/drive"), 404, "Request_ResourceNotFound")
+    assert g(biz, at, "/users/%s" % biz.me.email).json()["id"] == biz.me.id
+    # read-only role: writes are denied; no role at all: the token is refused
+    ro = app_token(biz, roles=["Files.Read.All"])["access_token"]
+    assert g(biz, ro, "/drives/%s/root/children" % biz.drive_id).status == 200
+    assert_graph_error(g(biz, ro, "/drives/%s/root:/z.txt:/content" % biz.drive_id, "PUT", body=b"z"),
+                       403, "accessDenied")
+    none = app_token(biz, roles=[])["access_token"]
+    assert_graph_error(g(biz, none, "/drives/%s" % biz.drive_id), 401, "InvalidAuthenticationToken")
+    # grant errors
+    base = {"grant_type": "client_credentials", "client_id": APP, "client_secret": "app-secret",
+            "scope": "https://graph.microsoft.com/.default"}
+    for t in ("common", "consumers"):
+        j = assert_token_error(form_post(token_url(biz, t), base), "invalid_request")
+        assert j["error_codes"] == [9001023]
+    assert assert_token_error(form_post(token_url(biz, "organizations"), base),
+                              "invalid_request")["error_codes"] == [50059]
+    t = biz.tenant.id
+
+    def cc(**kw):
+        return form_post(token_url(biz, t), dict(base, **kw))
+
+    assert assert_token_error(cc(scope="Files.Read.All"), "invalid_scope")["error_codes"] == [1002012]
+    assert assert_token_error(cc(scope="https://graph.microsoft.com/.default https://x.example/.default"),
+                              "invalid_scope")["error_codes"] == [70011]
+    assert assert_token_error(cc(scope="https://vault.example/.default"), "invalid_resource")["error_codes"] == [500011]
+    assert cc(scope="00000003-0000-0000-c000-000000000000/.default").status == 200
+    assert assert_token_error(cc(client_secret="bad"), "invalid_client", 401)["error_codes"] == [7000215]
+    assert assert_token_error(form_post(token_url(biz, t), {k: v for k, v in base.items() if k != "client_secret"}),
+                              "invalid_client", 401)["error_codes"] == [7000218]
+    j = assert_token_error(form_post(token_url(biz, t), dict(base, client_id=CID, client_secret="")),
+                           "invalid_client")
+    assert j["error_codes"] == [700025]
+    j = assert_token_error(form_post(token_url(biz, t), {"grant_type": "client_credentials", "client_id": CID,
+                                                         "scope": base["scope"]}), "invalid_client", 401)
+    assert j["error_codes"] == [7000218]                 # public clients have no credentials
+    basic = "Basic " + base64.b64encode(b"%s:app-secret" % APP.encode()).decode()
+    r = form_post(token_url(biz, t), {"grant_type": "client_credentials", "scope": base["scope"]},
+                  {"Authorization": basic})
+    assert r.status == 200 and "refresh_token" not in r.json()
+    assert biz.stats()["token_grants"]["client_credentials"] >= 2
+
+
+def test_users_drive_delegated(biz):
+    bob = biz.add_user("Bob Jones")
+    tok = biz.issue_tokens()["access_token"]
+    assert g(biz, tok, "/users/%s/drive" % biz.me.email.upper()).json()["id"] == biz.drive_id
+    assert g(biz, tok, "/users/%s/drives" % biz.me.id).json()["value"][0]["id"] == biz.drive_id
+    assert_graph_error(g(biz, tok, "/users/%s/drive" % bob.email), 403, "accessDenied")
+    assert_graph_error(g(biz, tok, "/drives/%s/root" % bob.drive.drive_id), 403, "accessDenied")
+    assert_graph_error(g(biz, tok, "/users/bob/drive"), 404, "Request_ResourceNotFound")   # aliases are ours
+    assert_graph_error(g(biz, tok, "/drives/b!nosuchdrive/root"), 404, "itemNotFound")
+    assert g(biz, tok, "/me/drives").json()["value"][0]["driveType"] == "business"
+
+
+def test_sharepoint_sites_and_libraries(biz):
+    site = biz.add_site("/sites/Team", display_name="Team Site", libraries=["Documents", "Team Assets"])
+    biz.seed(tree=[{"path": "Plan.docx", "content": "plan"}], drive="team")
+    biz.seed(tree=[{"path": "logo.png", "content": {"size": 1000, "seed": 3}}], drive="team/Team Assets")
+    tok = biz.issue_tokens(scope="Files.ReadWrite.All Sites.Read.All offline_access")["access_token"]
+    r = g(biz, tok, "/sites/contoso.sharepoint.com:/sites/Team")
+    assert r.status == 200, r.body
+    s = r.json()
+    assert s["id"] == site.id and s["id"].count(",") == 2 and s["id"].startswith("contoso.sharepoint.com,")
+    assert s["displayName"] == "Team Site" and s["name"] == "Team"
+    assert s["webUrl"] == "https://contoso.sharepoint.com/sites/Team"
+    assert g(biz, tok, "/sites/contoso.sharepoint.com:/sites/team:").json()["id"] == site.id
+    assert g(biz, tok, "/sites/%s" % quote(site.id)).json()["id"] == site.id
+    drives = g(biz, tok, "/sites/%s/drives" % site.id).json()["value"]
+    assert [d["name"] for d in drives] == ["Documents", "Team Assets"]
+    assert {d["driveType"] for d in drives} == {"documentLibrary"}
+    assert g(biz, tok, "/sites/contoso.sharepoint.com:/sites/Team:/drives").json()["value"][1]["name"] == "Team Assets"
+    d = g(biz, tok, "/sites/%s/drive" % site.id).json()
+    assert d["id"] == drives[0]["id"] and d["webUrl"].endswith("/sites/Team/Shared%20Documents")
+    kids = g(biz, tok, "/sites/%s/drive/root/children" % site.id).json()["value"]
+    assert [k["name"] for k in kids] == ["Plan.docx"]
+    assert kids[0]["parentReference"]["driveType"] == "documentLibrary"
+    assert kids[0]["parentReference"]["siteId"] == site.id
+    lib2 = drives[1]["id"]
+    r = g(biz, tok, "/drives/%s/root:/logo.png:/content" % lib2)
+    assert req("GET", r.header("location")).body == GeneratedContent(1000, 3).to_bytes()
+    r = g(biz, tok, "/drives/%s/root:/new.txt:/content" % lib2, "PUT", body=b"new")
+    assert r.status == 201 and biz.content("/new.txt", drive="team/Team Assets") == b"new"
+    assert_graph_error(g(biz, tok, "/sites/contoso.sharepoint.com:/sites/Nope"), 404, "itemNotFound")
+    assert_graph_error(g(biz, tok, "/sites/%s/drives" % "x,y,z"), 404, "itemNotFound")
+    # scopes: no Sites/Files.*.All -> 403; read-only -> no writes
+    own = biz.issue_tokens(scope="Files.ReadWrite")["access_token"]
+    assert_graph_error(g(biz, own, "/sites/%s" % site.id), 403, "accessDenied")
+    assert_graph_error(g(biz, own, "/drives/%s/root" % lib2), 403, "accessDenied")
+    rd = biz.issue_tokens(scope="Sites.Read.All")["access_token"]
+    assert g(biz, rd, "/drives/%s/root/children" % lib2).status == 200
+    assert_graph_error(g(biz, rd, "/drives/%s/root:/n.txt:/content" % lib2, "PUT", body=b"n"), 403, "accessDenied")
+    # app-only with a role
+    at = app_token(biz, roles=["Sites.Read.All"])["access_token"]
+    assert g(biz, at, "/sites/%s/drives" % site.id).status == 200
+    st = biz.stats()["requests"]
+    assert st.get("GET site", 0) >= 3 and st.get("GET drives", 0) >= 2
+
+
+def test_sites_need_a_work_account(fake, token):
+    fake.add_site("/sites/Team")
+    assert_graph_error(g(fake, token, "/sites/contoso.sharepoint.com:/sites/Team"), 400, "BadRequest")
+    lib = fake.drive_for("team").drive_id
+    assert_graph_error(g(fake, token, "/drives/%s/root" % lib), 400, "BadRequest")
+
+
+def test_revoke_sign_in_sessions(fake, token, biz):
+    e = assert_graph_error(g(fake, token, "/me/revokeSignInSessions", "POST"), 404, "")
+    assert "No HTTP resource was found" in e["message"]
+    first = biz.issue_tokens(scope="User.RevokeSessions.All Files.Read offline_access")
+    bob = biz.add_user("Bob Jones", signin=True)
+    other = biz.issue_tokens(user="bob")
+    plain = biz.issue_tokens()["access_token"]
+    assert_graph_error(g(biz, plain, "/me/revokeSignInSessions", "POST"), 403, "Authorization_RequestDenied")
+    assert_graph_error(g(biz, first["access_token"], "/me/revokeSignInSessions"), 405, "BadRequest")
+    r = g(biz, first["access_token"], "/me/revokeSignInSessions", "POST")
+    assert r.status == 200, r.body
+    assert r.json() == {"@odata.context": biz.graph_url + "/$metadata#Edm.Boolean", "value": True}
+    j = assert_token_error(form_post(token_url(biz), {"grant_type": "refresh_token", "client_id": CID,
+                                                      "refresh_token": first["refresh_token"]}), "invalid_grant")
+    assert j["error_codes"] == [50173]
+    assert g(biz, first["access_token"], "/me").status == 200          # access tokens live on
+    assert form_post(token_url(biz), {"grant_type": "refresh_token", "client_id": CID,
+                                      "refresh_token": other["refresh_token"]}).status == 200   # bob unaffected
+    at = app_token(biz, roles=["User.RevokeSessions.All"])["access_token"]
+    assert g(biz, at, "/users/%s/revokeSignInSessions" % bob.email, "POST").status == 200
+    assert_token_error(form_post(token_url(biz), {"grant_type": "refresh_token", "client_id": CID,
+                                                  "refresh_token": other["refresh_token"]}), "invalid_grant")
+
+
+# ---------------------------------------------------------- shared folders
+def test_shared_folder_shortcut_read_only(fake, token):
+    bob = fake.add_user("Bob Jones")
+    fake.seed(tree=[{"path": "Projects/plan.txt", "content": "plan"}, {"path": "Projects/Sub/deep.txt",
+                                                                       "content": "deep"},
+                    {"path": "Private/secret.txt", "content": "s"}], drive="bob")
+    sh = fake.share("/Projects", owner="bob", role="read")
+    kids = {x["name"]: x for x in g(fake, token, "/me/drive/root/children").json()["value"]}
+    sc = kids["Projects"]
+    assert sc["id"] == sh["shortcut_id"] and "folder" not in sc and "file" not in sc
+    assert "@microsoft.graph.downloadUrl" not in sc
+    ri = sc["remoteItem"]
+    assert ri["id"] == sh["item_id"] and ri["name"] == "Projects" and ri["folder"]["childCount"] == 2
+    assert ri["parentReference"]["driveId"] == bob.drive.drive_id and ri["parentReference"]["driveType"] == "personal"
+    assert ri["parentReference"]["id"] == bob.drive.root.id
+    assert ri["size"] == 8 and sc["size"] == 8
+    assert ri["shared"]["owner"]["user"]["displayName"] == "Bob Jones"
+    assert set(ri["fileSystemInfo"]) == {"createdDateTime", "lastModifiedDateTime"}
+    base = "/drives/%s/items/%s" % (bob.drive.drive_id, ri["id"])
+    names = sorted(x["name"] for x in g(fake, token, base + "/children").json()["value"])
+    assert names == ["Sub", "plan.txt"]
+    f = g(fake, token, base + ":/Sub/deep.txt").json()
+    assert f["parentReference"]["driveId"] == bob.drive.drive_id
+    r = g(fake, token, "/drives/%s/items/%s/content" % (bob.drive.drive_id, f["id"]))
+    assert req("GET", r.header("location")).body == b"deep"
+    # outside the share, and writes into a read-only share
+    assert_graph_error(g(fake, token, "/drives/%s/root/children" % bob.drive.drive_id), 403, "accessDenied")
+    secret = fake.item_id("/Private/secret.txt", drive="bob")
+    assert_graph_error(g(fake, token, "/drives/%s/items/%s" % (bob.drive.drive_id, secret)), 403, "accessDenied")
+    assert_graph_error(g(fake, token, base + ":/new.txt:/content", "PUT", body=b"x"), 403, "accessDenied")
+    assert_graph_error(gj(fake, token, base + "/children", "POST", {"name": "N", "folder": {}}), 403, "accessDenied")
+    assert_graph_error(g(fake, token, "/drives/%s/items/%s" % (bob.drive.drive_id, f["id"]), "DELETE"),
+                       403, "accessDenied")
+    assert g(fake, token, "/drives/%s" % bob.drive.drive_id).status == 200       # drive metadata, no quota
+    assert "quota" not in g(fake, token, "/drives/%s" % bob.drive.drive_id).json()
+    # the shortcut itself has no content; its remote target moves with changes
+    assert g(fake, token, "/me/drive/items/%s/content" % sc["id"]).status == 404
+    fake.seed(tree=[{"path": "Projects/more.txt", "content": "1234"}], drive="bob")
+    ri = g(fake, token, "/me/drive/items/%s" % sc["id"]).json()["remoteItem"]
+    assert ri["folder"]["childCount"] == 3 and ri["size"] == 12
+    # delta of my drive carries the shortcut with its remoteItem
+    items, _ = fake.client().delta()
+    assert [x for x in items if x["name"] == "Projects"][0]["remoteItem"]["id"] == sh["item_id"]
+    dump = {x["path"]: x for x in fake.dump()["items"]}
+    assert dump["/Projects"]["remote"] == {"driveId": bob.drive.drive_id, "id": sh["item_id"]}
+
+
+def test_shared_folder_read_write_and_business_scopes(fake, token, biz):
+    fake.add_user("Carol Smith")
+    sh = fake.share("/Team work", owner="carol", role="write", name="Carol's work")
+    base = "/drives/%s/items/%s" % (sh["drive_id"], sh["item_id"])
+    assert g(fake, token, base + ":/a.txt:/content", "PUT", body=b"mine").status == 201
+    assert fake.content("/Team work/a.txt", drive="carol") == b"mine"
+    assert mkdir(fake, token, base, "Sub").status == 201, mkdir(fake, token, base, "Sub2").body
+    sub = fake.item_id("/Team work/Sub", drive="carol")
+    r = create_session(fake, token, "/drives/%s/items/%s:/big.bin:" % (sh["drive_id"], sub))
+    assert r.status == 200
+    assert put_frag(r.json()["uploadUrl"], b"z" * 10, 0, 10).status == 201
+    assert fake.content("/Team work/Sub/big.bin", drive="carol") == b"z" * 10
+    # moving an item out of the share is refused
+    fid = fake.item_id("/Team work/a.txt", drive="carol")
+    r = gj(fake, token, "/drives/%s/items/%s" % (sh["drive_id"], fid), "PATCH",
+           {"parentReference": {"id": fake.drive_for("carol").root.id}})
+    assert_graph_error(r, 403, "accessDenied")
+    names = [x["name"] for x in g(fake, token, "/me/drive/root/children").json()["value"]]
+    assert "Carol's work" in names
+    # a second shortcut with a taken name gets a unique one
+    fake.share("/Other", owner="carol", role="read", name="Carol's work")
+    names = [x["name"] for x in g(fake, token, "/me/drive/root/children").json()["value"]]
+    assert "Carol's work 1" in names
+    # on business, shared items need Files.Read(Write).All
+    dave = biz.add_user("Dave Lee")
+    s2 = biz.share("/Shared", owner=dave.email, role="read")
+    own = biz.issue_tokens(scope="Files.ReadWrite")["access_token"]
+    all_ = biz.issue_tokens(scope="Files.Read.All")["access_token"]
+    b2 = "/drives/%s/items/%s/children" % (s2["drive_id"], s2["item_id"])
+    assert_graph_error(g(biz, own, b2), 403, "accessDenied")
+    assert g(biz, all_, b2).status == 200
+    sc = [x for x in g(biz, all_, "/me/drive/root/children").json()["value"] if x["name"] == "Shared"][0]
+    assert sc["remoteItem"]["parentReference"]["driveType"] == "business"
+
+
+def test_multi_drive_control_endpoints(fake, token):
+    base = fake.url + "/_control"
+    js = {"Content-Type": "application/json"}
+
+    def ctl(path, body=None, method="POST"):
+        r = req(method, base + path, js, None if body is None else json.dumps(body).encode())
+        assert r.status == 200, (path, r.body)
+        return r.json()
+
+    u = ctl("/users", {"name": "Erin Moss", "signin": True})
+    assert u["userPrincipalName"] == "erin.moss@outlook.com" and u["kind"] == "personal" and u["alias"] == "erin"
+    assert ctl("/seed", {"tree": [{"path": "e.txt", "content": "e"}], "drive": "erin"})["created"] == 1
+    assert [x["path"] for x in ctl("/dump?drive=erin", method="GET")["items"]] == ["/e.txt"]
+    assert req("GET", base + "/content?path=/e.txt&drive=erin").body == b"e"
+    sh = ctl("/shares", {"path": "/Box", "owner": "erin", "role": "write"})
+    assert sh["role"] == "write" and sh["shortcut_id"]
+    assert ctl("/shares", method="GET")["shares"][0]["item_id"] == sh["item_id"]
+    site = ctl("/sites", {"path": "/sites/Docs", "libraries": ["Documents", {"name": "Archive", "alias": "arc"}]})
+    assert [d["alias"] for d in site["drives"]] == ["docs", "arc"]
+    ctl("/clients", {"client_id": APP, "public": False, "secret": "s", "roles": ["Files.Read.All"],
+                     "redirect_uris": ["https://x.example/cb"]})
+    cl = ctl("/clients", method="GET")["clients"]
+    assert cl[APP]["roles"] == ["Files.Read.All"] and "secret" not in cl[APP]
+    tok = ctl("/tokens/issue", {"user": "erin", "scope": "Files.Read"})
+    assert g(fake, tok["access_token"], "/me").json()["userPrincipalName"] == "erin.moss@outlook.com"
+    info = ctl("/info", method="GET")
+    assert info["account"] == "personal" and len(info["drives"]) == 4 and info["tenant_id"] is None
+    assert req("POST", base + "/seed", js, json.dumps({"tree": [], "drive": "nope"}).encode()).status == 400
+    ctl("/reset")
+    assert len(ctl("/info", method="GET")["drives"]) == 1
+
+
+def test_account_switch_over_control():
+    with FakeGraph() as f:
+        r = req("POST", f.url + "/_control/account", {"Content-Type": "application/json"},
+                json.dumps({"account": "business", "name": "Zed Work"}).encode())
+        assert r.status == 200 and r.json()["account"] == "business"
+        tok = f.issue_tokens()["access_token"]
+        assert g(f, tok, "/me/drive").json()["driveType"] == "business"
+        assert g(f, tok, "/me").json()["userPrincipalName"] == "fake.user@contoso.onmicrosoft.com"
+        assert f.info()["tenant_domain"] == "contoso.onmicrosoft.com"

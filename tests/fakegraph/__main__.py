@@ -2,7 +2,7 @@
 
     python3 tests/fakegraph/__main__.py --port 0 --port-file FILE [--sample]
         [--auto-approve] [--latency-ms N] [--page-size N] [--device-interval N]
-        [--access-token-lifetime N] [--verbose]
+        [--access-token-lifetime N] [--account personal|business] [--auto-consent] [--verbose]
     python3 -m tests.fakegraph ...   (from the repository root)
 
 Writes the port to FILE (atomically) once listening and prints
@@ -37,6 +37,10 @@ def main(argv=None):
     ap.add_argument("--page-size", type=int, default=200)
     ap.add_argument("--device-interval", type=int, default=5)
     ap.add_argument("--access-token-lifetime", type=int, default=3600)
+    ap.add_argument("--account", choices=("personal", "business"), default="personal",
+                    help="kind of the primary account")
+    ap.add_argument("--auto-consent", action="store_true",
+                    help="/authorize redirects with a code at once (no sign-in page)")
     ap.add_argument("--verbose", action="store_true", help="log every request to stderr")
     args = ap.parse_args(argv)
 
@@ -52,7 +56,8 @@ def main(argv=None):
     fake = FakeGraph(port=args.port, sample=args.sample, verbose=args.verbose,
                      auto_approve=args.auto_approve, latency_ms=args.latency_ms,
                      page_size=args.page_size, device_interval=args.device_interval,
-                     access_token_lifetime=args.access_token_lifetime)
+                     access_token_lifetime=args.access_token_lifetime, account=args.account,
+                     auto_consent=args.auto_consent)
     fake.start()
     if args.port_file:
         tmp = args.port_file + ".tmp"

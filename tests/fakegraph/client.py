@@ -3,6 +3,7 @@ through the real API (so eTags, versions, delta and quota behave exactly as
 for any client).  Standard library (http.client) only.
 
     other = fake.client()                     # its own access token
+    bob = fake.client(user="bob", drive="bob")   # another account, addressing /drives/{id}
     other.mkdir("/Docs")                      # or mkdir(parent_id, "Docs")
     item = other.put_content("/Docs/a.txt", data=b"hello")      # simple PUT (replace)
     other.put_content(parent_id, "b.txt", b"x", conflict="rename")
@@ -60,9 +61,10 @@ def _iso(t):
 class GraphClient:
     FRAGMENT = 10 * 1024 * 1024          # a multiple of 320 KiB
 
-    def __init__(self, fake, token):
+    def __init__(self, fake, token, base=None):
         self.fake = fake
         self.token = token
+        self.base = base or "/me/drive"   # or "/drives/{id}"
 
     # ------------------------------------------------------------ plumbing
     def request(self, method, url, body=None, headers=None, auth=True):
@@ -98,18 +100,17 @@ class GraphClient:
             raise ClientError(r.status, code, r.body)
         return r
 
-    @staticmethod
-    def addr(target):
+    def addr(self, target):
         """API address of a path ("/a/b") or an item id."""
         if target.startswith("/"):
             segs = [quote(s, safe="") for s in target.strip("/").split("/") if s]
-            return "/me/drive/root" + (":/" + "/".join(segs) + ":" if segs else "")
-        return "/me/drive/items/" + quote(target, safe="!")
+            return self.base + "/root" + (":/" + "/".join(segs) + ":" if segs else "")
+        return self.base + "/items/" + quote(target, safe="!")
 
     def _child_addr(self, parent, name):
         if parent.startswith("/"):
             return self.addr(parent.rstrip("/") + "/" + name)
-        return "/me/drive/items/%s:/%s:" % (quote(parent, safe="!"), quote(name, safe=""))
+        return self.base + "/items/%s:/%s:" % (quote(parent, safe="!"), quote(name, safe=""))
 
     @staticmethod
     def _split(target, name):
@@ -140,7 +141,7 @@ class GraphClient:
 
     def delta(self, link=None):
         """Follow one whole delta round: (items, deltaLink)."""
-        url = link or "/me/drive/root/delta"
+        url = link or self.base + "/root/delta"
         items = []
         while True:
             j = self.call("GET", url).json()

@@ -24,6 +24,22 @@ method of the same meaning, so pytest fixtures can call those directly.
   POST /_control/delta/invalidate      every delta token answers 410 resyncRequired from now on
   GET  /_control/recyclebin            deleted subtrees (not permanently deleted)
   GET  /_control/versions?path=/a/b    versions of a file (or ?id=), newest first
+
+Accounts, drives and sign-in (see fake.py / accounts.py / authorize.py):
+  POST /_control/account               {"account": "personal"|"business", "name", "email"} replace the primary account
+  GET  /_control/users                 POST {"name", "email", "kind", "signin", "alias"} -> the new user
+  GET  /_control/sites                 POST {"path", "display_name", "libraries": [...], "alias", "hostname"}
+  GET  /_control/shares                POST {"path", "owner", "to", "role": "read"|"write", "shortcut", "name"}
+  GET  /_control/clients               registered apps (no secrets); POST also takes "redirect_uris", "roles", "name"
+  GET  /_control/authorize             pending sign-in pages (transactions)
+  POST /_control/authorize/approve     {"txn", "account"} (defaults: newest, primary) -> {"location": redirect URL}
+  POST /_control/authorize/decline     {"txn"} -> {"location": redirect_uri?error=access_denied&...}
+  GET  /_control/codes                 issued authorization codes
+  POST /_control/tokens/app            {"client_id"} -> app-only token response (client_credentials)
+  POST /_control/tokens/issue          also {"user": id|upn|alias};  POST /_control/tokens/revoke {"user"} for one user
+  POST /_control/device/approve        also {"account": id|upn|alias}
+  seed, dump, content, versions, recyclebin, quota take "drive" (body) / ?drive= (query): None|"me",
+  an alias ("bob", "team", "team/Team Assets"), a drive id, or a user id/UPN.
 """
 
 import json
@@ -44,16 +60,36 @@ class Control:
             ("POST", "reset"): self._reset,
             ("POST", "seed"): self._seed,
             ("POST", "identity/reset"): lambda b, q: self.fake.reset_identity(),
-            ("GET", "dump"): lambda b, q: self.fake.dump(),
+            ("GET", "dump"): lambda b, q: self.fake.dump(q.get("drive")),
             ("GET", "stats"): lambda b, q: self.fake.stats(),
             ("POST", "stats/reset"): self._stats_reset,
             ("GET", "faults"): lambda b, q: self.fake.faults_snapshot(),
             ("POST", "faults"): self._faults,
             ("POST", "tokens/expire"): lambda b, q: {"expired": self.fake.expire_tokens()},
-            ("POST", "tokens/revoke"): lambda b, q: {"revoked": self.fake.revoke_refresh_tokens()},
+            ("POST", "tokens/revoke"): lambda b, q: {"revoked": self.fake.revoke_refresh_tokens(b.get("user"))},
+            ("POST", "tokens/app"): lambda b, q: self.fake.issue_app_token(b["client_id"]),
+            ("POST", "account"): lambda b, q: self.fake.set_account(b.get("account", "personal"),
+                                                                     b.get("name", "Fake User"), b.get("email")),
+            ("GET", "users"): lambda b, q: {"users": self.fake.info()["users"]},
+            ("POST", "users"): lambda b, q: self.fake.add_user(b["name"], b.get("email"), kind=b.get("kind"),
+                                                                signin=bool(b.get("signin", False)),
+                                                                alias=b.get("alias")).describe(),
+            ("GET", "sites"): lambda b, q: {"sites": self.fake.info()["sites"]},
+            ("POST", "sites"): self._sites,
+            ("GET", "shares"): lambda b, q: {"shares": self.fake.info()["shares"]},
+            ("POST", "shares"): lambda b, q: self.fake.share(b["path"], b["owner"], to=b.get("to"),
+                                                              role=b.get("role", "read"), name=b.get("name"),
+                                                              shortcut=bool(b.get("shortcut", True))),
+            ("GET", "clients"): lambda b, q: {"clients": self.fake.clients()},
+            ("GET", "authorize"): lambda b, q: {"pending": self.fake.pending_authorizations()},
+            ("POST", "authorize/approve"): lambda b, q: {"location": self.fake.approve_authorization(
+                b.get("txn"), b.get("account"))},
+            ("POST", "authorize/decline"): lambda b, q: {"location": self.fake.decline_authorization(b.get("txn"))},
+            ("GET", "codes"): lambda b, q: {"codes": self.fake.auth_codes()},
             ("POST", "tokens/issue"): self._issue,
             ("GET", "device"): lambda b, q: {"pending": self.fake.pending_devices()},
-            ("POST", "device/approve"): lambda b, q: {"approved": self.fake.approve_device(b.get("user_code"))},
+            ("POST", "device/approve"): lambda b, q: {"approved": self.fake.approve_device(b.get("user_code"),
+                                                                                            b.get("account"))},
             ("POST", "device/decline"): lambda b, q: {"declined": self.fake.decline_device(b.get("user_code"))},
             ("GET", "config"): lambda b, q: self.fake.get_config(),
             ("POST", "config"): lambda b, q: self.fake.set_config(**b),
@@ -64,7 +100,7 @@ class Control:
             ("GET", "uploads"): lambda b, q: {"sessions": self.fake.upload_sessions()},
             ("POST", "upload/expire"): lambda b, q: {"expired": self.fake.expire_uploads(b.get("url"))},
             ("POST", "delta/invalidate"): lambda b, q: self.fake.invalidate_delta(),
-            ("GET", "recyclebin"): lambda b, q: {"items": self.fake.recycle_bin()},
+            ("GET", "recyclebin"): lambda b, q: {"items": self.fake.recycle_bin(q.get("drive"))},
             ("GET", "versions"): self._versions,
         }
 
@@ -101,11 +137,18 @@ class Control:
         if "tree" not in body and "generate" not in body:
             raise ValueError("seed needs 'tree' or 'generate'")
         n = 0
+        drive = body.get("drive")
         if "tree" in body:
-            n += self.fake.seed(tree=body["tree"])
+            n += self.fake.seed(tree=body["tree"], drive=drive)
         if "generate" in body:
-            n += self.fake.seed(generate=body["generate"])
+            n += self.fake.seed(generate=body["generate"], drive=drive)
         return {"created": n}
+
+    def _sites(self, body, q):
+        kw = {k: body[k] for k in ("display_name", "alias", "hostname") if k in body}
+        if "libraries" in body:
+            kw["libraries"] = body["libraries"]
+        return self.fake.add_site(body.get("path", "/sites/Team"), **kw).describe()
 
     def _stats_reset(self, body, q):
         self.fake.reset_stats()
@@ -117,13 +160,13 @@ class Control:
 
     def _issue(self, body, q):
         return self.fake.issue_tokens(scope=body.get("scope", "Files.ReadWrite User.Read offline_access"),
-                                      client_id=body.get("client_id"))
+                                      client_id=body.get("client_id"), user=body.get("user"))
 
     def _content(self, body, q):
         key = q.get("id") or q.get("path")
         if not key:
             raise ValueError("give ?path= or ?id=")
-        data = self.fake.content(key)
+        data = self.fake.content(key, q.get("drive"))
         return Response(200, [("Content-Type", "application/octet-stream")], data)
 
     def _quota(self, body, q):
@@ -137,8 +180,10 @@ class Control:
         key = q.get("id") or q.get("path")
         if not key:
             raise ValueError("give ?path= or ?id=")
-        return {"versions": self.fake.versions_of(key)}
+        return {"versions": self.fake.versions_of(key, q.get("drive"))}
 
     def _clients(self, body, q):
-        self.fake.register_client(body["client_id"], public=body.get("public", True), secret=body.get("secret"))
+        self.fake.register_client(body["client_id"], public=body.get("public", True), secret=body.get("secret"),
+                                  redirect_uris=body.get("redirect_uris"), roles=body.get("roles"),
+                                  name=body.get("name"))
         return {"ok": True}

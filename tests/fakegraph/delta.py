@@ -20,7 +20,9 @@ also root/delta(token='...').
   must use /content).  Deleted items (personal): "@odata.type", id, name,
   parentReference {driveId, driveType, id}, "deleted": {}, and a file facet
   with the all-zero quickXorHash (quirk 7) or a folder facet; no size, no
-  cTag, no times.  Deleting a folder reports every item of its subtree.
+  cTag, no times.  Business/library drives (quirk 7): no name, "deleted":
+  {"state": "deleted"}, an empty file facet.  Deleting a folder reports
+  every item of its subtree.  Tokens are bound to their drive.
 * Tokens die with POST /_control/delta/invalidate or a drive reset; so do
   unreadable tokens: the answer is 410 Gone, code resyncRequired, inner
   resyncChangesApplyDifferences, with a Location header holding a fresh
@@ -47,10 +49,13 @@ class Delta:
     def __init__(self, fake):
         self.fake = fake
         self._handles = itertools.count(1)
+        self._drive = fake.drive
 
     @property
     def drive(self):
-        return self.fake.drive
+        """The drive of the request being served (set by handle(), which runs
+        under the fake's lock)."""
+        return self._drive
 
     # ------------------------------------------------------------ rounds
     def _store(self, ids, end):
@@ -98,10 +103,15 @@ class Delta:
         if rec is None:
             return None
         d = {"@odata.type": "#microsoft.graph.driveItem", "id": item_id, "name": rec["name"],
-             "parentReference": {"driveId": drive.drive_id, "driveType": "personal", "id": rec["parent_id"]},
+             "parentReference": {"driveId": drive.drive_id, "driveType": drive.kind, "id": rec["parent_id"]},
              "deleted": {}}
+        if drive.business:
+            del d["name"]                 # quirk 7: business deleted items lack the name
+            d["deleted"] = {"state": "deleted"}
         if rec["folder"]:
             d["folder"] = {"childCount": 0}
+        elif drive.business:
+            d["file"] = {}
         else:
             d["file"] = {"hashes": {"quickXorHash": EMPTY_B64}}
         if select is not None:
@@ -121,6 +131,7 @@ class Delta:
 
     def _seal(self, obj):
         obj["ep"] = self.drive.delta_epoch
+        obj["d"] = self.drive.drive_id
         return self.fake.sealer.seal_json("delta", obj)
 
     def _resync(self, req):
@@ -130,7 +141,7 @@ class Delta:
     # ----------------------------------------------------------- handler
     def handle(self, req, route, item):
         fake = self.fake
-        drive = self.drive
+        self._drive = drive = item.drive
         if item is not drive.root:
             raise GraphError(501, "notSupported", "The fake Graph server implements delta on the root only.")
         select, _ = fake.graph.select(req)
@@ -147,7 +158,8 @@ class Delta:
             handle = self._full_round()
         else:
             data = fake.sealer.unseal_json("delta", token)
-            if not isinstance(data, dict) or data.get("ep") != drive.delta_epoch:
+            if not isinstance(data, dict) or data.get("ep") != drive.delta_epoch or \
+                    data.get("d") != drive.drive_id:
                 raise self._resync(req)
             if "h" in data:
                 handle, offset = data["h"], int(data["o"])

@@ -65,7 +65,7 @@ class Downloads:
         """URL of the current content, or of version number `version`
         (1 = oldest)."""
         exp = int(util.now() + self.fake.config.download_url_lifetime)
-        rec = {"i": item.id, "e": exp}
+        rec = {"d": item.drive.drive_id, "i": item.id, "e": exp}
         if version is None:
             rec["v"] = item.ctag_ver
         else:
@@ -87,7 +87,8 @@ class Downloads:
         if util.now() >= data["e"]:
             raise GraphError(401, "unauthenticated", "The access token has expired.", inner_code="expiredToken")
         with fake.lock:
-            item = fake.drive.items.get(data["i"])
+            drive = fake.drive_by_id(data.get("d", fake.drive.drive_id))
+            item = drive.items.get(data["i"]) if drive is not None else None
             if item is None or item.is_folder or ("v" in data and item.ctag_ver != data["v"]) or \
                     ("n" in data and data["n"] > len(item.versions)):
                 raise GraphError(404, "itemNotFound", "The resource could not be found.")

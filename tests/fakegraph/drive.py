@@ -1,10 +1,18 @@
-"""The drive model: a personal OneDrive with its item tree and quota.
+"""The drive model: a OneDrive (personal or business) or a SharePoint
+document library, with its item tree and quota.
 
 Pure data structure, no HTTP.  Callers hold the FakeGraph lock.
 
-* Item ids look like "<DRIVEID>!<n>", the root "<DRIVEID>!s<32 hex>"
+* drive.kind is the driveType: "personal" | "business" | "documentLibrary".
+  A fake holds several drives (fake.drives, by id); every item knows its
+  drive (item.drive).  A shortcut to a folder shared by someone else is an
+  item of the grantee's drive with item.remote = the Share (accounts.py):
+  not a folder, no content of its own, rendered with a remoteItem facet.
+* Personal item ids look like "<DRIVEID>!<n>", the root "<DRIVEID>!s<32 hex>"
   (graph-notes 2.3); they are opaque to clients.  Personal drive ids are
-  matched case-insensitively (also with a dropped leading zero).
+  matched case-insensitively (also with a dropped leading zero).  Business
+  and library drive ids are "b!..." and item ids "01..." (34 characters),
+  matched exactly.
 * Folders keep an insertion-ordered child list (for O(page) paging) plus a
   name_key -> item index (case-insensitive, case-preserving lookup).
 * Folder sizes are recursive totals, maintained incrementally.
@@ -34,7 +42,12 @@ from collections import OrderedDict
 from . import naming, util
 from .content import BytesContent, make_content
 
-PERSONAL_CONSUMER_TENANT = "9188040d-6c67-4c5b-b112-36a304b66dad"
+from . import accounts
+from .accounts import business_drive_id, business_item_id
+
+PERSONAL_CONSUMER_TENANT = accounts.PERSONAL_CONSUMER_TENANT     # kept for older importers
+
+DRIVE_KINDS = ("personal", "business", "documentLibrary")
 
 
 class NameConflict(ValueError):
@@ -66,10 +79,13 @@ class Version:
 class Item:
     __slots__ = ("id", "name", "parent", "is_folder", "kids", "index", "content", "size",
                  "created", "modified", "fs_created", "fs_modified",
-                 "tag_guid", "etag_ver", "ctag_ver", "versions", "seq", "dseq", "__weakref__")
+                 "tag_guid", "etag_ver", "ctag_ver", "versions", "seq", "dseq", "drive", "remote",
+                 "__weakref__")
 
-    def __init__(self, item_id, name, parent, is_folder, t):
+    def __init__(self, item_id, name, parent, is_folder, t, drive=None):
         self.id = item_id
+        self.drive = drive
+        self.remote = None
         self.name = name
         self.parent = parent
         self.is_folder = is_folder
@@ -108,7 +124,10 @@ class Item:
 
 
 def normalize_drive_id(raw):
-    """Canonical (upper-case, 16 char) form of a personal drive id."""
+    """Canonical (upper-case, 16 char) form of a personal drive id; business
+    ids ("b!...") are returned unchanged."""
+    if raw.startswith("b!"):
+        return raw
     s = raw.strip().upper()
     if 0 < len(s) < 16 and all(c in "0123456789ABCDEF" for c in s):
         s = s.rjust(16, "0")
@@ -117,11 +136,23 @@ def normalize_drive_id(raw):
 
 class Drive:
     def __init__(self, drive_id=None, owner_name="Fake User", owner_email="fake.user@outlook.com",
-                 quota_total=1 << 40):
-        self.drive_id = normalize_drive_id(drive_id) if drive_id else self._new_drive_id()
-        self.user_id = self.drive_id.lower()
-        self.owner_name = owner_name
-        self.owner_email = owner_email
+                 quota_total=1 << 40, kind="personal", name=None, owner=None, site=None, alias=None):
+        if kind not in DRIVE_KINDS:
+            raise ValueError("unknown drive kind %r" % kind)
+        self.kind = kind
+        self.business = kind != "personal"
+        if drive_id:
+            self.drive_id = normalize_drive_id(drive_id)
+        else:
+            self.drive_id = business_drive_id() if self.business else self._new_drive_id()
+        self.owner = owner                # accounts.User (None: a bare personal drive)
+        self.site = site                  # accounts.Site for document libraries
+        self.alias = alias
+        self.name = name or ("Documents" if kind == "documentLibrary" else "OneDrive")
+        self.web_url = None               # business: https://host/... base of item webUrls
+        self.user_id = owner.id if owner is not None and owner.id else self.drive_id.lower()
+        self.owner_name = owner.name if owner is not None else owner_name
+        self.owner_email = owner.email if owner is not None else owner_email
         self.quota_total = quota_total
         self.created = util.now()
         self.reset()
@@ -142,12 +173,13 @@ class Drive:
         self.items = {}
         if not hasattr(self, "_counter"):
             self._counter = itertools.count(101)
-            self._root_id = "%s!s%s" % (self.drive_id, secrets.token_hex(16))
+            self._root_id = business_item_id() if self.business else \
+                "%s!s%s" % (self.drive_id, secrets.token_hex(16))
             self.seq = 0
             self.delta_epoch = 0
         root_id = self._root_id
         t = util.now()
-        self.root = Item(root_id, "root", None, True, t)
+        self.root = Item(root_id, "root", None, True, t, self)
         self.items[root_id] = self.root
         self.tombstones = {}
         self.recycle = []
@@ -163,17 +195,20 @@ class Drive:
         self.delta_rounds.clear()
 
     def _new_id(self):
-        return "%s!%d" % (self.drive_id, next(self._counter))
+        n = next(self._counter)
+        if self.business:
+            return business_item_id()
+        return "%s!%d" % (self.drive_id, n)
 
     def matches_drive_id(self, raw):
         return normalize_drive_id(raw) == self.drive_id
 
     def get(self, raw_id):
-        """Item by id; the drive-id part of an id is case-insensitive."""
+        """Item by id; the drive-id part of a personal id is case-insensitive."""
         if raw_id == "root":
             return self.root
         item = self.items.get(raw_id)
-        if item is None and "!" in raw_id:
+        if item is None and "!" in raw_id and not self.business:
             d, rest = raw_id.split("!", 1)
             item = self.items.get("%s!%s" % (normalize_drive_id(d), rest))
         return item
@@ -228,7 +263,7 @@ class Drive:
     def add_folder(self, parent, name, mtime=None, ctime=None):
         naming.validate_name(name)
         t = util.now()
-        item = Item(self._new_id(), name, None, True, t)
+        item = Item(self._new_id(), name, None, True, t, self)
         self._set_fs_times(item, mtime, ctime)
         self._attach(parent, item)
         self._bump_ancestors(item)
@@ -238,7 +273,7 @@ class Drive:
     def add_file(self, parent, name, content=None, mtime=None, ctime=None):
         naming.validate_name(name)
         t = util.now()
-        item = Item(self._new_id(), name, None, False, t)
+        item = Item(self._new_id(), name, None, False, t, self)
         item.content = content if content is not None else BytesContent(b"")
         item.size = item.content.size
         self._set_fs_times(item, mtime, ctime)
@@ -247,6 +282,20 @@ class Drive:
         self._bump_ancestors(item)
         self._add_version(item)
         self._mark([item])
+        return item
+
+    def add_shortcut(self, parent, name, share):
+        """A shortcut ("Add to My files") to share.item: an item of this
+        drive without content of its own, rendered with a remoteItem facet."""
+        naming.validate_name(name)
+        item = Item(self._new_id(), name, None, False, util.now(), self)
+        item.content = BytesContent(b"")
+        item.versions = []
+        item.remote = share
+        self._attach(parent, item)
+        self._bump_ancestors(item)
+        self._mark([item])
+        share.shortcut = item
         return item
 
     def set_content(self, item, content, mtime=None):
@@ -549,8 +598,12 @@ class Drive:
             state = "nearing"
         else:
             state = "normal"
-        return {"deleted": self.deleted_bytes, "remaining": remaining, "state": state, "total": total, "used": used,
-                "storagePlanInformation": {"upgradeAvailable": True}}
+        out = {"deleted": self.deleted_bytes, "remaining": remaining, "state": state, "total": total, "used": used}
+        if self.business:
+            out["fileCount"] = sum(1 for it in self.walk() if not it.is_folder and it.remote is None)
+        else:
+            out["storagePlanInformation"] = {"upgradeAvailable": True}
+        return out
 
     def dump(self):
         out = []
@@ -559,5 +612,7 @@ class Drive:
                    "quickXorHash": None if it.is_folder else it.content.quickxorhash(),
                    "mtime": util.iso_seconds(it.fs_modified), "eTag": it.etag, "cTag": it.ctag,
                    "versions": 0 if it.is_folder else len(it.versions)}
+            if it.remote is not None:
+                rec["remote"] = {"driveId": it.remote.item.drive.drive_id, "id": it.remote.item.id}
             out.append(rec)
         return {"items": out}

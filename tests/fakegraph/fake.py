@@ -12,7 +12,30 @@ HTTP server thread, and the Python-side helpers that mirror /_control/.
 Python helpers besides the /_control/ mirrors: item(key), item_id(path),
 content(key), quickxorhash(key), versions_of(key), recycle_bin(), quota(),
 set_quota(total), upload_sessions(), expire_uploads(url=None),
-invalidate_delta(), client(token=None, scope=None).
+invalidate_delta(), client(token=None, scope=None, user=None, drive=None).
+Most take drive=KEY to address another drive than the primary one.
+
+Accounts and drives (accounts.py, drive.py):
+
+    fake = FakeGraph(account="business")       # or "personal" (default)
+    fake.me, fake.drive                         # the primary account and its drive
+    fake.tenant.id, fake.tenant.domain          # the work tenant (contoso.onmicrosoft.com)
+    bob = fake.add_user("Bob Jones")            # another user (same kind) with his own drive, alias "bob"
+    alt = fake.add_account("Alex Work", kind="business")   # a second sign-in account (account picker)
+    fake.share("/Projects", owner="bob", role="read")      # bob's folder shared to me + shortcut in my root
+    site = fake.add_site("/sites/Team", libraries=["Documents", "Team Assets"])   # aliases "team", "team/Team Assets"
+    fake.seed(tree=[...], drive="team")         # drive KEY: None/"me", an alias, a drive id or a user id/UPN
+    fake.drive_for("bob").drive_id
+
+Sign-in helpers: register_client(client_id, public=True, secret=None,
+redirect_uris=None, roles=None, name=None); issue_tokens(scope, client_id,
+user=None); issue_app_token(client_id) (client_credentials without HTTP);
+pending_authorizations(), approve_authorization(txn=None, account=None) and
+decline_authorization(txn=None) (return the redirect URL), auth_codes();
+approve_device(user_code=None, account=None); revoke_refresh_tokens(user=None).
+
+reset() empties the primary drive and forgets added users, sites and shares
+(their tokens then answer 401); the account type and tenant stay.
 
 All state is guarded by one re-entrant lock (`fake.lock`); download bodies
 are streamed outside it (content objects are immutable) and request bodies
@@ -20,12 +43,16 @@ are read before taking it.
 """
 
 import threading
+from urllib.parse import quote
 
 from . import util
+from .accounts import Share, Site, Tenant, User
+from .authorize import Authorize
 from .control import Control
 from .delta import Delta
+from .directory import Directory
 from .download import Downloads
-from .drive import Drive
+from .drive import Drive, normalize_drive_id
 from .faults import Faults
 from .graph import GraphApi
 from .identity import Identity
@@ -44,7 +71,9 @@ class Config:
         "device_interval": 5,             # devicecode "interval"
         "device_expires_in": 900,         # devicecode "expires_in"
         "slow_down_increment": 0,         # seconds added to a code's interval per slow_down (RFC 8628 says 5)
-        "auto_approve": False,            # False | True (approved at issue) | "after_first_poll"
+        "auto_approve": False,            # device codes: False | True (approved at issue) | "after_first_poll"
+        "auto_consent": False,            # /authorize answers 302 with a code at once (no sign-in page)
+        "auth_code_lifetime": 600,        # seconds an authorization code stays redeemable
         "download_url_lifetime": 3600,    # seconds a downloadUrl stays valid
         "latency_ms": 0,                  # added to every non-control request
         "quota_total": 1 << 40,           # bytes (1 TiB)
@@ -54,7 +83,7 @@ class Config:
         "delta_duplicates": False,        # re-send every third item of a delta round at its end
         "delta_child_first": False,       # send delta rounds in reverse order (children first)
     }
-    BOOLEAN = {"upload_session_conflict", "delta_duplicates", "delta_child_first"}
+    BOOLEAN = {"upload_session_conflict", "delta_duplicates", "delta_child_first", "auto_consent"}
 
     def __init__(self, **kw):
         for k, v in self.DEFAULTS.items():
@@ -86,23 +115,44 @@ class Config:
 class FakeGraph:
     CLIENT_ID = "00000000-0000-0000-0000-0000000000a1"
     DEFAULT_SCOPE = "Files.ReadWrite User.Read offline_access"
+    DEFAULT_REDIRECT_URIS = ["http://localhost", "https://login.microsoftonline.com/common/oauth2/nativeclient"]
 
     def __init__(self, port=0, host="127.0.0.1", drive_id=None, owner_name="Fake User",
-                 owner_email="fake.user@outlook.com", clients=None, sample=False, verbose=False, **options):
+                 owner_email=None, clients=None, sample=False, verbose=False, account="personal",
+                 tenant_id=None, tenant_domain="contoso.onmicrosoft.com", **options):
         if host not in ("127.0.0.1", "localhost"):
             raise ValueError("the fake binds to 127.0.0.1 only")
+        if account not in ("personal", "business"):
+            raise ValueError("account must be 'personal' or 'business'")
         self.host = "127.0.0.1"
         self._want_port = port
         self.verbose = verbose
         self.lock = threading.RLock()
         self.config = Config(**options)
         self.sealer = util.Sealer()
-        self.drive = Drive(drive_id, owner_name, owner_email, self.config.quota_total)
+        self.account = account
+        self.tenant = Tenant(tenant_id, tenant_domain)
+        self.users = []
+        self.drives = {}
+        self.sites = []
+        self.shares = []
+        if owner_email is None:
+            owner_email = "fake.user@outlook.com" if account == "personal" else "fake.user@" + self.tenant.domain
+        self.me = self._new_user(account, owner_name, owner_email, "me", True, drive_id)
+        self.drive = self.me.drive
         self.identity = Identity(self)
-        self.identity.clients = dict(clients) if clients else {self.CLIENT_ID: {"public": True, "secret": None}}
+        self.identity.clients = {}
+        if clients:
+            for cid, spec in dict(clients).items():
+                self.register_client(cid, **{k: v for k, v in dict(spec).items()
+                                             if k in ("public", "secret", "redirect_uris", "roles", "name")})
+        else:
+            self.register_client(self.CLIENT_ID, name="onedrivefs")
+        self.authorize = Authorize(self)
         self.counters = Stats()
         self.fault_set = Faults()
         self.graph = GraphApi(self)
+        self.directory = Directory(self)
         self.writes = Writes(self)
         self.uploads = Uploads(self)
         self.versions = Versions(self)
@@ -164,9 +214,173 @@ class FakeGraph:
         return self.drive.root.id
 
     def info(self):
-        return {"url": self.url, "graph_url": self.graph_url, "auth_url": self.auth_url,
-                "client_id": self.CLIENT_ID, "drive_id": self.drive_id, "root_id": self.root_id,
-                "user": self.drive.owner_email}
+        with self.lock:
+            return {"url": self.url, "graph_url": self.graph_url, "auth_url": self.auth_url,
+                    "client_id": self.CLIENT_ID, "drive_id": self.drive_id, "root_id": self.root_id,
+                    "user": self.me.email, "user_id": self.me.id, "account": self.account,
+                    "tenant_id": self.tenant.id if self.has_business_users() else None,
+                    "tenant_domain": self.tenant.domain if self.has_business_users() else None,
+                    "users": [u.describe() for u in self.users],
+                    "drives": [{"id": d.drive_id, "driveType": d.kind, "name": d.name, "alias": d.alias,
+                                "root_id": d.root.id} for d in self.drives.values()],
+                    "sites": [x.describe() for x in self.sites],
+                    "shares": [x.describe() for x in self.shares]}
+
+    # ------------------------------------------------- accounts and drives
+    def _new_user(self, kind, name, email, alias, signin, drive_id=None):
+        user = User(kind, name, email, alias=alias, signin=signin)
+        if kind == "business":
+            user.id = util.new_guid()
+        drive = Drive(drive_id, name, email, self.config.quota_total, kind=kind, owner=user, alias=alias)
+        if kind == "personal":
+            user.id = drive.user_id
+        else:
+            upn = email.replace(".", "_").replace("@", "_")
+            drive.web_url = "https://%s/personal/%s/Documents" % (self.tenant.my_host, upn)
+        user.drive = drive
+        self.users.append(user)
+        self.drives[drive.drive_id] = drive
+        return user
+
+    def set_account(self, account, owner_name="Fake User", owner_email=None):
+        """Replace the primary account by a new one of kind account
+        ("personal" | "business") with a new, empty drive; added users,
+        sites and shares are dropped and old tokens answer 401."""
+        if account not in ("personal", "business"):
+            raise ValueError("account must be 'personal' or 'business'")
+        with self.lock:
+            if owner_email is None:
+                owner_email = "fake.user@outlook.com" if account == "personal" else "fake.user@" + self.tenant.domain
+            self.account = account
+            self.users, self.drives, self.sites, self.shares = [], {}, [], []
+            self.uploads.reset()
+            self.me = self._new_user(account, owner_name, owner_email, "me", True)
+            self.drive = self.me.drive
+            self.delta._drive = self.drive
+            return self.info()
+
+    def has_business_users(self):
+        return any(u.is_business for u in self.users)
+
+    def signin_users(self):
+        return [u for u in self.users if u.signin]
+
+    def user_by_id(self, uid):
+        for u in self.users:
+            if u.id == uid:
+                return u
+        return None
+
+    def user_by_ref(self, ref):
+        """A user by id, userPrincipalName or alias (None if unknown)."""
+        for u in self.users:
+            if u.matches(ref) or (u.alias is not None and u.alias == ref):
+                return u
+        return None
+
+    def drive_by_id(self, raw):
+        return self.drives.get(normalize_drive_id(raw))
+
+    def drive_for(self, key=None):
+        """The drive named by key: None/"me" (primary), an alias, a drive
+        id, or a user id/UPN.  KeyError if unknown."""
+        with self.lock:
+            if key is None or key == "me":
+                return self.drive
+            if isinstance(key, Drive):
+                return key
+            for d in self.drives.values():
+                if d.alias == key:
+                    return d
+            d = self.drive_by_id(key)
+            if d is not None:
+                return d
+            u = self.user_by_ref(key)
+            if u is not None:
+                return u.drive
+        raise KeyError("unknown drive %r" % key)
+
+    def add_user(self, name, email=None, kind=None, signin=False, alias=None, quota_total=None):
+        """Another user (kind defaults to the primary account's) owning a
+        drive; signin=True also offers it in the authorize page's account
+        picker.  Returns the accounts.User; its drive alias is `alias`
+        (default: the first name in lower case)."""
+        kind = kind or self.account
+        first = name.split()[0].lower()
+        if email is None:
+            dom = self.tenant.domain if kind == "business" else "outlook.com"
+            email = "%s@%s" % (".".join(name.lower().split()), dom)
+        with self.lock:
+            if self.user_by_ref(email) is not None:
+                raise ValueError("user %s exists" % email)
+            user = self._new_user(kind, name, email, alias or first, signin)
+            if quota_total is not None:
+                user.drive.quota_total = quota_total
+            return user
+
+    def add_account(self, name, email=None, kind=None, alias=None):
+        """A second account that can sign in (shown in the account picker)."""
+        return self.add_user(name, email, kind=kind, signin=True, alias=alias)
+
+    def add_site(self, path="/sites/Team", display_name=None, libraries=("Documents",), alias=None,
+                 hostname=None):
+        """A SharePoint site with document libraries (names, or dicts
+        {"name", "alias"}).  Library aliases: `alias` (default the site name
+        in lower case) for the first, "alias/Name" for the others."""
+        with self.lock:
+            site = Site(hostname or self.tenant.sharepoint_host, path, display_name or path.rstrip("/").split("/")[-1])
+            alias = alias or site.name.lower()
+            owner = self.me if self.me.is_business else User("business", "System Account", "", util.new_guid())
+            for i, spec in enumerate(libraries):
+                spec = {"name": spec} if isinstance(spec, str) else dict(spec)
+                lib_alias = spec.get("alias") or (alias if i == 0 else "%s/%s" % (alias, spec["name"]))
+                drive = Drive(None, owner.name, owner.email, self.config.quota_total, kind="documentLibrary",
+                              name=spec["name"], owner=owner, site=site, alias=lib_alias)
+                drive.web_url = "%s/%s" % (site.web_url, quote("Shared Documents" if spec["name"] == "Documents"
+                                                               else spec["name"], safe=""))
+                site.drives.append(drive)
+                self.drives[drive.drive_id] = drive
+            self.sites.append(site)
+            return site
+
+    def site_by_ref(self, ref):
+        for x in self.sites:
+            if x.matches_id(ref):
+                return x
+        return None
+
+    def share(self, path, owner, to=None, role="read", shortcut=True, name=None):
+        """Share the item at `path` of owner's drive (created as a folder if
+        missing) with user `to` (default the primary account), role "read"
+        or "write"; with shortcut=True add it to the grantee's "My files"
+        root as `name` (default the item's name).  Returns the Share's
+        description {"drive_id", "item_id", "shortcut_id", ...}."""
+        with self.lock:
+            drive = self.drive_for(owner)
+            grantee = self.me if to is None else self.user_by_ref(to)
+            if grantee is None:
+                raise KeyError("unknown user %r" % to)
+            item = drive.lookup_path(path)
+            if item is None:
+                item = drive.ensure_folder(drive.split_user_path(path))
+            sh = Share(item, grantee, role)
+            self.shares.append(sh)
+            if shortcut:
+                mine = grantee.drive
+                label = name or item.name
+                if mine.child(mine.root, label) is not None:
+                    label = mine.unique_name(mine.root, label)
+                mine.add_shortcut(mine.root, label, sh)
+            return sh.describe()
+
+    def share_for(self, user, item):
+        """The share that gives user access to item (None if none)."""
+        best = None
+        for sh in self.shares:
+            if sh.grantee is user and sh.covers(item):
+                if best is None or sh.writable:
+                    best = sh
+        return best
 
     # ---------------------------------------------------------------- state
     def reset(self):
@@ -176,49 +390,57 @@ class FakeGraph:
         with self.lock:
             self.drive.reset()
             self.uploads.reset()
+            keep = [u for u in self.users if u is self.me]
+            self.users = keep
+            self.drives = {self.drive.drive_id: self.drive}
+            self.sites = []
+            self.shares = []
         self.counters.reset()
         self.fault_set.clear()
 
-    def seed(self, tree=None, generate=None):
+    def seed(self, tree=None, generate=None, drive=None):
         """Add items: tree=[{"path", "content"|"folder", "mtime", "ctime"}],
         generate={"folders", "files_per_folder", "file_size", "depth",
-        "under", "seed", "root_files"}.  Returns the number of items."""
+        "under", "seed", "root_files"}; drive=KEY (see drive_for).  Returns
+        the number of items."""
         n = 0
         with self.lock:
+            d = self.drive_for(drive)
             if tree is not None:
-                n += self.drive.seed_tree(tree)
+                n += d.seed_tree(tree)
             if generate is not None:
                 if not isinstance(generate, dict):
                     raise ValueError("'generate' must be an object")
-                n += self.drive.seed_generate(**generate)
+                n += d.seed_generate(**generate)
         return n
 
     def load_sample(self):
         from .sample import sample_tree
         return self.seed(tree=sample_tree())
 
-    def dump(self):
+    def dump(self, drive=None):
         with self.lock:
-            return self.drive.dump()
+            return self.drive_for(drive).dump()
 
-    def item(self, key):
+    def item(self, key, drive=None):
         """Item by id or by path ("/Documents/a.txt"); KeyError if absent."""
         with self.lock:
+            d = self.drive_for(drive)
             it = None
             if "/" not in key:
-                it = self.drive.get(key)
+                it = d.get(key)
             if it is None:
-                it = self.drive.lookup_path(key)
+                it = d.lookup_path(key)
         if it is None:
             raise KeyError(key)
         return it
 
-    def item_id(self, path):
-        return self.item(path).id
+    def item_id(self, path, drive=None):
+        return self.item(path, drive).id
 
-    def content(self, key):
+    def content(self, key, drive=None):
         """The bytes of a file (by id or path)."""
-        it = self.item(key)
+        it = self.item(key, drive)
         if it.is_folder:
             raise ValueError("%s is a folder" % key)
         return it.content.to_bytes()
@@ -233,35 +455,35 @@ class FakeGraph:
                 n += len(part)
         return n
 
-    def quickxorhash(self, key):
-        return self.item(key).content.quickxorhash()
+    def quickxorhash(self, key, drive=None):
+        return self.item(key, drive).content.quickxorhash()
 
     def download_url(self, item):
         return self.downloads.url_for(item)
 
-    def versions_of(self, key):
+    def versions_of(self, key, drive=None):
         """[{"id", "size", "quickXorHash"}] newest first (ids as the API shows them)."""
         from .versions import version_id
         with self.lock:
-            it = self.item(key)
+            it = self.item(key, drive)
             if it.is_folder:
                 return []
             return [{"id": version_id(it, i), "size": it.versions[i].size,
                      "quickXorHash": it.versions[i].content.quickxorhash()}
                     for i in range(len(it.versions) - 1, -1, -1)]
 
-    def recycle_bin(self):
+    def recycle_bin(self, drive=None):
         """Deleted (not permanently) subtrees: [{"id","name","path","parent_id","folder","size","deleted"}]."""
         with self.lock:
-            return self.drive.recycle_bin()
+            return self.drive_for(drive).recycle_bin()
 
     def set_quota(self, total):
         """Set quota.total (bytes); tests fill the drive with it."""
         return self.set_config(quota_total=total)["quota_total"]
 
-    def quota(self):
+    def quota(self, drive=None):
         with self.lock:
-            return self.drive.quota()
+            return self.drive_for(drive).quota()
 
     def upload_sessions(self):
         """Open upload sessions [{"uploadUrl","parent_id","name","item_id","received","total",...}]."""
@@ -273,19 +495,29 @@ class FakeGraph:
         with self.lock:
             return self.uploads.expire(url)
 
-    def invalidate_delta(self):
+    def invalidate_delta(self, drive=None):
         """Every delta token issued so far answers 410 resyncRequired from now on."""
         with self.lock:
-            self.drive.invalidate_delta()
+            if drive is None:
+                for d in self.drives.values():
+                    d.invalidate_delta()
+            else:
+                self.drive_for(drive).invalidate_delta()
 
-    def client(self, token=None, scope=None):
+    def client(self, token=None, scope=None, user=None, drive=None):
         """A small Graph client ("another device") using the real API with
-        its own token (client.GraphClient)."""
+        its own token (client.GraphClient).  user: act as that account (ref);
+        drive: address that drive (KEY) as /drives/{id} instead of /me/drive."""
         from .client import GraphClient
-        if token is None:
-            with self.lock:     # not counted in token_grants: the peer stays out of the stats
-                token = self.identity.issue(self.CLIENT_ID, (scope or self.DEFAULT_SCOPE).split())["access_token"]
-        return GraphClient(self, token)
+        with self.lock:
+            u = self.me if user is None else self.user_by_ref(user)
+            if u is None:
+                raise KeyError("unknown user %r" % user)
+            if token is None:   # not counted in token_grants: the peer stays out of the stats
+                token = self.identity.issue(self.CLIENT_ID, (scope or self.DEFAULT_SCOPE).split(),
+                                            user=u)["access_token"]
+            base = None if drive is None else "/drives/" + quote(self.drive_for(drive).drive_id, safe="!")
+        return GraphClient(self, token, base=base)
 
     # ---------------------------------------------------------------- stats
     def stats(self):
@@ -320,31 +552,62 @@ class FakeGraph:
 
     # ------------------------------------------------------------- identity
     def reset_identity(self):
-        """Forget every token and device code."""
+        """Forget every token, device code, authorize transaction and code."""
         with self.lock:
             self.identity.reset()
+            self.authorize.reset()
 
-    def register_client(self, client_id, public=True, secret=None):
+    def register_client(self, client_id, public=True, secret=None, redirect_uris=None, roles=None, name=None):
+        """Register (or replace) an app: public (native) or confidential
+        (with `secret`), its redirect URIs (default http://localhost and the
+        nativeclient URI) and application permissions `roles` (e.g.
+        ["Files.ReadWrite.All"]) granted to client_credentials tokens."""
+        if not public and not secret:
+            raise ValueError("a confidential client needs a secret")
+        uris = list(self.DEFAULT_REDIRECT_URIS if redirect_uris is None else redirect_uris)
         with self.lock:
-            self.identity.clients[client_id] = {"public": bool(public), "secret": secret}
+            self.identity.clients[client_id] = {"public": bool(public), "secret": secret, "redirect_uris": uris,
+                                                "roles": list(roles or []), "name": name or client_id}
 
-    def issue_tokens(self, scope=None, client_id=None):
-        """Token response as if a device-code sign-in had just succeeded."""
+    def clients(self):
         with self.lock:
+            return {cid: {k: v for k, v in c.items() if k != "secret"} for cid, c in self.identity.clients.items()}
+
+    def issue_tokens(self, scope=None, client_id=None, user=None):
+        """Token response as if a device-code sign-in had just succeeded
+        (for the primary account, or user = a ref of another account)."""
+        with self.lock:
+            u = None if user is None else self.user_by_ref(user)
+            if user is not None and u is None:
+                raise KeyError("unknown user %r" % user)
             self.counters.grant("control")
-            return self.identity.issue(client_id or self.CLIENT_ID, (scope or self.DEFAULT_SCOPE).split())
+            return self.identity.issue(client_id or self.CLIENT_ID, (scope or self.DEFAULT_SCOPE).split(), user=u)
+
+    def issue_app_token(self, client_id):
+        """An app-only token response for a registered confidential client
+        (as client_credentials would give, without the HTTP round trip)."""
+        with self.lock:
+            c = self.identity.clients[client_id]
+            self.counters.grant("control")
+            return self.identity.issue(client_id, [], app=True, roles=c.get("roles"))
 
     def expire_tokens(self):
         with self.lock:
             return self.identity.expire_access_tokens()
 
-    def revoke_refresh_tokens(self):
+    def revoke_refresh_tokens(self, user=None):
         with self.lock:
-            return self.identity.revoke_refresh_tokens()
+            u = None if user is None else self.user_by_ref(user)
+            if user is not None and u is None:
+                raise KeyError("unknown user %r" % user)
+            return self.identity.revoke_refresh_tokens(u)
 
-    def approve_device(self, user_code=None):
+    def approve_device(self, user_code=None, account=None):
         with self.lock:
-            return self.identity.approve(user_code)
+            u = None if account is None else self.user_by_ref(account)
+            if account is not None and u is None:
+                raise KeyError("unknown account %r" % account)
+            return self.identity.approve(user_code, u)
 
     def decline_device(self, user_code=None):
         with self.lock:
@@ -353,3 +616,25 @@ class FakeGraph:
     def pending_devices(self):
         with self.lock:
             return self.identity.pending()
+
+    def pending_authorizations(self):
+        """Sign-in pages served and not answered yet: [{"txn", "client_id", "redirect_uri", "scope", ...}]."""
+        with self.lock:
+            return self.authorize.pending()
+
+    def approve_authorization(self, txn=None, account=None):
+        """Press "Accept" on a pending sign-in page (the newest by default),
+        as `account` (id/UPN/alias; default login_hint or the primary).
+        Returns the redirect URL (redirect_uri?code=...&state=...)."""
+        with self.lock:
+            return self.authorize.approve(txn, account)
+
+    def decline_authorization(self, txn=None):
+        """Press "Cancel": returns redirect_uri?error=access_denied&...."""
+        with self.lock:
+            return self.authorize.decline(txn)
+
+    def auth_codes(self):
+        """Every authorization code issued: [{"code", "client_id", "redirect_uri", "user", "redeemed", ...}]."""
+        with self.lock:
+            return self.authorize.codes()

@@ -4,8 +4,9 @@ parse_route() turns the raw (percent-encoded) path after /v1.0 into a
 GraphRoute without touching state, so the stats/fault label is known before
 authentication; GraphApi.handle() authenticates and dispatches.
 
-Addressing: /me, /me/drive, /me/drives, /drives/{id}, and below a drive
-root | items/{id} | items/root, optionally followed by a path
+Addressing: /me, /me/drive, /me/drives, /drives/{id}, /users/{id|upn}/drive,
+/sites/{site-id}/drive (also /sites/{hostname}:/{server-relative-path}:/drive),
+and below a drive root | items/{id} | items/root, optionally followed by a path
 :/a/b[:] (segments percent-decoded one by one, case-insensitive) and an
 operation (after a path: ':/children'): /children (GET, POST = create
 folder), /content (GET, PUT), /createUploadSession, /permanentDelete,
@@ -15,6 +16,20 @@ writes.py, upload.py, versions.py, delta.py.  Metadata segments are
 case-sensitive.  Segments of the real API not implemented yet answer 501
 notSupported (never a fake success); other methods 405.  Writes need a
 Files.ReadWrite* scope (403 accessDenied otherwise).
+
+Other resources (directory.py): /users/{id|upn}, /me|users/{id}/drives,
+/sites/{site-id}, /sites/{hostname}:/{path}, /sites/{id}/drives,
+POST /me|users/{id}/revokeSignInSessions.
+
+Who may use which drive (GraphApi._access): app-only tokens never use /me
+(400 BadRequest "/me request is only valid with delegated authentication
+flow.") and need a Files.*.All / Sites.*.All role for any drive (403
+accessDenied); a delegated token uses its own drive with any Files.*
+scope, SharePoint libraries (work accounts only; personal accounts get 400
+BadRequest "Tenant does not have a SPO license.") with Files.*.All or
+Sites.*, and another user's drive only inside a folder shared with it
+(fake.share; personal: any Files.* scope, work: Files.*.All) - anything
+else there is 403 accessDenied, and so is a write into a read-only share.
 
 Query options: $select/select, $top/top (children, 1..1000), $skiptoken
 (opaque, from @odata.nextLink only).  Other options ($expand, $orderby,
@@ -54,7 +69,12 @@ FUTURE_METHODS = {(None, "PUT"), ("version", "DELETE")}
 READ_METHODS = ("GET", "HEAD")
 MAX_TOP = 1000
 
-_DRIVE_PREFIX = re.compile(r"^/(?:me/drive|drives/([^/:]+))(?=/|$)")
+_DRIVE_PREFIX = re.compile(r"^/(?:(me)/drive|drives/([^/:]+)|users/([^/:]+)/drive|sites/([^/:]+)/drive)(?=/|$)")
+_SITE_PATH = re.compile(r"^/sites/([^/:]+):(/[^:]*)(?::(.*))?$")
+_OWNER_OP = re.compile(r"^/(?:(me)|users/([^/:]+))/(drives|revokeSignInSessions)/?$")
+_USER = re.compile(r"^/users/([^/:]+)/?$")
+_SITE = re.compile(r"^/sites/([^/:]+)(/drives)?/?$")
+SITE_BY_PATH = "\x00path"         # owner ref of a /sites/{host}:/{path} route
 _ITEM_BASE = re.compile(r"^/(root|items/([^/:]+))(?=[/:]|$)")
 _DELTA_FN = re.compile(r"^/delta\((?:token='([^']*)')?\)$")
 _SIMPLE_OPS = ("children", "content", "createUploadSession", "permanentDelete", "delta")
@@ -62,10 +82,14 @@ _SIMPLE_OPS = ("children", "content", "createUploadSession", "permanentDelete", 
 
 class GraphRoute:
     def __init__(self, kind, method, drive_ref=None, base=None, path=None, op=None, error=None,
-                 segment=None):
-        self.kind = kind            # me | drives | drive | item | unknown
+                 segment=None, owner=("me", None)):
+        self.kind = kind            # me | drives | drive | item | user | site | revoke | unknown
         self.method = method
         self.drive_ref = drive_ref  # None = /me/drive, else raw drive id
+        self.owner = owner          # ("me"|"drive"|"user"|"site", decoded ref or None)
+        self.site_path = None       # (hostname, path) of /sites/{host}:/{path}
+        self.drive = None           # the Drive, once resolved by GraphApi.handle
+        self.share_user = None      # set when access rests on a share (writes check targets)
         self.base = base            # "root" or decoded item id
         self.path = path            # list of decoded names or None
         self.op = op                # None | one of ITEM_OPS
@@ -78,8 +102,10 @@ class GraphRoute:
     def label(self):
         if self.kind == "item":
             return "%s %s" % (self.method, self.op or "item")
-        if self.kind in ("me", "drive", "drives"):
+        if self.kind in ("me", "drive", "drives", "user", "site"):
             return "%s %s" % (self.method, self.kind)
+        if self.kind == "revoke":
+            return "%s revokeSignInSessions" % self.method
         return "%s unknown" % self.method
 
 
@@ -143,24 +169,58 @@ def parse_route(method, raw):
     """raw: request path after '/v1.0' (still percent-encoded)."""
     if raw in ("/me", "/me/"):
         return GraphRoute("me", method)
-    if raw in ("/me/drives", "/me/drives/"):
-        return GraphRoute("drives", method)
+    site_path = None
+    m = _SITE_PATH.match(raw)
+    if m:
+        try:
+            site_path = (unquote(m.group(1)), unquote(m.group(2), errors="strict"))
+        except UnicodeDecodeError:
+            return GraphRoute("unknown", method, error=GraphError(400, "invalidRequest", "Invalid site path."))
+        raw = "/sites/%s%s" % (quote(SITE_BY_PATH, safe=""), m.group(3) or "")
+    route = _parse_owned(method, raw)
+    route.site_path = site_path
+    return route
+
+
+def _owner(m):
+    me, drive_id, user, site = m.groups()
+    if me:
+        return ("me", None)
+    if drive_id is not None:
+        return ("drive", unquote(drive_id))
+    if user is not None:
+        return ("user", unquote(user))
+    return ("site", unquote(site))
+
+
+def _parse_owned(method, raw):
+    m = _OWNER_OP.match(raw)
+    if m:
+        owner = ("me", None) if m.group(1) else ("user", unquote(m.group(2)))
+        return GraphRoute("drives" if m.group(3) == "drives" else "revoke", method, owner=owner)
+    m = _USER.match(raw)
+    if m:
+        return GraphRoute("user", method, owner=("user", unquote(m.group(1))))
+    m = _SITE.match(raw)
+    if m:
+        return GraphRoute("drives" if m.group(2) else "site", method, owner=("site", unquote(m.group(1))))
     m = _DRIVE_PREFIX.match(raw)
     if not m:
         seg = raw.strip("/").split("/")[0] if raw.strip("/") else ""
         return GraphRoute("unknown", method, error=_segment_error(unquote(seg)))
-    drive_ref = unquote(m.group(1)) if m.group(1) else None
+    owner = _owner(m)
+    drive_ref = owner[1] if owner[0] == "drive" else None
     rest = raw[m.end():]
     if rest in ("", "/"):
-        return GraphRoute("drive", method, drive_ref)
+        return GraphRoute("drive", method, drive_ref, owner=owner)
     m = _ITEM_BASE.match(rest)
     if not m:
         seg = unquote(rest.strip("/").split("/")[0].split(":")[0])
         err = _not_implemented(seg) if seg in FUTURE_SEGMENTS else _segment_error(seg)
-        return GraphRoute("unknown", method, drive_ref, error=err)
+        return GraphRoute("unknown", method, drive_ref, error=err, owner=owner)
     base = "root" if m.group(1) == "root" else unquote(m.group(2))
     tail = rest[m.end():]
-    route = GraphRoute("item", method, drive_ref, base)
+    route = GraphRoute("item", method, drive_ref, base, owner=owner)
     try:
         if tail.startswith(":"):
             tail = tail[1:]
@@ -199,19 +259,30 @@ class GraphApi:
             token = fake.identity.authenticate(req)
             if route.error is not None:
                 raise route.error
+            user = None if token.get("app") else fake.user_by_id(token["user_id"])
+            if route.owner[0] == "me" and user is None:
+                raise GraphError(400, "BadRequest", "/me request is only valid with delegated authentication flow.")
+            if route.kind == "revoke":
+                return fake.directory.revoke(req, route, token, user)
             if route.kind != "item":
                 if req.method not in READ_METHODS:
                     raise self._method_error(req, ("GET",))
                 if route.kind == "me":
                     return graph_json(req, dict({"@odata.context": fake.graph_url + "/$metadata#users/$entity"},
-                                                **render.user_json(fake.drive)))
+                                                **render.user_json(user)))
+                if route.kind in ("user", "site") or (route.kind == "drives" and route.owner[0] != "me"):
+                    return fake.directory.handle(req, route, token, user)
                 self._need_files_scope(token)
                 if route.kind == "drives":
                     return graph_json(req, {"@odata.context": fake.graph_url + "/$metadata#drives",
-                                            "value": [render.drive_json(fake.drive, fake.url)]})
-                self._check_drive(route)
+                                            "value": [render.drive_json(user.drive, fake.url)]})
+                drive = self.route_drive(route, token, user)
+                access = self._access(token, user, drive, False)
+                if access == "share" and not any(sh.grantee is user and sh.item.drive is drive
+                                                 for sh in fake.shares):
+                    raise GraphError(403, "accessDenied", "Access denied")
                 return graph_json(req, dict({"@odata.context": fake.graph_url + "/$metadata#drives/$entity"},
-                                            **render.drive_json(fake.drive, fake.url)))
+                                            **render.drive_json(drive, fake.url, quota=access != "share")))
             if req.oversize is not None and route.op != "content":
                 raise GraphError(413, "requestTooLarge", "The request body is too large.")
             allowed = ITEM_OPS[route.op]
@@ -220,13 +291,79 @@ class GraphApi:
                 if (route.op, method) in FUTURE_METHODS:
                     raise _not_implemented("%s %s" % (req.method, route.op or "item"))
                 raise self._method_error(req, allowed)
-            self._need_files_scope(token)
-            if method != "GET":
-                self._need_write_scope(token)
-            self._check_drive(route)
+            drive = self.route_drive(route, token, user)
+            route.drive = drive
+            if self._access(token, user, drive, method != "GET") == "share":
+                self._check_share(route, user, method != "GET")
             if method == "GET":
                 return self._read(req, route)
             return fake.writes.dispatch(req, route, method)
+
+    # -------------------------------------------------------------- access
+    def route_drive(self, route, token, user):
+        """The Drive a drive/item route addresses (404 if none)."""
+        fake = self.fake
+        kind, ref = route.owner
+        if kind == "me":
+            return user.drive
+        if kind == "user":
+            u = fake.directory.find_user(ref, token)
+            if user is not None and u is not user:
+                raise GraphError(403, "accessDenied", "Access denied")
+            return u.drive
+        if kind == "site":
+            site = fake.directory.find_site(route, token, user)
+            if not site.drives:
+                raise GraphError(404, "itemNotFound", "The site has no document library.")
+            return site.drives[0]
+        drive = fake.drive_by_id(ref)
+        if drive is None:
+            raise GraphError(404, "itemNotFound", "Item not found")
+        return drive
+
+    def _access(self, token, user, drive, write):
+        """'own', 'all' or 'share' (item-level check still due), or raise
+        403 accessDenied for a missing scope/role."""
+        ident = self.fake.identity
+        if user is None:
+            if not ident.has_all_scope(token, write):
+                raise GraphError(403, "accessDenied", "Access denied", inner_code="accessRestricted")
+            return "all"
+        if drive is user.drive:
+            self._need_files_scope(token)
+            if write:
+                self._need_write_scope(token)
+            return "own"
+        if drive.kind == "documentLibrary":
+            if not user.is_business:
+                raise GraphError(400, "BadRequest", "Tenant does not have a SPO license.")
+            ok = ident.has_all_scope(token, write) or (not write and ident.has_sites_scope(token))
+            if not ok:
+                raise GraphError(403, "accessDenied", "Access denied", inner_code="accessRestricted")
+            return "all"
+        ok = ident.has_all_scope(token, write) if user.is_business else \
+            (ident.has_drive_scope(token) and (not write or ident.has_write_scope(token)))
+        if not ok:
+            raise GraphError(403, "accessDenied", "Access denied", inner_code="accessRestricted")
+        return "share"
+
+    def _check_share(self, route, user, write):
+        """Item-level access to another user's drive: the addressed item (or
+        the deepest existing item of its path) must be inside a folder
+        shared with user; writes need a read-write share."""
+        drive = route.drive
+        item = drive.get(route.base)
+        if item is None:
+            raise GraphError(404, "itemNotFound", "Item not found")
+        for name in route.path or ():
+            nxt = drive.child(item, name)
+            if nxt is None:
+                break
+            item = nxt
+        share = self.fake.share_for(user, item)
+        if share is None or (write and not share.writable):
+            raise GraphError(403, "accessDenied", "Access denied")
+        route.share_user = user
 
     @staticmethod
     def _method_error(req, allowed):
@@ -258,24 +395,18 @@ class GraphApi:
             raise GraphError(403, "accessDenied", "Access denied",
                              inner_code="accessRestricted")
 
-    def _check_drive(self, route):
-        if route.drive_ref is not None and not self.fake.drive.matches_drive_id(route.drive_ref):
-            raise GraphError(404, "itemNotFound", "Item not found")
-
-    def item_context(self):
-        fake = self.fake
-        return "%s/$metadata#drives('%s')/items/$entity" % (fake.graph_url,
-                                                            quote(fake.drive.drive_id.lower(), safe=""))
+    def item_context(self, drive):
+        return "%s/$metadata#drives('%s')/items/$entity" % (self.fake.graph_url, quote(drive.drive_id.lower(), safe=""))
 
     def item_body(self, req, item, select=None):
         """A driveItem response body as GET item renders it."""
         fake = self.fake
-        body = {"@odata.context": self.item_context()}
-        body.update(render.item_json(fake.drive, item, fake.url, fake.download_url, select))
+        body = {"@odata.context": self.item_context(item.drive)}
+        body.update(render.item_json(item.drive, item, fake.url, fake.download_url, select))
         return body
 
     def _resolve(self, route):
-        drive = self.fake.drive
+        drive = route.drive
         base = drive.get(route.base)
         if base is None:
             raise GraphError(404, "itemNotFound", "Item not found")
@@ -333,11 +464,11 @@ class GraphApi:
         kids = folder.kids if folder.is_folder else []
         page = kids[offset:offset + top]
         ctx = "%s/$metadata#drives('%s')/items('%s')/children" % (
-            fake.graph_url, quote(fake.drive.drive_id.lower(), safe=""), quote(folder.id, safe=""))
+            fake.graph_url, quote(folder.drive.drive_id.lower(), safe=""), quote(folder.id, safe=""))
         if raw_select:
             ctx += "(%s)" % raw_select
         body = {"@odata.context": ctx,
-                "value": [render.item_json(fake.drive, it, fake.url, fake.download_url, select) for it in page]}
+                "value": [render.item_json(folder.drive, it, fake.url, fake.download_url, select) for it in page]}
         if offset + top < len(kids):
             token = fake.sealer.seal_json("skiptoken", {"f": folder.id, "o": offset + top,
                                                         "n": util.random_hex(4)})
@@ -351,7 +482,7 @@ class GraphApi:
         return "%s%s?%s" % (self.fake.url, req.path, "&".join(kept))
 
     def _content(self, req, item):
-        if item.is_folder:
+        if item.is_folder or item.remote is not None:
             raise GraphError(404, "itemNotFound", "The item does not have content.")
         if _tag_matches(req.header("If-None-Match"), item):
             return graph_empty(req, 304, [("ETag", item.etag)])

@@ -1,5 +1,16 @@
-"""JSON representations (personal flavour) of driveItem, drive and user
-resources, plus $select handling.  Field sets follow graph-notes 2.4 / 13.
+"""JSON representations of driveItem, drive, user and site resources, plus
+$select handling.  Field sets follow graph-notes 2.4 / 2.5 / 13.
+
+Personal vs business (drive.kind "business" or "documentLibrary"): business
+folders carry no cTag; identity sets carry the user's email; parentReference
+.path is "/drives/{id}/root:..." (personal: "/drive/root:..."), library items
+add parentReference.siteId; quota has fileCount instead of
+storagePlanInformation; drive owner of a library is "System Account".
+A shortcut item (item.remote, a folder shared by another user and added to
+"My files") has no file/folder facet of its own but a remoteItem facet
+{id, name, size, folder|file, fileSystemInfo, createdBy, lastModifiedBy,
+createdDateTime, lastModifiedDateTime, webUrl, parentReference {driveId,
+driveType, id}, shared {owner, sharedDateTime}}; its size is the target's.
 
 Timestamps: service times (createdDateTime / lastModifiedDateTime) carry
 milliseconds, fileSystemInfo whole seconds - clients must parse both forms.
@@ -57,19 +68,53 @@ def mime_type(name):
 
 
 def identity_set(drive):
+    if drive.business:
+        return {"user": {"email": drive.owner_email, "id": drive.user_id, "displayName": drive.owner_name}}
     return {"user": {"displayName": drive.owner_name, "id": drive.user_id}}
 
 
 def parent_reference(drive, item):
-    ref = {"driveId": drive.drive_id, "driveType": "personal"}
+    ref = {"driveId": drive.drive_id, "driveType": drive.kind}
     parent = item.parent
     if parent is None:
         return ref
     ref["id"] = parent.id
     ref["name"] = parent.name
     names = drive.path_names(parent)
-    ref["path"] = "/drive/root:" + "".join("/" + quote_segment(n) for n in names)
+    prefix = "/drives/%s/root:" % drive.drive_id if drive.business else "/drive/root:"
+    ref["path"] = prefix + "".join("/" + quote_segment(n) for n in names)
+    if drive.site is not None:
+        ref["siteId"] = drive.site.id
     return ref
+
+
+def web_url(drive, item, base_url):
+    if drive.business and getattr(drive, "web_url", None):
+        names = drive.path_names(item)
+        return drive.web_url + "".join("/" + quote(n, safe="") for n in names)
+    return "%s/_web/?cid=%s&id=%s" % (base_url, drive.user_id, quote(item.id, safe=""))
+
+
+def remote_item_json(share, base_url):
+    """The remoteItem facet of a shortcut to share.item."""
+    target = share.item
+    d = target.drive
+    r = {"createdBy": identity_set(d), "createdDateTime": util.iso_millis(target.created), "id": target.id,
+         "lastModifiedBy": identity_set(d), "lastModifiedDateTime": util.iso_millis(target.modified),
+         "name": target.name, "size": target.size}
+    ref = {"driveId": d.drive_id, "driveType": d.kind}
+    if target.parent is not None:
+        ref["id"] = target.parent.id
+    r["parentReference"] = ref
+    r["fileSystemInfo"] = {"createdDateTime": util.iso_seconds(target.fs_created),
+                           "lastModifiedDateTime": util.iso_seconds(target.fs_modified)}
+    if target.is_folder:
+        r["folder"] = {"childCount": target.child_count}
+    else:
+        r["file"] = {"mimeType": mime_type(target.name), "hashes": {"quickXorHash": target.content.quickxorhash()}}
+    r["shared"] = {"owner": identity_set(d), "sharedDateTime": util.iso_millis(share.shared)}
+    r["webUrl"] = web_url(d, target, base_url)
+    return r
 
 
 def item_json(drive, item, base_url, download_url=None, select=None):
@@ -79,14 +124,16 @@ def item_json(drive, item, base_url, download_url=None, select=None):
         return select is None or k in select
 
     d = {}
-    if not item.is_folder and download_url is not None and \
+    drive = item.drive or drive
+    remote = item.remote
+    if remote is None and not item.is_folder and download_url is not None and \
             (select is None or DOWNLOAD_URL in select):
         d[DOWNLOAD_URL] = download_url(item)
     if want("createdBy"):
         d["createdBy"] = identity_set(drive)
     if want("createdDateTime"):
         d["createdDateTime"] = util.iso_millis(item.created)
-    if want("cTag"):
+    if want("cTag") and not (drive.business and item.is_folder):
         d["cTag"] = item.ctag
     if want("eTag"):
         d["eTag"] = item.etag
@@ -100,10 +147,16 @@ def item_json(drive, item, base_url, download_url=None, select=None):
     if want("parentReference"):
         d["parentReference"] = parent_reference(drive, item)
     if want("size"):
-        d["size"] = item.size
+        d["size"] = item.size if remote is None else remote.item.size
     if want("webUrl"):
-        d["webUrl"] = "%s/_web/?cid=%s&id=%s" % (base_url, drive.user_id, quote(item.id, safe=""))
-    if item.is_folder:
+        d["webUrl"] = web_url(drive, item, base_url)
+    if remote is not None:
+        if want("remoteItem"):
+            d["remoteItem"] = remote_item_json(remote, base_url)
+    elif item.is_folder and drive.business:
+        if want("folder"):
+            d["folder"] = {"childCount": item.child_count}
+    elif item.is_folder:
         if want("folder"):
             d["folder"] = {"childCount": item.child_count,
                            "view": {"viewType": "thumbnails", "sortBy": "name", "sortOrder": "ascending"}}
@@ -118,31 +171,48 @@ def item_json(drive, item, base_url, download_url=None, select=None):
     return d
 
 
-def drive_json(drive, base_url):
-    return {
-        "id": drive.drive_id,
-        "driveType": "personal",
-        "name": "OneDrive",
-        "createdDateTime": util.iso_millis(drive.created),
-        "lastModifiedDateTime": util.iso_millis(drive.root.modified),
-        "webUrl": "%s/_web/?cid=%s" % (base_url, drive.user_id),
-        "owner": {"user": {"displayName": drive.owner_name, "id": drive.user_id}},
-        "quota": drive.quota(),
-    }
+def drive_json(drive, base_url, quota=True):
+    d = {"id": drive.drive_id, "driveType": drive.kind, "name": drive.name,
+         "createdDateTime": util.iso_millis(drive.created),
+         "lastModifiedDateTime": util.iso_millis(drive.root.modified)}
+    if drive.business:
+        d["description"] = ""
+        d["webUrl"] = getattr(drive, "web_url", None) or "%s/_web/?cid=%s" % (base_url, drive.user_id)
+    else:
+        d["webUrl"] = "%s/_web/?cid=%s" % (base_url, drive.user_id)
+    if drive.kind == "documentLibrary":
+        d["createdBy"] = {"user": {"displayName": "System Account"}}
+        d["owner"] = {"user": {"displayName": "System Account"}}
+    else:
+        d["owner"] = identity_set(drive)
+    if quota:
+        d["quota"] = drive.quota()
+    return d
 
 
-def user_json(drive):
-    given, _, sur = drive.owner_name.partition(" ")
+def user_json(user):
+    """user resource of an accounts.User (or, for old callers, a drive)."""
+    name = getattr(user, "name", None) or user.owner_name
+    email = getattr(user, "email", None) or user.owner_email
+    uid = user.id if hasattr(user, "kind") else user.user_id
+    given, _, sur = name.partition(" ")
     return {
         "businessPhones": [],
-        "displayName": drive.owner_name,
+        "displayName": name,
         "givenName": given,
         "jobTitle": None,
-        "mail": drive.owner_email,
+        "mail": email,
         "mobilePhone": None,
         "officeLocation": None,
         "preferredLanguage": None,
         "surname": sur or None,
-        "userPrincipalName": drive.owner_email,
-        "id": drive.user_id,
+        "userPrincipalName": email,
+        "id": uid,
     }
+
+
+def site_json(site):
+    return {"createdDateTime": util.iso_millis(site.created), "description": "", "id": site.id,
+            "lastModifiedDateTime": util.iso_millis(site.created), "name": site.name, "webUrl": site.web_url,
+            "displayName": site.display_name,
+            "root": {}, "siteCollection": {"hostname": site.hostname}}

@@ -5,7 +5,8 @@ Routes (by path prefix):
   /v1.0/...                       Graph API            (graph.py)
   /_download/{token}              pre-authenticated content (download.py)
   /_upload/{token}                upload session URLs, no auth (upload.py)
-  /{tenant}/oauth2/v2.0/{ep}      identity platform    (identity.py)
+  /{tenant}/oauth2/v2.0/{ep}      identity platform    (identity.py; authorize: authorize.py)
+  /{tenant}/oauth2/v2.0/authorize/consent   the sign-in page's form target (authorize.py)
   /devicelogin                    device-code sign-in page (identity.py)
   /_control/...                   test control, no auth, never faulted or counted (control.py)
 Everything else: 404.
@@ -16,7 +17,8 @@ permanentDelete, delta, versions, version, versionContent, restoreVersion,
 unknown (Graph: e.g. "POST children", "PATCH item", "DELETE item",
 "PUT content", "GET delta"), upload ("PUT upload", "GET upload",
 "DELETE upload"), download, devicecode, token, devicelogin, and
-"<METHOD> notfound" for other paths.
+"<METHOD> notfound" for other paths; also "GET user", "GET site",
+"POST revokeSignInSessions", "GET authorize", "POST consent".
 
 Request bodies are capped: PUT content at config simple_upload_max, PUT
 upload at 60 MiB, other Graph/upload requests at 16 MiB.  A larger body is
@@ -34,6 +36,7 @@ import sys
 import threading
 import time
 import traceback
+from urllib.parse import unquote
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from . import graph
@@ -42,6 +45,7 @@ from .web import (GraphError, Request, Response, TokenError, graph_error, graph_
                   token_error, INNER_FOR_STATUS)
 
 _OAUTH = re.compile(r"^/([^/]+)/oauth2/v2\.0/([^/]+)/?$")
+_CONSENT = re.compile(r"^/([^/]+)/oauth2/v2\.0/authorize/consent/?$")
 IDENTITY_ENDPOINTS = ("devicecode", "token", "authorize")
 
 
@@ -67,10 +71,15 @@ def route(fake, req):
     if path in ("/devicelogin", "/devicelogin/"):
         req.label = method + " devicelogin"
         return "identity", lambda: fake.identity.devicelogin(req)
+    m = _CONSENT.match(path)
+    if m:
+        req.label = method + " consent"
+        tenant = unquote(m.group(1))
+        return "identity", lambda: fake.authorize.consent(req, tenant)
     m = _OAUTH.match(path)
     if m and m.group(2) in IDENTITY_ENDPOINTS:
         req.label = "%s %s" % (method, m.group(2))
-        tenant, endpoint = m.group(1), m.group(2)
+        tenant, endpoint = unquote(m.group(1)), m.group(2)
         return "identity", lambda: fake.identity.route(req, tenant, endpoint)
     req.label = method + " notfound"
     return "other", lambda: text_response(404, "Not Found")

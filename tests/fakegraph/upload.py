@@ -67,8 +67,9 @@ def malformed_range():
 
 
 class Session:
-    def __init__(self, sid, parent_id, name, item_id, behavior, fs, file_size, if_match, lifetime):
+    def __init__(self, sid, parent_id, name, item_id, behavior, fs, file_size, if_match, lifetime, drive=None):
         self.id = sid
+        self.drive = drive
         self.parent_id = parent_id
         self.name = name
         self.key = (parent_id, naming.name_key(name))
@@ -121,10 +122,6 @@ class Uploads:
         self.fake = fake
         self.sessions = {}
 
-    @property
-    def drive(self):
-        return self.fake.drive
-
     # ------------------------------------------------------------ control
     def reset(self):
         for s in self.sessions.values():
@@ -167,7 +164,8 @@ class Uploads:
         spec = body.get("item", {})
         if not isinstance(spec, dict):
             raise invalid("'item' must be an object.")
-        if "description" in spec:
+        drive = route.drive
+        if "description" in spec and not drive.business:
             raise invalid("The 'description' property cannot be set when uploading to a personal drive.")
         unknown = sorted(k for k in spec if k not in ITEM_KEYS)
         if unknown:
@@ -187,7 +185,7 @@ class Uploads:
             raise invalid("The name in the request body must match the name in the URL.")
         try:
             naming.validate_name(name)
-            naming.check_path_length(self.drive.path_names(parent) + [name])
+            naming.check_path_length(drive.path_names(parent) + [name])
         except naming.InvalidName as e:
             raise model_error(e)
         fs = parse_fs_info(spec.get("fileSystemInfo"))
@@ -200,17 +198,19 @@ class Uploads:
         if size is not None:
             replaced = existing.size if existing is not None and behavior == "replace" else 0
             try:
-                self.drive.check_quota(size - replaced)
+                drive.check_quota(size - replaced)
             except QuotaExceeded:
                 raise quota_error()
         self._purge()
         key = (parent.id, naming.name_key(name))
+        if existing is not None and existing.remote is not None:
+            raise invalid("An upload session can only target a file.")
         if fake.config.upload_session_conflict and any(s.key == key for s in self.sessions.values()):
             raise name_exists("An upload session already exists for this file")
         sid = util.random_hex(16)
         s = Session(sid, parent.id, name, None if route.path else existing.id, behavior, fs, size,
                     req.header("If-Match").strip() if req.header("If-Match") else None,
-                    fake.config.upload_session_lifetime)
+                    fake.config.upload_session_lifetime, drive)
         s.url = "%s/_upload/%s" % (fake.url, fake.sealer.seal_json("upload", {"s": sid}))
         self.sessions[sid] = s
         out = {"@odata.context": fake.graph_url + "/$metadata#microsoft.graph.uploadSession",
@@ -277,7 +277,7 @@ class Uploads:
             self._end(s)
 
     def _complete(self, req, s):
-        drive = self.drive
+        drive = s.drive
         if s.item_id is not None:
             existing = drive.get(s.item_id)
             if existing is None:

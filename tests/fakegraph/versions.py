@@ -45,15 +45,15 @@ class Versions:
     def version_json(self, item, index):
         v = item.versions[index]
         return {"id": version_id(item, index), "lastModifiedDateTime": util.iso_millis(v.modified),
-                "size": v.size, "lastModifiedBy": render.identity_set(self.fake.drive)}
+                "size": v.size, "lastModifiedBy": render.identity_set(item.drive)}
 
     def handle(self, req, route, item, method):
         fake = self.fake
-        if item.is_folder:
+        if item.is_folder or item.remote is not None:
             raise GraphError(400, "invalidRequest", "Versions are only available for files.")
         if route.op == "versions":
             ctx = "%s/$metadata#drives('%s')/items('%s')/versions" % (
-                fake.graph_url, fake.drive.drive_id.lower(), item.id)
+                fake.graph_url, item.drive.drive_id.lower(), item.id)
             value = [self.version_json(item, i) for i in range(len(item.versions) - 1, -1, -1)]
             return graph_json(req, {"@odata.context": ctx, "value": value})
         i = find_version(item, route.version_id)
@@ -65,7 +65,7 @@ class Versions:
             return graph_empty(req, 302, [("Location", fake.downloads.url_for(item, version=i + 1))])
         content = item.versions[i].content
         try:
-            fake.drive.replace_content(item, content)
+            item.drive.replace_content(item, content)
         except QuotaExceeded:
             raise quota_error()
         return graph_empty(req, 204)

@@ -158,10 +158,6 @@ class Writes:
     def __init__(self, fake):
         self.fake = fake
 
-    @property
-    def drive(self):
-        return self.fake.drive
-
     def dispatch(self, req, route, method):
         op = route.op
         if op == "createUploadSession":
@@ -176,7 +172,7 @@ class Writes:
         if op == "permanentDelete":
             return self.delete(req, item, permanent=True)
         if method == "PATCH":
-            return self.patch(req, item)
+            return self.patch(req, item, route.share_user)
         return self.delete(req, item, permanent=False)
 
     def _item_response(self, req, item, status):
@@ -185,18 +181,19 @@ class Writes:
     def resolve_target(self, route):
         """(parent, name, existing) for a path-addressed write, or
         (item.parent, item.name, item) for an id-addressed one."""
-        base = self.drive.get(route.base)
+        drive = route.drive
+        base = drive.get(route.base)
         if base is None:
             raise GraphError(404, "itemNotFound", "Item not found")
         if not route.path:
             return base.parent, base.name, base
-        parent = self.drive.resolve(base, route.path[:-1])
+        parent = drive.resolve(base, route.path[:-1])
         if parent is None:
             raise GraphError(404, "itemNotFound", "The parent folder does not exist.")
         if not parent.is_folder:
             raise invalid("The parent item is not a folder.")
         name = route.path[-1]
-        return parent, name, self.drive.child(parent, name)
+        return parent, name, drive.child(parent, name)
 
     # ------------------------------------------------------ create folder
     def create_folder(self, req, parent):
@@ -211,41 +208,46 @@ class Writes:
             raise invalid("The 'name' property is required.")
         if not parent.is_folder:
             raise invalid("The parent item is not a folder.")
+        drive = parent.drive
         try:
             naming.validate_name(name)
-            existing = self.drive.child(parent, name)
+            existing = drive.child(parent, name)
             if existing is not None:
-                if behavior is None and existing.is_folder:
+                if behavior is None and existing.is_folder and not drive.business:
                     return self._item_response(req, existing, 200)       # personal "ensure exists"
                 if behavior in (None, "fail"):
                     raise name_exists()
                 if behavior == "replace":
                     if existing.is_folder:
                         return self._item_response(req, existing, 200)   # contents untouched
-                    self.drive.delete(existing)
+                    drive.delete(existing)
                 else:
-                    name = self.drive.unique_name(parent, name)
-            item = self.drive.create_folder(parent, name)
+                    name = drive.unique_name(parent, name)
+            item = drive.create_folder(parent, name)
         except (naming.InvalidName, NameConflict, QuotaExceeded, InvalidMove) as e:
             raise model_error(e)
         return self._item_response(req, item, 201)
 
     # -------------------------------------------------------------- PATCH
-    def patch(self, req, item):
+    def patch(self, req, item, share_user=None):
         body = json_body(req)
         check_preconditions(req, item)
         ro = sorted(k for k in body if k in READ_ONLY)
         if ro:
             raise invalid("Property '%s' is read-only." % ro[0], "propertyNotUpdateable")
         behavior = conflict_behavior(req, body, "fail")
-        drive = self.drive
+        drive = item.drive
         new_name = body.get("name", item.name)
         if not isinstance(new_name, str):
             raise invalid("'name' must be a string.")
         new_parent = item.parent
         pref = body.get("parentReference")
         if pref is not None:
-            new_parent = self._target_parent(pref)
+            new_parent = self._target_parent(pref, drive)
+            if share_user is not None:
+                sh = self.fake.share_for(share_user, new_parent)
+                if sh is None or not sh.writable:
+                    raise GraphError(403, "accessDenied", "Access denied")
         fs_created, fs_modified = parse_fs_info(body.get("fileSystemInfo"))
         if item.parent is None and (new_name != item.name or new_parent is not item.parent):
             raise GraphError(403, "notAllowed", "The root folder cannot be renamed or moved.")
@@ -268,10 +270,9 @@ class Writes:
             raise model_error(e)
         return self._item_response(req, item, 200)
 
-    def _target_parent(self, pref):
+    def _target_parent(self, pref, drive):
         if not isinstance(pref, dict):
             raise invalid("parentReference must be an object.")
-        drive = self.drive
         did = pref.get("driveId")
         if did is not None and (not isinstance(did, str) or not drive.matches_drive_id(did)):
             raise invalid("Moving items between drives is not supported; copy and delete instead.")
@@ -288,7 +289,9 @@ class Writes:
             return parent
         path = pref.get("path")
         if isinstance(path, str):
-            for prefix in ("/drive/root:", "/drives/%s/root:" % drive.drive_id):
+            prefixes = ("/drives/%s/root:" % drive.drive_id,) if drive.business else \
+                ("/drive/root:", "/drives/%s/root:" % drive.drive_id)
+            for prefix in prefixes:
                 if path.lower().startswith(prefix.lower()):
                     names = [unquote(p) for p in path[len(prefix):].split("/") if p]
                     parent = drive.resolve(drive.root, names)
@@ -303,7 +306,7 @@ class Writes:
         if item.parent is None:
             raise GraphError(403, "notAllowed", "The root folder cannot be deleted.")
         check_preconditions(req, item)
-        self.drive.delete(item, permanent=permanent)
+        item.drive.delete(item, permanent=permanent)
         return graph_empty(req, 204)
 
     # -------------------------------------------------------- PUT content
@@ -313,9 +316,9 @@ class Writes:
                              "The request is larger than %d bytes; use an upload session."
                              % self.fake.config.simple_upload_max, inner_code="maxFileSizeExceeded")
         parent, name, existing = self.resolve_target(route)
-        drive = self.drive
+        drive = route.drive
         behavior = conflict_behavior(req, {}, "replace")
-        if not route.path and (parent is None or existing.is_folder):
+        if not route.path and (parent is None or existing.is_folder or existing.remote is not None):
             raise invalid("Content can only be uploaded to a file.")
         check_preconditions(req, existing, check_none_match=True)
         content = BytesContent(req.body)
