@@ -1,5 +1,8 @@
 /*
- * auth.c - device-code sign-in, the token store and the refresh thread.
+ * auth.c - token grants (refresh, client credentials), the identity
+ * platform's errors in plain words, and the refresh thread.  The files live
+ * in auth_store.c, the interactive sign-ins in auth_login.c (device code)
+ * and auth_browser.c (authorization code + PKCE).
  *
  * DESIGN: two locks.  refresh_lock serialises refreshes and is held across
  * the network request, so concurrent 401s (or the background thread and a
@@ -26,41 +29,19 @@
 #include <unistd.h>
 
 #include "auth.h"
+#include "auth_internal.h"
 #include "config.h"
 #include "errmap.h"
 #include "http.h"
 #include "log.h"
 
-#define REFRESH_AHEAD 300          /* refresh when fewer seconds remain */
 #define TOKEN_BODY_MAX (1024 * 1024)
-#define TOKEN_FILE_MAX (1024 * 1024)
 #define MAX_THREAD_SLEEP 60        /* re-check the wall clock at least this often (suspend) */
 #define RELOAD_CHECK 30            /* while expired, look for a new tokens.json this often */
 #define RETRY_MIN 15               /* background retry after a network failure, doubling */
 #define RETRY_MAX 300
 #define MIN_REFRESH_GAP 10         /* seconds between background refreshes, at least */
 
-#define MSG_NOT_SIGNED_IN "not signed in: run 'onedrivefs login' first"
-#define MSG_EXPIRED "sign-in expired or was revoked: run 'onedrivefs login'"
-
-struct auth {
-	const struct odfs_config *cfg;
-	struct http_client *http;
-
-	pthread_mutex_t refresh_lock;  /* held across a refresh request */
-	pthread_mutex_t lock;          /* protects everything below */
-	pthread_cond_t cond;           /* wakes the refresh thread (new token, stop) */
-	char *access_token;
-	char *refresh_token;
-	int64_t expires_at;            /* unix seconds */
-	long ahead;                    /* refresh when fewer seconds than this remain */
-	enum auth_state state;
-	int expired_logged;            /* the expiry sentence went to the log */
-	struct timespec file_mtime;    /* of the tokens.json we loaded or wrote */
-	int stopping;
-	int thread_started;
-	pthread_t thread;
-};
 
 static char *format(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static char *format(const char *fmt, ...)
@@ -85,7 +66,7 @@ static void set_err(char **err, char *msg)
 	*err = msg;
 }
 
-static void free_secret(char *s)
+void auth_free_secret(char *s)
 {
 	if (s) {
 		explicit_bzero(s, strlen(s));
@@ -93,7 +74,7 @@ static void free_secret(char *s)
 	}
 }
 
-static void release_response(struct http_response *resp)
+void auth_release_response(struct http_response *resp)
 {
 	if (resp->body)
 		explicit_bzero(resp->body, resp->body_len);
@@ -121,8 +102,9 @@ struct auth *auth_new(const struct odfs_config *cfg, struct http_client *http)
 		return NULL;
 	a->cfg = cfg;
 	a->http = http;
+	a->app_only = cfg->auth && strcmp(cfg->auth, "client_credentials") == 0;
 	a->state = AUTH_NONE;
-	a->ahead = REFRESH_AHEAD;
+	a->ahead = AUTH_REFRESH_AHEAD;
 	pthread_mutex_init(&a->refresh_lock, NULL);
 	pthread_mutex_init(&a->lock, NULL);
 	pthread_condattr_init(&attr);
@@ -137,275 +119,22 @@ void auth_free(struct auth *a)
 	if (!a)
 		return;
 	auth_stop(a);
-	free_secret(a->access_token);
-	free_secret(a->refresh_token);
+	auth_free_secret(a->access_token);
+	auth_free_secret(a->refresh_token);
 	pthread_cond_destroy(&a->cond);
 	pthread_mutex_destroy(&a->lock);
 	pthread_mutex_destroy(&a->refresh_lock);
 	free(a);
 }
 
-/* ---- the token file ---------------------------------------------------- */
-
-static int write_all(int fd, const char *data, size_t len)
-{
-	while (len > 0) {
-		ssize_t n = write(fd, data, len);
-
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		data += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
-/* Write data to path atomically with mode 0600: temp file, fsync, rename, fsync dir. */
-static int write_file_atomic(const char *dir, const char *path, const char *data, size_t len)
-{
-	char *tmp;
-	int fd, dfd, rc;
-
-	tmp = format("%s.tmp.%ld", path, (long)getpid());
-	if (!tmp)
-		return -ENOMEM;
-	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
-	if (fd < 0 && errno == EEXIST) {
-		/* left over by a crashed process with our pid */
-		unlink(tmp);
-		fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
-	}
-	if (fd < 0) {
-		rc = -errno;
-		goto out_free_tmp;
-	}
-	rc = write_all(fd, data, len);
-	if (rc == 0 && fsync(fd) < 0)
-		rc = -errno;
-	if (close(fd) < 0 && rc == 0)
-		rc = -errno;
-	if (rc == 0 && rename(tmp, path) < 0)
-		rc = -errno;
-	if (rc < 0) {
-		unlink(tmp);
-		goto out_free_tmp;
-	}
-	/* make the rename itself durable */
-	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd >= 0) {
-		fsync(dfd);
-		close(dfd);
-	}
-out_free_tmp:
-	free(tmp);
-	return rc;
-}
-
-/* Store the given tokens in tokens.json.  Caller holds refresh_lock. */
-static int store_tokens(struct auth *a, const char *access, const char *refresh,
-			int64_t expires_at, char **err)
-{
-	const struct odfs_config *cfg = a->cfg;
-	char ebuf[128], *path, *text = NULL;
-	struct stat st;
-	json_t *obj;
-	int rc;
-
-	path = config_token_path(cfg);
-	if (!path)
-		return -ENOMEM;
-	rc = config_mkdirs(cfg->config_dir, 0700);
-	if (rc < 0) {
-		set_err(err, format("cannot create folder '%s': %s", cfg->config_dir,
-				    log_errstr(rc, ebuf, sizeof(ebuf))));
-		goto out_free_path;
-	}
-	obj = json_pack("{s:s, s:s, s:s, s:s, s:s, s:I}",
-			"client_id", cfg->client_id ? cfg->client_id : "",
-			"tenant", cfg->tenant, "auth_url", cfg->auth_url,
-			"access_token", access, "refresh_token", refresh,
-			"expires_at", (json_int_t)expires_at);
-	if (obj) {
-		text = json_dumps(obj, JSON_INDENT(2));
-		json_decref(obj);   /* jansson's copies of the tokens are freed unwiped */
-	}
-	if (!text) {
-		rc = -ENOMEM;
-		goto out_free_path;
-	}
-	rc = write_file_atomic(cfg->config_dir, path, text, strlen(text));
-	if (rc < 0) {
-		set_err(err, format("cannot store tokens in '%s': %s", path,
-				    log_errstr(rc, ebuf, sizeof(ebuf))));
-		goto out_free_text;
-	}
-	if (stat(path, &st) == 0) {
-		pthread_mutex_lock(&a->lock);
-		a->file_mtime = st.st_mtim;
-		pthread_mutex_unlock(&a->lock);
-	}
-out_free_text:
-	free_secret(text);
-out_free_path:
-	free(path);
-	return rc;
-}
-
-/* Read up to max bytes of fd into a malloc'd NUL-terminated buffer. */
-static int read_capped(int fd, size_t max, char **out, size_t *outlen)
-{
-	size_t len = 0, cap = 4096;
-	char *buf = malloc(cap + 1), *bigger;
-	ssize_t n;
-
-	if (!buf)
-		return -ENOMEM;
-	for (;;) {
-		if (len == cap) {
-			if (cap >= max) {
-				free_secret(buf);
-				return -EFBIG;
-			}
-			cap *= 2;
-			bigger = realloc(buf, cap + 1);
-			if (!bigger) {
-				free(buf);
-				return -ENOMEM;
-			}
-			buf = bigger;
-		}
-		n = read(fd, buf + len, cap - len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			n = -errno;
-			free(buf);
-			return (int)n;
-		}
-		if (n == 0)
-			break;
-		len += (size_t)n;
-		buf[len] = '\0';
-	}
-	buf[len] = '\0';
-	*out = buf;
-	*outlen = len;
-	return 0;
-}
-
-static const char *json_str(json_t *obj, const char *key)
+const char *auth_json_str(json_t *obj, const char *key)
 {
 	json_t *v = json_object_get(obj, key);
 
 	return json_is_string(v) ? json_string_value(v) : NULL;
 }
 
-/*
- * Read tokens.json and install its tokens.  -ENOENT when absent or issued
- * for other settings (so the caller says "run login"), -EINVAL when damaged.
- */
-static int load_file(struct auth *a, char **err)
-{
-	const struct odfs_config *cfg = a->cfg;
-	char ebuf[128], *path, *text = NULL;
-	const char *client_id, *auth_url, *access, *refresh;
-	char *new_access = NULL, *new_refresh = NULL;
-	json_t *root = NULL, *exp;
-	struct stat st;
-	size_t len = 0;
-	int fd, rc;
-
-	path = config_token_path(cfg);
-	if (!path)
-		return -ENOMEM;
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-	if (fd < 0) {
-		rc = -errno;
-		if (rc == -ENOENT)
-			set_err(err, strdup(MSG_NOT_SIGNED_IN));
-		else
-			set_err(err, format("cannot read '%s': %s", path,
-					    log_errstr(rc, ebuf, sizeof(ebuf))));
-		goto out_free_path;
-	}
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		rc = -EINVAL;
-		set_err(err, format("'%s' is not a regular file: remove it and run "
-				    "'onedrivefs login'", path));
-		goto out_close;
-	}
-	if (st.st_mode & 077) {
-		log_warnx("'%s' could be read by other users (mode %04o): changed it to 0600",
-			  path, (unsigned)(st.st_mode & 07777));
-		if (fchmod(fd, 0600) < 0)
-			log_warn("cannot change the mode of '%s'", path);
-	}
-	rc = read_capped(fd, TOKEN_FILE_MAX, &text, &len);
-	if (rc < 0) {
-		set_err(err, format("cannot read '%s': %s", path,
-				    log_errstr(rc, ebuf, sizeof(ebuf))));
-		goto out_close;
-	}
-	root = json_loadb(text, len, 0, NULL);
-	access = root ? json_str(root, "access_token") : NULL;
-	refresh = root ? json_str(root, "refresh_token") : NULL;
-	exp = root ? json_object_get(root, "expires_at") : NULL;
-	if (!access || !refresh || !*refresh || !json_is_integer(exp)) {
-		rc = -EINVAL;
-		set_err(err, format("'%s' is damaged: run 'onedrivefs login' again", path));
-		goto out_free_json;
-	}
-	client_id = json_str(root, "client_id");
-	if (!client_id || !cfg->client_id || strcmp(client_id, cfg->client_id) != 0) {
-		rc = -ENOENT;
-		set_err(err, format("not signed in with client_id '%s' (the tokens in '%s' belong "
-				    "to another app): run 'onedrivefs login' first",
-				    cfg->client_id ? cfg->client_id : "", path));
-		goto out_free_json;
-	}
-	/* a refresh token is only ever sent to the identity host that issued it */
-	auth_url = json_str(root, "auth_url");
-	if (!auth_url || strcmp(auth_url, cfg->auth_url) != 0) {
-		rc = -ENOENT;
-		set_err(err, format("not signed in at '%s' (the tokens in '%s' came from '%s'): "
-				    "run 'onedrivefs login' first", cfg->auth_url, path,
-				    auth_url ? auth_url : "elsewhere"));
-		goto out_free_json;
-	}
-	new_access = strdup(access);
-	new_refresh = strdup(refresh);
-	if (!new_access || !new_refresh) {
-		rc = -ENOMEM;
-		goto out_free_json;
-	}
-	pthread_mutex_lock(&a->lock);
-	free_secret(a->access_token);
-	free_secret(a->refresh_token);
-	a->access_token = new_access;
-	a->refresh_token = new_refresh;
-	new_access = new_refresh = NULL;
-	a->expires_at = json_integer_value(exp);
-	a->ahead = REFRESH_AHEAD;
-	a->state = AUTH_OK;
-	a->expired_logged = 0;
-	a->file_mtime = st.st_mtim;
-	pthread_cond_broadcast(&a->cond);
-	pthread_mutex_unlock(&a->lock);
-	rc = 0;
-out_free_json:
-	free_secret(new_access);
-	free_secret(new_refresh);
-	json_decref(root);
-	free_secret(text);
-out_close:
-	close(fd);
-out_free_path:
-	free(path);
-	return rc;
-}
+static int fetch_app_token(struct auth *a, char **err);
 
 int auth_load(struct auth *a, char **err)
 {
@@ -414,7 +143,8 @@ int auth_load(struct auth *a, char **err)
 	if (err)
 		*err = NULL;
 	pthread_mutex_lock(&a->refresh_lock);
-	rc = load_file(a, err);
+	/* app-only: the secret is the credential, nothing is stored */
+	rc = a->app_only ? fetch_app_token(a, err) : auth_load_file(a, err);
 	pthread_mutex_unlock(&a->refresh_lock);
 	return rc;
 }
@@ -422,7 +152,7 @@ int auth_load(struct auth *a, char **err)
 /* ---- talking to the identity platform --------------------------------- */
 
 /* POST an x-www-form-urlencoded body to {auth_url}/{tenant}/oauth2/v2.0/{endpoint}. */
-static int post_form(struct auth *a, const char *endpoint, const char *body,
+int auth_post_form(struct auth *a, const char *endpoint, const char *body,
 		     struct http_response *resp)
 {
 	struct http_request req;
@@ -446,7 +176,7 @@ static int post_form(struct auth *a, const char *endpoint, const char *body,
 }
 
 /* "name=value&..." with each value form-escaped; NULL-terminated name/value pairs. */
-static char *form_body(const char *name, ...)
+char *auth_form_body(const char *name, ...)
 {
 	va_list ap;
 	char *body = strdup(""), *esc, *next;
@@ -455,23 +185,20 @@ static char *form_body(const char *name, ...)
 	va_start(ap, name);
 	for (; name && body; name = va_arg(ap, const char *)) {
 		value = va_arg(ap, const char *);
+		if (!value)
+			continue;   /* an optional field (client_secret) that is not set */
 		esc = http_form_escape(value ? value : "");
 		next = esc ? format("%s%s%s=%s", body, *body ? "&" : "", name, esc) : NULL;
-		free_secret(esc);
-		free_secret(body);
+		auth_free_secret(esc);
+		auth_free_secret(body);
 		body = next;
 	}
 	va_end(ap);
 	return body;
 }
 
-struct oauth_error {
-	char code[64];     /* "invalid_grant", or "" */
-	char aadsts[16];   /* "70008" from "AADSTS70008: ...", or "" */
-};
-
 /* Pull the error code and the AADSTS number (never the whole description). */
-static void parse_oauth_error(const struct http_response *resp, struct oauth_error *oe)
+void auth_parse_oauth_error(const struct http_response *resp, struct oauth_error *oe)
 {
 	char desc[512];
 	const char *p;
@@ -509,7 +236,7 @@ static int needs_login(const char *code)
 }
 
 /* One sentence for a token-endpoint error (sign-in or refresh). */
-static char *describe_oauth_error(struct auth *a, long status, const struct oauth_error *oe)
+char *auth_describe_error(struct auth *a, long status, const struct oauth_error *oe)
 {
 	const struct odfs_config *cfg = a->cfg;
 	const char *code = oe->code;
@@ -524,6 +251,21 @@ static char *describe_oauth_error(struct auth *a, long status, const struct oaut
 		return format("the app '%s' is single-tenant and cannot use tenant '%s' (%s%s): "
 			      "set tenant to your tenant id or domain", cfg->client_id,
 			      cfg->tenant, code, ax);
+	if (strcmp(oe->aadsts, "700025") == 0)
+		return format("the app '%s' is a public client and must not send a secret "
+			      "(invalid_client%s): remove client_secret and client_secret_file",
+			      cfg->client_id, ax);
+	if (strcmp(oe->aadsts, "7000215") == 0)
+		return format("the service refused the client secret of app '%s' "
+			      "(invalid_client%s): check client_secret_file; secrets expire, make a "
+			      "new one in the app registration", cfg->client_id, ax);
+	if (strcmp(oe->aadsts, "7000218") == 0)
+		return format("the app '%s' needs a client secret, or 'Allow public client flows' "
+			      "in its registration (invalid_client%s): set client_secret_file",
+			      cfg->client_id, ax);
+	if (strcmp(oe->aadsts, "9001023") == 0 || strcmp(oe->aadsts, "50059") == 0)
+		return format("app-only sign-in needs the tenant id or domain, not '%s' (%s%s): "
+			      "set tenant=<your tenant id or domain>", cfg->tenant, code, ax);
 	if (strcmp(code, "invalid_client") == 0)
 		return format("the service refused client_id '%s' (invalid_client%s): check "
 			      "client_id and that the app registration allows public client flows",
@@ -544,9 +286,10 @@ static char *describe_oauth_error(struct auth *a, long status, const struct oaut
 		return format("tenant '%s' was not found (%s%s): check the tenant setting",
 			      cfg->tenant, code, ax);
 	if (strcmp(oe->aadsts, "50020") == 0 || strcmp(oe->aadsts, "9002332") == 0)
-		return format("this account cannot sign in at tenant '%s' (%s%s): use tenant "
-			      "common or consumers for a personal account, or your organization's "
-			      "tenant", cfg->tenant, code, ax);
+		return format("this account cannot sign in at tenant '%s' (%s%s): a personal "
+			      "Microsoft account needs tenant common or consumers, a work or school "
+			      "account common, organizations or its organization's tenant",
+			      cfg->tenant, code, ax);
 	if (strcmp(code, "invalid_request") == 0)
 		return format("the service rejected the sign-in request (invalid_request%s): check "
 			      "client_id and tenant", ax);
@@ -558,7 +301,7 @@ static char *describe_oauth_error(struct auth *a, long status, const struct oaut
 	return format("sign-in failed: the service answered HTTP %ld", status);
 }
 
-static char *network_message(struct auth *a, int rc)
+char *auth_network_message(struct auth *a, int rc)
 {
 	char host[256], ebuf[128];
 
@@ -566,56 +309,56 @@ static char *network_message(struct auth *a, int rc)
 		      log_errstr(rc, ebuf, sizeof(ebuf)));
 }
 
-/* A number that may arrive as JSON integer or string ("3599" from older endpoints). */
-static long json_seconds(json_t *v, long dflt)
+/*
+ * Seconds that may arrive as JSON integer or string ("3599" from older
+ * endpoints); dflt when absent or unreadable, else clamped to [0, max], so
+ * that adding it to a clock cannot overflow.
+ */
+long auth_json_seconds(json_t *v, long dflt, long max)
 {
+	json_int_t i;
 	char *end;
 	long n;
 
-	if (json_is_integer(v))
-		return (long)json_integer_value(v);
+	if (json_is_integer(v)) {
+		i = json_integer_value(v);
+		return i < 0 ? 0 : i > max ? max : (long)i;
+	}
 	if (json_is_string(v)) {
 		errno = 0;
 		n = strtol(json_string_value(v), &end, 10);
 		if (errno == 0 && end != json_string_value(v) && *end == '\0')
-			return n;
+			return n < 0 ? 0 : n > max ? max : n;
 	}
 	return dflt;
 }
 
-struct token_set {
-	char *access;
-	char *refresh;   /* NULL when the response had none */
-	long expires_in;
-};
-
-static void token_set_release(struct token_set *t)
+void auth_tokens_release(struct auth_tokens *t)
 {
-	free_secret(t->access);
-	free_secret(t->refresh);
+	auth_free_secret(t->access);
+	auth_free_secret(t->refresh);
 	memset(t, 0, sizeof(*t));
 }
 
-static int parse_tokens(const struct http_response *resp, struct token_set *t)
+int auth_parse_token_response(const char *body, size_t len, struct auth_tokens *t)
 {
 	const char *access, *refresh;
 	json_t *root;
 	int rc = -EINVAL;
 
 	memset(t, 0, sizeof(*t));
-	root = resp->body ? json_loadb(resp->body, resp->body_len, 0, NULL) : NULL;
-	access = root ? json_str(root, "access_token") : NULL;
+	root = body ? json_loadb(body, len, 0, NULL) : NULL;
+	access = root ? auth_json_str(root, "access_token") : NULL;
 	if (!access || !*access)
 		goto out_free_json;
-	refresh = json_str(root, "refresh_token");
+	refresh = auth_json_str(root, "refresh_token");
 	t->access = strdup(access);
 	t->refresh = refresh && *refresh ? strdup(refresh) : NULL;
-	t->expires_in = json_seconds(json_object_get(root, "expires_in"), 3600);
-	if (t->expires_in < 0)
-		t->expires_in = 0;
+	t->expires_in = auth_json_seconds(json_object_get(root, "expires_in"), 3600,
+				     AUTH_MAX_EXPIRES_IN);
 	rc = 0;
 	if (!t->access || (refresh && *refresh && !t->refresh)) {
-		token_set_release(t);
+		auth_tokens_release(t);
 		rc = -ENOMEM;
 	}
 out_free_json:
@@ -624,19 +367,19 @@ out_free_json:
 }
 
 /* Install new tokens in memory (after they were stored).  Takes ownership. */
-static void install_tokens(struct auth *a, struct token_set *t, int64_t expires_at)
+void auth_install_tokens(struct auth *a, struct auth_tokens *t, int64_t expires_at)
 {
 	pthread_mutex_lock(&a->lock);
-	free_secret(a->access_token);
+	auth_free_secret(a->access_token);
 	a->access_token = t->access;
 	if (t->refresh) {
-		free_secret(a->refresh_token);
+		auth_free_secret(a->refresh_token);
 		a->refresh_token = t->refresh;
 	}
 	t->access = t->refresh = NULL;
 	a->expires_at = expires_at;
 	/* short-lived tokens (tests, odd tenants) refresh at half their life */
-	a->ahead = t->expires_in / 2 < REFRESH_AHEAD ? t->expires_in / 2 : REFRESH_AHEAD;
+	a->ahead = t->expires_in / 2 < AUTH_REFRESH_AHEAD ? t->expires_in / 2 : AUTH_REFRESH_AHEAD;
 	a->state = AUTH_OK;
 	a->expired_logged = 0;
 	pthread_cond_broadcast(&a->cond);
@@ -648,11 +391,13 @@ static int do_refresh(struct auth *a, char **err)
 {
 	struct http_response resp;
 	struct oauth_error oe;
-	struct token_set t;
-	char *refresh, *body, *msg;
+	struct auth_tokens t;
+	char *refresh, *body, *msg, *secret = NULL;
 	int64_t expires_at;
 	int rc, log_it = 0;
 
+	if (a->app_only)
+		return fetch_app_token(a, err);   /* there is no refresh token: a new grant */
 	pthread_mutex_lock(&a->lock);
 	refresh = a->refresh_token ? strdup(a->refresh_token) : NULL;
 	pthread_mutex_unlock(&a->lock);
@@ -660,21 +405,28 @@ static int do_refresh(struct auth *a, char **err)
 		set_err(err, strdup(MSG_NOT_SIGNED_IN));
 		return -EACCES;
 	}
-	body = form_body("client_id", a->cfg->client_id, "grant_type", "refresh_token",
-			 "refresh_token", refresh, "scope", a->cfg->scopes, NULL);
-	free_secret(refresh);
+	rc = auth_client_secret(a, &secret, err);
+	if (rc < 0) {
+		auth_free_secret(refresh);
+		return rc;
+	}
+	body = auth_form_body("client_id", a->cfg->client_id, "grant_type", "refresh_token",
+			      "refresh_token", refresh, "scope", a->cfg->scopes,
+			      "client_secret", secret, NULL);
+	auth_free_secret(refresh);
+	auth_free_secret(secret);
 	if (!body)
 		return -ENOMEM;
 	log_debug("refreshing the access token");
-	rc = post_form(a, "token", body, &resp);
-	free_secret(body);
+	rc = auth_post_form(a, "token", body, &resp);
+	auth_free_secret(body);
 	if (rc < 0) {
 		/* no answer: not the user's fault, the caller retries later */
-		set_err(err, network_message(a, rc));
+		set_err(err, auth_network_message(a, rc));
 		goto out_release;
 	}
 	if (resp.status == 200) {
-		rc = parse_tokens(&resp, &t);
+		rc = auth_parse_token_response(resp.body, resp.body_len, &t);
 		if (rc < 0) {
 			set_err(err, strdup("the sign-in service sent a token response that could "
 					    "not be read"));
@@ -687,27 +439,27 @@ static int do_refresh(struct auth *a, char **err)
 		refresh = strdup(t.refresh ? t.refresh : a->refresh_token);
 		pthread_mutex_unlock(&a->lock);
 		if (!refresh) {
-			token_set_release(&t);
+			auth_tokens_release(&t);
 			rc = -ENOMEM;
 			goto out_release;
 		}
 		msg = NULL;
-		if (store_tokens(a, t.access, refresh, expires_at, &msg) < 0) {
+		if (auth_store_tokens(a, t.access, refresh, expires_at, &msg) < 0) {
 			/* keep going in memory; the next refresh tries again */
 			log_error("%s", msg ? msg : "cannot store tokens");
 			free(msg);
 		}
-		free_secret(refresh);
-		install_tokens(a, &t, expires_at);
+		auth_free_secret(refresh);
+		auth_install_tokens(a, &t, expires_at);
 		log_debug("access token refreshed, valid for %ld s", t.expires_in);
 		rc = 0;
 		goto out_release;
 	}
-	parse_oauth_error(&resp, &oe);
+	auth_parse_oauth_error(&resp, &oe);
 	if ((resp.status == 400 || resp.status == 401) && oe.code[0] &&
 	    strcmp(oe.code, "temporarily_unavailable") != 0) {
 		/* refused: only an interactive sign-in can fix this */
-		msg = describe_oauth_error(a, resp.status, &oe);
+		msg = auth_describe_error(a, resp.status, &oe);
 		pthread_mutex_lock(&a->lock);
 		a->state = AUTH_EXPIRED;
 		log_it = !a->expired_logged;
@@ -720,10 +472,138 @@ static int do_refresh(struct auth *a, char **err)
 		rc = -EACCES;
 		goto out_release;
 	}
-	set_err(err, describe_oauth_error(a, resp.status, &oe));
+	set_err(err, auth_describe_error(a, resp.status, &oe));
 	rc = resp.status == 503 || strcmp(oe.code, "temporarily_unavailable") == 0 ? -EAGAIN : -EIO;
 out_release:
-	release_response(&resp);
+	auth_release_response(&resp);
+	return rc;
+}
+
+/*
+ * While expired: if 'onedrivefs login' stored new tokens meanwhile, take
+ * them, so a mount carries on without a remount.  Caller holds refresh_lock.
+ */
+static void reload_if_changed(struct auth *a)
+{
+	struct timespec seen;
+	struct stat st;
+	char *path, *err = NULL;
+
+	if (a->app_only || !(path = config_token_path(a->cfg)))
+		return;
+	pthread_mutex_lock(&a->lock);
+	seen = a->file_mtime;
+	pthread_mutex_unlock(&a->lock);
+	if (stat(path, &st) == 0 &&
+	    (st.st_mtim.tv_sec != seen.tv_sec || st.st_mtim.tv_nsec != seen.tv_nsec) &&
+	    auth_load_file(a, &err) == 0)
+		log_info("signed in again: using the new tokens in '%s'", path);
+	free(err);
+	free(path);
+}
+
+/* The app-only scope: {resource}/.default; the user scopes make no sense here. */
+static const char *app_scope(const struct odfs_config *cfg)
+{
+	if (strcmp(cfg->scopes, ODFS_DEFAULT_SCOPES) == 0)
+		return "https://graph.microsoft.com/.default";
+	return cfg->scopes;
+}
+
+/*
+ * client_credentials: a new app-only token (there is never a refresh
+ * token).  Caller holds refresh_lock.  A refusal turns the state expired
+ * and is logged once; the refresh thread tries again now and then.
+ */
+static int fetch_app_token(struct auth *a, char **err)
+{
+	struct http_response resp;
+	struct oauth_error oe;
+	struct auth_tokens t;
+	char *body, *secret = NULL, *msg;
+	int64_t expires_at;
+	int rc, log_it;
+
+	if (!a->cfg->client_id) {
+		set_err(err, strdup("no client_id set: client_credentials needs the app's client_id"));
+		return -EINVAL;
+	}
+	rc = auth_client_secret(a, &secret, err);
+	if (rc < 0)
+		return rc;
+	if (!secret) {
+		set_err(err, strdup("auth=client_credentials needs client_secret_file (or "
+				    "client_secret)"));
+		return -EINVAL;
+	}
+	body = auth_form_body("client_id", a->cfg->client_id, "grant_type", "client_credentials",
+			      "scope", app_scope(a->cfg), "client_secret", secret, NULL);
+	auth_free_secret(secret);
+	if (!body)
+		return -ENOMEM;
+	log_debug("requesting an app-only access token");
+	rc = auth_post_form(a, "token", body, &resp);
+	auth_free_secret(body);
+	if (rc < 0) {
+		set_err(err, auth_network_message(a, rc));
+		goto out_release;
+	}
+	if (resp.status == 200) {
+		rc = auth_parse_token_response(resp.body, resp.body_len, &t);
+		if (rc < 0) {
+			set_err(err, strdup("the sign-in service sent a token response that could "
+					    "not be read"));
+			rc = -EIO;
+			goto out_release;
+		}
+		auth_free_secret(t.refresh);   /* not expected; never used */
+		t.refresh = NULL;
+		expires_at = (int64_t)time(NULL) + t.expires_in;
+		auth_install_tokens(a, &t, expires_at);
+		log_debug("app-only access token valid for %ld s", t.expires_in);
+		goto out_release;
+	}
+	auth_parse_oauth_error(&resp, &oe);
+	msg = auth_describe_error(a, resp.status, &oe);
+	if ((resp.status == 400 || resp.status == 401) &&
+	    strcmp(oe.code, "temporarily_unavailable") != 0) {
+		pthread_mutex_lock(&a->lock);
+		log_it = a->state != AUTH_NONE && !a->expired_logged;
+		if (a->state != AUTH_NONE) {
+			a->state = AUTH_EXPIRED;
+			a->expired_logged = 1;
+		}
+		pthread_mutex_unlock(&a->lock);
+		if (log_it)
+			log_error("%s", msg ? msg : "the service refused the app's credentials");
+		rc = -EACCES;
+	} else {
+		rc = resp.status == 503 ? -EAGAIN : -EIO;
+	}
+	set_err(err, msg);
+out_release:
+	auth_release_response(&resp);
+	return rc;
+}
+
+int auth_save_signin(struct auth *a, struct auth_tokens *t, char **err)
+{
+	int64_t expires_at;
+	int rc;
+
+	if (!t->refresh) {
+		auth_tokens_release(t);
+		set_err(err, strdup("the service gave no refresh token: add offline_access to "
+				    "scopes; nothing was stored"));
+		return -EINVAL;
+	}
+	expires_at = (int64_t)time(NULL) + t->expires_in;
+	pthread_mutex_lock(&a->refresh_lock);
+	rc = auth_store_tokens(a, t->access, t->refresh, expires_at, err);
+	if (rc == 0)
+		auth_install_tokens(a, t, expires_at);
+	pthread_mutex_unlock(&a->refresh_lock);
+	auth_tokens_release(t);
 	return rc;
 }
 
@@ -735,6 +615,8 @@ static int refresh_if_due(struct auth *a, char **err)
 	enum auth_state state;
 
 	pthread_mutex_lock(&a->refresh_lock);
+	if (auth_state(a) == AUTH_EXPIRED)
+		reload_if_changed(a);   /* 'onedrivefs login' may have run meanwhile */
 	pthread_mutex_lock(&a->lock);
 	now = time(NULL);
 	state = a->state;
@@ -774,8 +656,9 @@ int auth_access_token(struct auth *a, char **token, char **err)
 
 	pthread_mutex_lock(&a->lock);
 	now = time(NULL);
-	/* a failed early refresh still leaves a usable token for a while */
-	if (a->access_token && a->expires_at > now + 10 &&
+	/* a failed early refresh still leaves a usable token for a while; a
+	 * fresh one is used whatever its lifetime (tests, odd tenants) */
+	if (a->access_token && a->expires_at > now + (rc == 0 ? 0 : 10) &&
 	    (rc == 0 || (rc != -EACCES && a->state == AUTH_OK))) {
 		*token = strdup(a->access_token);
 		rc = *token ? 0 : -ENOMEM;
@@ -798,6 +681,8 @@ int auth_refresh(struct auth *a, const char *stale, char **err)
 	if (err)
 		*err = NULL;
 	pthread_mutex_lock(&a->refresh_lock);
+	if (auth_state(a) == AUTH_EXPIRED)
+		reload_if_changed(a);
 	pthread_mutex_lock(&a->lock);
 	if (a->state == AUTH_EXPIRED) {
 		pthread_mutex_unlock(&a->lock);
@@ -828,216 +713,7 @@ enum auth_state auth_state(struct auth *a)
 	return s;
 }
 
-/* ---- device-code sign-in ---------------------------------------------- */
-
-/* Print service text, replacing control characters (no terminal escapes from the network). */
-static void print_clean(FILE *out, const char *s)
-{
-	for (; *s; s++)
-		fputc(((unsigned char)*s < 0x20 && *s != '\n') || *s == 0x7f ? '?' : *s, out);
-}
-
-static void sleep_seconds(long seconds)
-{
-	struct timespec ts = { .tv_sec = seconds, .tv_nsec = 0 };
-
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
-}
-
-static int64_t monotonic_now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec;
-}
-
-struct device_code {
-	char *device_code;
-	long expires_in;
-	long interval;
-};
-
-/* Ask for a code and tell the user what to do with it. */
-static int request_device_code(struct auth *a, FILE *out, struct device_code *dc, char **err)
-{
-	struct http_response resp;
-	struct oauth_error oe;
-	const char *code, *user_code, *uri, *message;
-	json_t *root = NULL;
-	long minutes;
-	char *body;
-	int rc;
-
-	memset(dc, 0, sizeof(*dc));
-	body = form_body("client_id", a->cfg->client_id, "scope", a->cfg->scopes, NULL);
-	if (!body)
-		return -ENOMEM;
-	rc = post_form(a, "devicecode", body, &resp);
-	free(body);
-	if (rc < 0) {
-		set_err(err, network_message(a, rc));
-		goto out_release;
-	}
-	if (resp.status != 200) {
-		parse_oauth_error(&resp, &oe);
-		set_err(err, describe_oauth_error(a, resp.status, &oe));
-		rc = -EACCES;
-		goto out_release;
-	}
-	root = json_loadb(resp.body ? resp.body : "", resp.body_len, 0, NULL);
-	code = root ? json_str(root, "device_code") : NULL;
-	user_code = root ? json_str(root, "user_code") : NULL;
-	uri = root ? json_str(root, "verification_uri") : NULL;
-	message = root ? json_str(root, "message") : NULL;
-	if (!code || !user_code || !uri) {
-		set_err(err, strdup("the sign-in service sent a device code response that could "
-				    "not be read"));
-		rc = -EIO;
-		goto out_free_json;
-	}
-	dc->device_code = strdup(code);
-	if (!dc->device_code) {
-		rc = -ENOMEM;
-		goto out_free_json;
-	}
-	dc->expires_in = json_seconds(json_object_get(root, "expires_in"), 900);
-	dc->interval = json_seconds(json_object_get(root, "interval"), 5);
-	if (dc->expires_in <= 0)
-		dc->expires_in = 900;
-	if (dc->interval <= 0)
-		dc->interval = 5;   /* RFC 8628's default */
-	if (message) {
-		print_clean(out, message);
-	} else {
-		fputs("To sign in, open ", out);
-		print_clean(out, uri);
-		fputs(" and enter the code ", out);
-		print_clean(out, user_code);
-	}
-	minutes = (dc->expires_in + 59) / 60;
-	fprintf(out, "\nwaiting for you to finish signing in (the code expires in %ld minute%s)...\n",
-		minutes, minutes == 1 ? "" : "s");
-	fflush(out);
-out_free_json:
-	json_decref(root);
-out_release:
-	release_response(&resp);
-	return rc;
-}
-
-int auth_login_device_code(struct auth *a, FILE *out, char **err)
-{
-	struct device_code dc;
-	struct http_response resp;
-	struct oauth_error oe;
-	struct token_set t;
-	int64_t deadline, expires_at;
-	long status;
-	char *body;
-	int rc;
-
-	if (err)
-		*err = NULL;
-	if (!a->cfg->client_id) {
-		set_err(err, strdup("no client_id set: register an app and set client_id "
-				    "(see README)"));
-		return -EINVAL;
-	}
-	rc = request_device_code(a, out, &dc, err);
-	if (rc < 0)
-		return rc;
-	deadline = monotonic_now() + dc.expires_in;
-	body = form_body("grant_type", "urn:ietf:params:oauth:grant-type:device_code",
-			 "client_id", a->cfg->client_id, "device_code", dc.device_code, NULL);
-	if (!body) {
-		rc = -ENOMEM;
-		goto out_free_code;
-	}
-	for (;;) {
-		/* never poll faster than asked (AADSTS50196 "loop detected") */
-		sleep_seconds(dc.interval);
-		if (monotonic_now() > deadline) {
-			set_err(err, strdup("the code expired before sign-in finished; run "
-					    "'onedrivefs login' again"));
-			rc = -ETIMEDOUT;
-			break;
-		}
-		rc = post_form(a, "token", body, &resp);
-		if (rc < 0) {
-			set_err(err, network_message(a, rc));
-			release_response(&resp);
-			break;
-		}
-		if (resp.status == 200) {
-			rc = parse_tokens(&resp, &t);
-			release_response(&resp);
-			if (rc < 0) {
-				set_err(err, strdup("the sign-in service sent a token response that "
-						    "could not be read"));
-				rc = -EIO;
-				break;
-			}
-			if (!t.refresh) {
-				token_set_release(&t);
-				set_err(err, strdup("the service gave no refresh token: add "
-						    "offline_access to scopes; nothing was stored"));
-				rc = -EINVAL;
-				break;
-			}
-			expires_at = (int64_t)time(NULL) + t.expires_in;
-			pthread_mutex_lock(&a->refresh_lock);
-			rc = store_tokens(a, t.access, t.refresh, expires_at, err);
-			if (rc == 0)
-				install_tokens(a, &t, expires_at);
-			pthread_mutex_unlock(&a->refresh_lock);
-			token_set_release(&t);
-			break;
-		}
-		parse_oauth_error(&resp, &oe);
-		status = resp.status;
-		release_response(&resp);
-		if (strcmp(oe.code, "authorization_pending") == 0)
-			continue;
-		if (strcmp(oe.code, "slow_down") == 0) {
-			dc.interval += 5;   /* RFC 8628 3.5 */
-			continue;
-		}
-		set_err(err, describe_oauth_error(a, status, &oe));
-		rc = -EACCES;
-		break;
-	}
-	free_secret(body);
-out_free_code:
-	free_secret(dc.device_code);
-	return rc;
-}
-
 /* ---- the background refresh thread ------------------------------------ */
-
-/* While expired: if someone ran 'onedrivefs login' meanwhile, take the new tokens. */
-static void try_reload(struct auth *a)
-{
-	struct timespec seen;
-	struct stat st;
-	char *path = config_token_path(a->cfg), *err = NULL;
-
-	if (!path)
-		return;
-	pthread_mutex_lock(&a->lock);
-	seen = a->file_mtime;
-	pthread_mutex_unlock(&a->lock);
-	if (stat(path, &st) == 0 &&
-	    (st.st_mtim.tv_sec != seen.tv_sec || st.st_mtim.tv_nsec != seen.tv_nsec)) {
-		pthread_mutex_lock(&a->refresh_lock);
-		if (load_file(a, &err) == 0)
-			log_info("signed in again: using the new tokens in '%s'", path);
-		pthread_mutex_unlock(&a->refresh_lock);
-		free(err);
-	}
-	free(path);
-}
 
 /* Sleep on the condvar for up to seconds (caller holds lock). */
 static void wait_seconds(struct auth *a, int64_t seconds)
@@ -1069,7 +745,12 @@ static void *refresh_thread(void *arg)
 			if (a->stopping || a->state == AUTH_OK)
 				continue;
 			pthread_mutex_unlock(&a->lock);
-			try_reload(a);
+			pthread_mutex_lock(&a->refresh_lock);
+			if (a->app_only)
+				fetch_app_token(a, NULL);   /* the secret may have been renewed */
+			else
+				reload_if_changed(a);
+			pthread_mutex_unlock(&a->refresh_lock);
 			pthread_mutex_lock(&a->lock);
 			continue;
 		}

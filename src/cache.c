@@ -16,46 +16,43 @@
  * than one row run in one IMMEDIATE transaction.  WAL with
  * synchronous=NORMAL: a crash may lose the last commits, never consistency,
  * and it is only a cache.
+ *
+ * Local changes (cache_local.c): items.dirty marks news the service lacks,
+ * an id starting with CACHE_LOCAL_PREFIX an item it has never seen.  The
+ * upsert statement's WHERE leaves those rows alone, listings skip a remote
+ * item whose name one of them holds, and stale-child removal spares them
+ * and the folders above them.  Opening and the schema: cache_open.c.
  */
 #include <errno.h>
 #include <pthread.h>
 #include <sqlite3.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include "cache.h"
+#include "cache_internal.h"
 #include "log.h"
 #include "names.h"
 
-#define CACHE_SCHEMA_VERSION 1
-#define CACHE_BUSY_TIMEOUT_MS 10000
-#define CACHE_LIST_BATCH 64         /* entries copied per lock hold in cache_list_children */
-#define META_DRIVE_ID "drive_id"
-#define META_FOLD_VERSION "fold_version"
-
-enum stmt_id {
-	ST_BEGIN, ST_COMMIT, ST_ROLLBACK,
-	ST_GET_BY_INO, ST_GET_BY_ID, ST_LOOKUP, ST_LIST, ST_INO_OF_ID, ST_KIND,
-	ST_UPSERT, ST_SET_ROOT, ST_NAME_HOLDER, ST_HAS_CHILD, ST_CHILDREN,
-	ST_REMOVE_TREE, ST_REMOVE_CHILDREN, ST_SET_LISTED,
-	ST_META_GET, ST_META_SET, ST_WIPE_ITEMS, ST_WIPE_META, ST_COUNT,
-	ST_NUM
-};
 
 #define ENTRY_COLUMNS \
 	"SELECT i.ino, i.parent_ino, i.listed_at, i.id, p.id, i.name, i.is_dir, i.is_package," \
-	" i.size, i.mtime_sec, i.mtime_nsec, i.ctime_sec, i.ctime_nsec, i.etag, i.ctag, i.qxhash"
+	" i.size, i.mtime_sec, i.mtime_nsec, i.ctime_sec, i.ctime_nsec, i.etag, i.ctag, i.qxhash," \
+	" i.dirty"
 #define ENTRY_JOIN " LEFT JOIN items p ON p.ino = i.parent_ino "
 #define ENTRY_SELECT ENTRY_COLUMNS " FROM items i" ENTRY_JOIN
+
+/* Local ids never come from the service; dirty items have news it lacks. */
+#define LOCAL_GLOB CACHE_LOCAL_PREFIX "*"
+#define PROTECTED "(dirty <> 0 OR id GLOB '" LOCAL_GLOB "')"
 
 /* Both statements delete a subtree; UNION (not UNION ALL) stops on a cycle. */
 #define SUBTREE_DELETE \
 	" UNION SELECT i.ino FROM items i JOIN sub ON i.parent_ino = sub.ino)" \
 	" DELETE FROM items WHERE ino IN sub AND ino <> 1"
 
-static const char *const stmt_sql[ST_NUM] = {
+const char *const cache_stmt_sql[ST_NUM] = {
 	[ST_BEGIN] = "BEGIN IMMEDIATE",
 	[ST_COMMIT] = "COMMIT",
 	[ST_ROLLBACK] = "ROLLBACK",
@@ -77,7 +74,8 @@ static const char *const stmt_sql[ST_NUM] = {
 		" mtime_sec = excluded.mtime_sec, mtime_nsec = excluded.mtime_nsec,"
 		" ctime_sec = excluded.ctime_sec, ctime_nsec = excluded.ctime_nsec,"
 		" etag = excluded.etag, ctag = excluded.ctag, qxhash = excluded.qxhash"
-		" WHERE items.ino <> 1"  /* the root never moves: no row comes back */
+		/* the root never moves, local changes are not overwritten: no row comes back */
+		" WHERE items.ino <> 1 AND items.dirty = 0 AND items.id NOT GLOB '" LOCAL_GLOB "'"
 		" RETURNING ino",
 	[ST_SET_ROOT] =
 		"INSERT INTO items (ino, id, parent_ino, name, name_fold, is_dir, is_package, size,"
@@ -102,32 +100,35 @@ static const char *const stmt_sql[ST_NUM] = {
 	[ST_WIPE_ITEMS] = "DELETE FROM items",
 	[ST_WIPE_META] = "DELETE FROM meta WHERE key <> '" META_FOLD_VERSION "'",
 	[ST_COUNT] = "SELECT count(*) FROM items",
-};
-
-static const char schema_sql[] =
-	"CREATE TABLE items ("
-	" ino INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, parent_ino INTEGER,"
-	" name TEXT NOT NULL, name_fold TEXT NOT NULL,"
-	" is_dir INTEGER NOT NULL DEFAULT 0, is_package INTEGER NOT NULL DEFAULT 0,"
-	" size INTEGER NOT NULL DEFAULT 0,"
-	" mtime_sec INTEGER NOT NULL DEFAULT 0, mtime_nsec INTEGER NOT NULL DEFAULT 0,"
-	" ctime_sec INTEGER NOT NULL DEFAULT 0, ctime_nsec INTEGER NOT NULL DEFAULT 0,"
-	" etag TEXT, ctag TEXT, qxhash TEXT, listed_at INTEGER NOT NULL DEFAULT 0);"
-	"CREATE INDEX items_parent_fold ON items (parent_ino, name_fold);"
-	"CREATE INDEX items_parent ON items (parent_ino);"
-	"CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;"
-	/* Inode 1 is the root's alone: automatic row ids start at 2. */
-	"INSERT INTO sqlite_sequence (name, seq) VALUES ('items', 1);";
-
-struct cache {
-	pthread_mutex_t lock;
-	sqlite3 *db;                  /* lock */
-	sqlite3_stmt *stmt[ST_NUM];   /* lock */
-	char *path;                   /* read-only after open */
+	[ST_PROTECTED_HOLDER] = "SELECT 1 FROM items WHERE parent_ino = ?1 AND name_fold = ?2"
+		" AND id <> ?3 AND " PROTECTED " LIMIT 1",
+	[ST_TREE_PROTECTED] = "WITH RECURSIVE sub(ino) AS (SELECT ?1"
+		" UNION SELECT i.ino FROM items i JOIN sub ON i.parent_ino = sub.ino)"
+		" SELECT 1 FROM items WHERE ino IN sub AND " PROTECTED " LIMIT 1",
+	[ST_INSERT_LOCAL] =
+		"INSERT INTO items (id, parent_ino, name, name_fold, is_dir, size, mtime_sec,"
+		" mtime_nsec, ctime_sec, ctime_nsec, dirty, listed_at)"
+		" VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6, ?7, ?6, ?7, 1, ?8) RETURNING ino",
+	[ST_SET_ID] = "UPDATE items SET id = ?2 WHERE ino = ?1",
+	[ST_MOVE] = "UPDATE items SET parent_ino = ?2, name = ?3, name_fold = ?4 WHERE ino = ?1",
+	[ST_IS_ANCESTOR] = "WITH RECURSIVE up(ino) AS (SELECT ?1 UNION SELECT i.parent_ino"
+		" FROM items i JOIN up ON i.ino = up.ino WHERE i.parent_ino IS NOT NULL)"
+		" SELECT 1 FROM up WHERE ino = ?2",
+	[ST_SET_SIZE] = "UPDATE items SET size = ?2 WHERE ino = ?1",
+	[ST_SET_MTIME] = "UPDATE items SET mtime_sec = ?2, mtime_nsec = ?3 WHERE ino = ?1",
+	[ST_SET_DIRTY] = "UPDATE items SET dirty = ?2 WHERE ino = ?1",
+	/* ?8: the upload took everything local: size and times come from the service too */
+	[ST_UPDATE_REMOTE] = "UPDATE items SET etag = ?2, ctag = ?3, qxhash = ?4,"
+		" size = CASE WHEN ?8 OR dirty = 0 THEN ?5 ELSE size END,"
+		" mtime_sec = CASE WHEN ?8 OR dirty = 0 THEN ?6 ELSE mtime_sec END,"
+		" mtime_nsec = CASE WHEN ?8 OR dirty = 0 THEN ?7 ELSE mtime_nsec END,"
+		" dirty = CASE WHEN ?8 THEN 0 ELSE dirty END WHERE ino = ?1",
+	[ST_LIST_DIRTY] = ENTRY_SELECT "WHERE (i.dirty <> 0 OR i.id GLOB '" LOCAL_GLOB "')"
+		" AND i.ino > ?1 ORDER BY i.ino LIMIT ?2",
 };
 
 /* Log a failed SQLite call with SQLite's own words and turn it into an errno. */
-static int db_fail(struct cache *c, int rc, const char *what)
+int cache_db_fail(struct cache *c, int rc, const char *what)
 {
 	log_error("cannot %s in metadata cache '%s': %s", what, c->path, sqlite3_errmsg(c->db));
 	switch (rc & 0xff) {
@@ -143,32 +144,32 @@ static int db_fail(struct cache *c, int rc, const char *what)
 }
 
 /* Step a statement that returns no rows we need, then reset it. */
-static int run(struct cache *c, enum stmt_id id, const char *what)
+int cache_run(struct cache *c, enum stmt_id id, const char *what)
 {
 	sqlite3_stmt *st = c->stmt[id];
 	int rc = sqlite3_step(st), ret = 0;
 
 	if (rc != SQLITE_DONE && rc != SQLITE_ROW)
-		ret = db_fail(c, rc, what);
+		ret = cache_db_fail(c, rc, what);
 	sqlite3_reset(st);
 	return ret;
 }
 
-static void bind_text(sqlite3_stmt *st, int col, const char *s)
+void cache_bind_text(sqlite3_stmt *st, int col, const char *s)
 {
 	sqlite3_bind_text(st, col, s, -1, SQLITE_STATIC);
 }
 
-static int begin(struct cache *c)
+int cache_begin(struct cache *c)
 {
-	return run(c, ST_BEGIN, "start a transaction");
+	return cache_run(c, ST_BEGIN, "start a transaction");
 }
 
 /* Commit, or roll back when ret (the work's result) or the commit failed. */
-static int finish(struct cache *c, int ret)
+int cache_finish(struct cache *c, int ret)
 {
 	if (ret == 0)
-		ret = run(c, ST_COMMIT, "commit");
+		ret = cache_run(c, ST_COMMIT, "commit");
 	if (ret < 0 && !sqlite3_get_autocommit(c->db)) {
 		sqlite3_step(c->stmt[ST_ROLLBACK]);
 		sqlite3_reset(c->stmt[ST_ROLLBACK]);
@@ -194,7 +195,7 @@ void cache_entry_release(struct cache_entry *e)
 }
 
 /* Copy the current ENTRY_SELECT row into e (which the caller then owns). */
-static int entry_from_row(sqlite3_stmt *st, struct cache_entry *e)
+int cache_entry_from_row(sqlite3_stmt *st, struct cache_entry *e)
 {
 	struct drive_item *it = &e->item;
 	int ret = 0;
@@ -217,6 +218,8 @@ static int entry_from_row(sqlite3_stmt *st, struct cache_entry *e)
 	ret |= dup_column(st, 13, &it->etag);
 	ret |= dup_column(st, 14, &it->ctag);
 	ret |= dup_column(st, 15, &it->qxhash);
+	e->dirty = sqlite3_column_int(st, 16) != 0;
+	e->is_local = it->id && strncmp(it->id, CACHE_LOCAL_PREFIX, strlen(CACHE_LOCAL_PREFIX)) == 0;
 	if (ret) {
 		cache_entry_release(e);
 		return -ENOMEM;
@@ -225,51 +228,88 @@ static int entry_from_row(sqlite3_stmt *st, struct cache_entry *e)
 }
 
 /* Run a prepared ENTRY_SELECT (parameters bound) for at most one row. */
-static int fetch_entry(struct cache *c, enum stmt_id id, struct cache_entry *out)
+int cache_fetch_entry(struct cache *c, enum stmt_id id, struct cache_entry *out)
 {
 	sqlite3_stmt *st = c->stmt[id];
 	int rc = sqlite3_step(st), ret;
 
 	if (rc == SQLITE_ROW)
-		ret = entry_from_row(st, out);
+		ret = cache_entry_from_row(st, out);
 	else if (rc == SQLITE_DONE)
 		ret = -ENOENT;
 	else
-		ret = db_fail(c, rc, "read an item");
+		ret = cache_db_fail(c, rc, "read an item");
 	sqlite3_reset(st);
 	return ret;
 }
 
 /* Look up the inode of an item id: 0, -ENOENT or -EIO. */
-static int ino_of_id(struct cache *c, const char *id, uint64_t *ino)
+int cache_ino_of_id(struct cache *c, const char *id, uint64_t *ino)
 {
 	sqlite3_stmt *st = c->stmt[ST_INO_OF_ID];
 	int rc, ret = 0;
 
-	bind_text(st, 1, id);
+	cache_bind_text(st, 1, id);
 	rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW)
 		*ino = (uint64_t)sqlite3_column_int64(st, 0);
 	else if (rc == SQLITE_DONE)
 		ret = -ENOENT;
 	else
-		ret = db_fail(c, rc, "find an item");
+		ret = cache_db_fail(c, rc, "find an item");
 	sqlite3_reset(st);
 	return ret;
 }
 
-static int remove_tree(struct cache *c, uint64_t ino)
+int cache_remove_tree(struct cache *c, uint64_t ino)
 {
 	sqlite3_bind_int64(c->stmt[ST_REMOVE_TREE], 1, (sqlite3_int64)ino);
-	return run(c, ST_REMOVE_TREE, "remove an item");
+	return cache_run(c, ST_REMOVE_TREE, "remove an item");
+}
+
+int cache_tree_protected(struct cache *c, uint64_t ino)
+{
+	sqlite3_stmt *st = c->stmt[ST_TREE_PROTECTED];
+	int rc, ret;
+
+	sqlite3_bind_int64(st, 1, (sqlite3_int64)ino);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		ret = 1;
+	else if (rc == SQLITE_DONE)
+		ret = 0;
+	else
+		ret = cache_db_fail(c, rc, "look for local changes");
+	sqlite3_reset(st);
+	return ret;
+}
+
+int cache_kind(struct cache *c, uint64_t ino, int *is_dir, char **id)
+{
+	sqlite3_stmt *st = c->stmt[ST_KIND];
+	int rc, ret = 0;
+
+	*id = NULL;
+	sqlite3_bind_int64(st, 1, (sqlite3_int64)ino);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		*is_dir = sqlite3_column_int(st, 0);
+		ret = dup_column(st, 1, id);
+	} else if (rc == SQLITE_DONE) {
+		ret = -ENOENT;
+	} else {
+		ret = cache_db_fail(c, rc, "read an item");
+	}
+	sqlite3_reset(st);
+	return ret;
 }
 
 /* Bind the item columns shared by ST_UPSERT and ST_SET_ROOT (?1, ?3..?14). */
 static void bind_item(sqlite3_stmt *st, const struct drive_item *item, const char *fold)
 {
-	bind_text(st, 1, item->id);
-	bind_text(st, 3, item->name ? item->name : "");
-	bind_text(st, 4, fold);
+	cache_bind_text(st, 1, item->id);
+	cache_bind_text(st, 3, item->name ? item->name : "");
+	cache_bind_text(st, 4, fold);
 	sqlite3_bind_int(st, 5, item->is_dir ? 1 : 0);
 	sqlite3_bind_int(st, 6, item->is_package ? 1 : 0);
 	sqlite3_bind_int64(st, 7, item->size > 0 ? item->size : 0);
@@ -277,9 +317,9 @@ static void bind_item(sqlite3_stmt *st, const struct drive_item *item, const cha
 	sqlite3_bind_int64(st, 9, item->mtime.tv_nsec);
 	sqlite3_bind_int64(st, 10, (sqlite3_int64)item->ctime_created.tv_sec);
 	sqlite3_bind_int64(st, 11, item->ctime_created.tv_nsec);
-	bind_text(st, 12, item->etag);
-	bind_text(st, 13, item->ctag);
-	bind_text(st, 14, item->qxhash);
+	cache_bind_text(st, 12, item->etag);
+	cache_bind_text(st, 13, item->ctag);
+	cache_bind_text(st, 14, item->qxhash);
 }
 
 /* Write the root row (inode 1); a stray row holding the root's id goes first. */
@@ -292,24 +332,51 @@ static int set_root_locked(struct cache *c, const struct drive_item *root)
 
 	if (!fold)
 		return -ENOMEM;
-	ret = ino_of_id(c, root->id, &ino);
+	ret = cache_ino_of_id(c, root->id, &ino);
 	if (ret == 0 && ino != CACHE_ROOT_INO)
-		ret = remove_tree(c, ino);
+		ret = cache_remove_tree(c, ino);
 	else if (ret == -ENOENT)
 		ret = 0;
 	if (ret < 0)
 		goto out_free_fold;
 	bind_item(st, root, fold);
-	ret = run(c, ST_SET_ROOT, "store the drive root");
+	ret = cache_run(c, ST_SET_ROOT, "store the drive root");
 out_free_fold:
 	free(fold);
 	return ret;
 }
 
 /*
+ * 1 when a name in folder parent_ino is held by a dirty or local item
+ * other than id: a listing must not bring a second one (the upload of the
+ * local one will meet the remote one as a conflict).
+ */
+static int name_protected(struct cache *c, uint64_t parent_ino, const char *fold, const char *id)
+{
+	sqlite3_stmt *st = c->stmt[ST_PROTECTED_HOLDER];
+	int rc, ret;
+
+	sqlite3_bind_int64(st, 1, (sqlite3_int64)parent_ino);
+	cache_bind_text(st, 2, fold);
+	cache_bind_text(st, 3, id);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		ret = 1;
+	else if (rc == SQLITE_DONE)
+		ret = 0;
+	else
+		ret = cache_db_fail(c, rc, "look up a name");
+	sqlite3_reset(st);
+	return ret;
+}
+
+/*
  * Insert or update item under parent_ino.  With takeover, other items in
- * that folder holding the same folded name are removed first.  A file
- * loses whatever children a former folder of that id had.
+ * that folder holding the same folded name are removed first, unless they
+ * hold local changes (-EEXIST).  Without takeover (a listing) an item whose
+ * name a dirty or local item holds is skipped (*ino = 0).  A dirty or
+ * local item is never overwritten (*ino = its inode).  A file loses
+ * whatever children a former folder of that id had.
  */
 static int upsert_locked(struct cache *c, const struct drive_item *item, uint64_t parent_ino,
 			 int takeover, uint64_t *ino)
@@ -321,20 +388,31 @@ static int upsert_locked(struct cache *c, const struct drive_item *item, uint64_
 
 	if (!fold)
 		return -ENOMEM;
+	if (ino)
+		*ino = 0;
+	if (!takeover) {
+		ret = name_protected(c, parent_ino, fold, item->id);
+		if (ret != 0)
+			goto out_free_fold;     /* 1: skipped, as documented */
+	}
 	while (takeover) {
 		st = c->stmt[ST_NAME_HOLDER];
 		sqlite3_bind_int64(st, 1, (sqlite3_int64)parent_ino);
-		bind_text(st, 2, fold);
-		bind_text(st, 3, item->id);
+		cache_bind_text(st, 2, fold);
+		cache_bind_text(st, 3, item->id);
 		rc = sqlite3_step(st);
 		if (rc == SQLITE_ROW)
 			new_ino = (uint64_t)sqlite3_column_int64(st, 0);
 		else if (rc != SQLITE_DONE)
-			ret = db_fail(c, rc, "look up a name");
+			ret = cache_db_fail(c, rc, "look up a name");
 		sqlite3_reset(st);
 		if (ret < 0 || rc != SQLITE_ROW)
 			break;
-		ret = remove_tree(c, new_ino);
+		ret = cache_tree_protected(c, new_ino);
+		if (ret == 1)
+			ret = -EEXIST;
+		if (ret == 0)
+			ret = cache_remove_tree(c, new_ino);
 		if (ret < 0)
 			break;
 	}
@@ -347,11 +425,18 @@ static int upsert_locked(struct cache *c, const struct drive_item *item, uint64_
 	rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW)
 		new_ino = (uint64_t)sqlite3_column_int64(st, 0);
-	else if (rc == SQLITE_DONE)
-		ret = -EINVAL;  /* the root's id under a parent */
-	else
-		ret = db_fail(c, rc, "store an item");
+	else if (rc != SQLITE_DONE)
+		ret = cache_db_fail(c, rc, "store an item");
 	sqlite3_reset(st);
+	if (ret == 0 && rc == SQLITE_DONE) {
+		/* No row back: the root's id under a parent, or local changes kept. */
+		ret = cache_ino_of_id(c, item->id, &new_ino);
+		if (ret == 0 && new_ino == CACHE_ROOT_INO)
+			ret = -EINVAL;
+		if (ret == 0 && ino)
+			*ino = new_ino;
+		goto out_free_fold;
+	}
 	if (ret < 0)
 		goto out_free_fold;
 
@@ -362,41 +447,41 @@ static int upsert_locked(struct cache *c, const struct drive_item *item, uint64_
 		sqlite3_reset(st);
 		if (rc == SQLITE_ROW) {
 			sqlite3_bind_int64(c->stmt[ST_REMOVE_CHILDREN], 1, (sqlite3_int64)new_ino);
-			ret = run(c, ST_REMOVE_CHILDREN, "remove children of a former folder");
+			ret = cache_run(c, ST_REMOVE_CHILDREN, "remove children of a former folder");
 		} else if (rc != SQLITE_DONE) {
-			ret = db_fail(c, rc, "look up children");
+			ret = cache_db_fail(c, rc, "look up children");
 		}
 	}
 	if (ret == 0 && ino)
 		*ino = new_ino;
 out_free_fold:
 	free(fold);
-	return ret;
+	return ret < 0 ? ret : 0;
 }
 
-static int meta_get_locked(struct cache *c, const char *key, char **value)
+int cache_meta_get_locked(struct cache *c, const char *key, char **value)
 {
 	sqlite3_stmt *st = c->stmt[ST_META_GET];
 	int rc, ret;
 
 	*value = NULL;
-	bind_text(st, 1, key);
+	cache_bind_text(st, 1, key);
 	rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW)
 		ret = dup_column(st, 0, value);
 	else if (rc == SQLITE_DONE)
 		ret = -ENOENT;
 	else
-		ret = db_fail(c, rc, "read a setting");
+		ret = cache_db_fail(c, rc, "read a setting");
 	sqlite3_reset(st);
 	return ret;
 }
 
-static int meta_set_locked(struct cache *c, const char *key, const char *value)
+int cache_meta_set_locked(struct cache *c, const char *key, const char *value)
 {
-	bind_text(c->stmt[ST_META_SET], 1, key);
-	bind_text(c->stmt[ST_META_SET], 2, value);
-	return run(c, ST_META_SET, "store a setting");
+	cache_bind_text(c->stmt[ST_META_SET], 1, key);
+	cache_bind_text(c->stmt[ST_META_SET], 2, value);
+	return cache_run(c, ST_META_SET, "store a setting");
 }
 
 #define HEX_DIGITS "0123456789abcdefABCDEF"
@@ -437,23 +522,23 @@ int cache_set_root(struct cache *c, const char *drive_id, const struct drive_ite
 	if (!drive_id || !root || !root->id)
 		return -EINVAL;
 	pthread_mutex_lock(&c->lock);
-	ret = begin(c);
+	ret = cache_begin(c);
 	if (ret < 0)
 		goto out_unlock;
-	ret = meta_get_locked(c, META_DRIVE_ID, &stored);
+	ret = cache_meta_get_locked(c, META_DRIVE_ID, &stored);
 	if (ret == 0 && !same_drive(stored, drive_id)) {
 		log_info("metadata cache '%s' belonged to another drive; starting afresh", c->path);
-		ret = run(c, ST_WIPE_ITEMS, "empty the items");
+		ret = cache_run(c, ST_WIPE_ITEMS, "empty the items");
 		if (ret == 0)
-			ret = run(c, ST_WIPE_META, "empty the settings");
+			ret = cache_run(c, ST_WIPE_META, "empty the settings");
 	} else if (ret == -ENOENT) {
 		ret = 0;
 	}
 	if (ret == 0)
-		ret = meta_set_locked(c, META_DRIVE_ID, drive_id);
+		ret = cache_meta_set_locked(c, META_DRIVE_ID, drive_id);
 	if (ret == 0)
 		ret = set_root_locked(c, root);
-	ret = finish(c, ret);
+	ret = cache_finish(c, ret);
 	free(stored);
 out_unlock:
 	pthread_mutex_unlock(&c->lock);
@@ -466,7 +551,7 @@ int cache_get(struct cache *c, uint64_t ino, struct cache_entry *out)
 
 	pthread_mutex_lock(&c->lock);
 	sqlite3_bind_int64(c->stmt[ST_GET_BY_INO], 1, (sqlite3_int64)ino);
-	ret = fetch_entry(c, ST_GET_BY_INO, out);
+	ret = cache_fetch_entry(c, ST_GET_BY_INO, out);
 	pthread_mutex_unlock(&c->lock);
 	return ret;
 }
@@ -478,8 +563,8 @@ int cache_get_by_id(struct cache *c, const char *id, struct cache_entry *out)
 	if (!id)
 		return -EINVAL;
 	pthread_mutex_lock(&c->lock);
-	bind_text(c->stmt[ST_GET_BY_ID], 1, id);
-	ret = fetch_entry(c, ST_GET_BY_ID, out);
+	cache_bind_text(c->stmt[ST_GET_BY_ID], 1, id);
+	ret = cache_fetch_entry(c, ST_GET_BY_ID, out);
 	pthread_mutex_unlock(&c->lock);
 	return ret;
 }
@@ -493,8 +578,8 @@ int cache_lookup(struct cache *c, uint64_t parent_ino, const char *name, struct 
 		return -ENOMEM;
 	pthread_mutex_lock(&c->lock);
 	sqlite3_bind_int64(c->stmt[ST_LOOKUP], 1, (sqlite3_int64)parent_ino);
-	bind_text(c->stmt[ST_LOOKUP], 2, fold);
-	ret = fetch_entry(c, ST_LOOKUP, out);
+	cache_bind_text(c->stmt[ST_LOOKUP], 2, fold);
+	ret = cache_fetch_entry(c, ST_LOOKUP, out);
 	pthread_mutex_unlock(&c->lock);
 	free(fold);
 	return ret;
@@ -510,7 +595,7 @@ int cache_upsert(struct cache *c, const struct drive_item *item, uint64_t *ino)
 	if (!item->is_root && (!item->parent_id || strcmp(item->parent_id, item->id) == 0))
 		return -EINVAL;
 	pthread_mutex_lock(&c->lock);
-	ret = begin(c);
+	ret = cache_begin(c);
 	if (ret < 0)
 		goto out_unlock;
 	if (item->is_root) {
@@ -518,11 +603,11 @@ int cache_upsert(struct cache *c, const struct drive_item *item, uint64_t *ino)
 		if (ret == 0 && ino)
 			*ino = CACHE_ROOT_INO;
 	} else {
-		ret = ino_of_id(c, item->parent_id, &parent_ino);
+		ret = cache_ino_of_id(c, item->parent_id, &parent_ino);
 		if (ret == 0)
 			ret = upsert_locked(c, item, parent_ino, 1, ino);
 	}
-	ret = finish(c, ret);
+	ret = cache_finish(c, ret);
 out_unlock:
 	pthread_mutex_unlock(&c->lock);
 	return ret;
@@ -562,7 +647,7 @@ static int stale_children(struct cache *c, uint64_t dir_ino, const char **sorted
 		(*stale)[(*nstale)++] = (uint64_t)sqlite3_column_int64(st, 0);
 	}
 	if (ret == 0 && rc != SQLITE_DONE)
-		ret = db_fail(c, rc, "list children");
+		ret = cache_db_fail(c, rc, "list children");
 	sqlite3_reset(st);
 	if (ret < 0) {
 		free(*stale);
@@ -580,23 +665,18 @@ static int stale_children(struct cache *c, uint64_t dir_ino, const char **sorted
 static int replace_children_locked(struct cache *c, uint64_t dir_ino, const struct drive_item *items,
 				   size_t n, const char **sorted_ids, int64_t listed_at)
 {
-	sqlite3_stmt *st = c->stmt[ST_KIND];
 	uint64_t *stale = NULL;
 	size_t nstale = 0;
 	char *dir_id = NULL;
-	int rc, ret = 0;
+	int is_dir = 0, ret;
 
-	sqlite3_bind_int64(st, 1, (sqlite3_int64)dir_ino);
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW)
-		ret = !sqlite3_column_int(st, 0) ? -ENOTDIR : dup_column(st, 1, &dir_id);
-	else if (rc == SQLITE_DONE)
-		ret = -ENOENT;
-	else
-		ret = db_fail(c, rc, "read a folder");
-	sqlite3_reset(st);
-	if (ret < 0)
+	ret = cache_kind(c, dir_ino, &is_dir, &dir_id);
+	if (ret == 0 && !is_dir)
+		ret = -ENOTDIR;
+	if (ret < 0) {
+		free(dir_id);
 		return ret;
+	}
 
 	for (size_t i = 0; ret == 0 && i < n; i++) {
 		/* Never make a folder its own child, nor move the root. */
@@ -606,12 +686,18 @@ static int replace_children_locked(struct cache *c, uint64_t dir_ino, const stru
 	}
 	if (ret == 0)
 		ret = stale_children(c, dir_ino, sorted_ids, n, &stale, &nstale);
-	for (size_t i = 0; ret == 0 && i < nstale; i++)
-		ret = remove_tree(c, stale[i]);
+	for (size_t i = 0; ret == 0 && i < nstale; i++) {
+		/* Unknown to the service, or holding news for it: kept (with their folders). */
+		ret = cache_tree_protected(c, stale[i]);
+		if (ret == 0)
+			ret = cache_remove_tree(c, stale[i]);
+		else if (ret == 1)
+			ret = 0;
+	}
 	if (ret == 0) {
 		sqlite3_bind_int64(c->stmt[ST_SET_LISTED], 1, (sqlite3_int64)dir_ino);
 		sqlite3_bind_int64(c->stmt[ST_SET_LISTED], 2, listed_at);
-		ret = run(c, ST_SET_LISTED, "mark a folder listed");
+		ret = cache_run(c, ST_SET_LISTED, "mark a folder listed");
 	}
 	free(stale);
 	free(dir_id);
@@ -638,9 +724,9 @@ int cache_replace_children(struct cache *c, uint64_t dir_ino, const struct drive
 		qsort(sorted_ids, n, sizeof(*sorted_ids), compare_ids);
 	}
 	pthread_mutex_lock(&c->lock);
-	ret = begin(c);
+	ret = cache_begin(c);
 	if (ret == 0)
-		ret = finish(c, replace_children_locked(c, dir_ino, items, n, sorted_ids, listed_at));
+		ret = cache_finish(c, replace_children_locked(c, dir_ino, items, n, sorted_ids, listed_at));
 	pthread_mutex_unlock(&c->lock);
 	free(sorted_ids);
 	return ret;
@@ -653,7 +739,7 @@ int cache_set_listed_at(struct cache *c, uint64_t dir_ino, int64_t listed_at)
 	pthread_mutex_lock(&c->lock);
 	sqlite3_bind_int64(c->stmt[ST_SET_LISTED], 1, (sqlite3_int64)dir_ino);
 	sqlite3_bind_int64(c->stmt[ST_SET_LISTED], 2, listed_at);
-	ret = run(c, ST_SET_LISTED, "mark a folder listed");
+	ret = cache_run(c, ST_SET_LISTED, "mark a folder listed");
 	if (ret == 0 && sqlite3_changes(c->db) == 0)
 		ret = -ENOENT;
 	pthread_mutex_unlock(&c->lock);
@@ -667,7 +753,7 @@ int cache_remove(struct cache *c, uint64_t ino)
 	if (ino == CACHE_ROOT_INO)
 		return -EINVAL;
 	pthread_mutex_lock(&c->lock);
-	ret = remove_tree(c, ino);
+	ret = cache_remove_tree(c, ino);
 	if (ret == 0 && sqlite3_changes(c->db) == 0)
 		ret = -ENOENT;
 	pthread_mutex_unlock(&c->lock);
@@ -687,13 +773,13 @@ static int list_batch(struct cache *c, uint64_t dir_ino, uint64_t after_ino,
 	sqlite3_bind_int64(st, 2, (sqlite3_int64)after_ino);
 	sqlite3_bind_int(st, 3, CACHE_LIST_BATCH);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		ret = entry_from_row(st, &batch[*n]);
+		ret = cache_entry_from_row(st, &batch[*n]);
 		if (ret < 0)
 			break;
 		(*n)++;
 	}
 	if (ret == 0 && rc != SQLITE_DONE)
-		ret = db_fail(c, rc, "list a folder");
+		ret = cache_db_fail(c, rc, "list a folder");
 	sqlite3_reset(st);
 	pthread_mutex_unlock(&c->lock);
 	if (ret < 0) {
@@ -747,7 +833,7 @@ int cache_meta_get(struct cache *c, const char *key, char **value)
 	int ret;
 
 	pthread_mutex_lock(&c->lock);
-	ret = meta_get_locked(c, key, value);
+	ret = cache_meta_get_locked(c, key, value);
 	pthread_mutex_unlock(&c->lock);
 	return ret;
 }
@@ -759,7 +845,7 @@ int cache_meta_set(struct cache *c, const char *key, const char *value)
 	if (!key || !value)
 		return -EINVAL;
 	pthread_mutex_lock(&c->lock);
-	ret = meta_set_locked(c, key, value);
+	ret = cache_meta_set_locked(c, key, value);
 	pthread_mutex_unlock(&c->lock);
 	return ret;
 }
@@ -773,232 +859,8 @@ int64_t cache_count(struct cache *c)
 	pthread_mutex_lock(&c->lock);
 	st = c->stmt[ST_COUNT];
 	rc = sqlite3_step(st);
-	ret = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : db_fail(c, rc, "count items");
+	ret = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : cache_db_fail(c, rc, "count items");
 	sqlite3_reset(st);
 	pthread_mutex_unlock(&c->lock);
 	return ret;
-}
-
-/* ---- opening ---- */
-
-static void set_err(char **err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void set_err(char **err, const char *fmt, ...)
-{
-	char buf[1024];
-	va_list ap;
-
-	if (!err)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(buf, sizeof(buf), fmt, ap);
-	va_end(ap);
-	*err = strdup(buf);
-}
-
-/* SQL function odfs_fold(name), so one UPDATE can refold every row. */
-static void sql_fold(sqlite3_context *ctx, int argc, sqlite3_value **argv)
-{
-	const unsigned char *name = sqlite3_value_text(argv[0]);
-	char *fold;
-
-	if (!name) {
-		sqlite3_result_null(ctx);
-		return;
-	}
-	fold = names_fold((const char *)name);
-	if (!fold) {
-		sqlite3_result_error_nomem(ctx);
-		return;
-	}
-	sqlite3_result_text(ctx, fold, -1, free);
-}
-
-static int exec(sqlite3 *db, const char *sql)
-{
-	return sqlite3_exec(db, sql, NULL, NULL, NULL);
-}
-
-static int query_int(sqlite3 *db, const char *sql, sqlite3_int64 *value)
-{
-	sqlite3_stmt *st;
-	int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
-
-	if (rc != SQLITE_OK)
-		return rc;
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW) {
-		*value = sqlite3_column_int64(st, 0);
-		rc = SQLITE_OK;
-	}
-	sqlite3_finalize(st);
-	return rc;
-}
-
-/*
- * Create or check the schema.  A schema we do not know (a newer or an
- * older onedrivefs) is dropped and rebuilt: it is only a cache.
- */
-static int setup_schema(sqlite3 *db, const char *path)
-{
-	sqlite3_int64 version = 0;
-	char sql[128];
-	int rc = query_int(db, "PRAGMA user_version", &version);
-
-	if (rc != SQLITE_OK || version == CACHE_SCHEMA_VERSION)
-		return rc;
-	if (version != 0)
-		log_warnx("metadata cache '%s' has an unknown layout (%lld); rebuilding it",
-			  path, (long long)version);
-	snprintf(sql, sizeof(sql), "PRAGMA user_version = %d;", CACHE_SCHEMA_VERSION);
-	rc = exec(db, "BEGIN IMMEDIATE;"
-		  "DROP TABLE IF EXISTS items; DROP TABLE IF EXISTS meta;");
-	if (rc == SQLITE_OK)
-		rc = exec(db, schema_sql);
-	if (rc == SQLITE_OK)
-		rc = exec(db, sql);
-	if (rc == SQLITE_OK)
-		rc = exec(db, "COMMIT");
-	if (rc != SQLITE_OK)
-		exec(db, "ROLLBACK");
-	return rc;
-}
-
-/* Recompute name_fold when names.c's case tables differ from the stored ones. */
-static int check_fold_version(struct cache *c)
-{
-	const char *now = names_fold_version();
-	char *stored = NULL;
-	int ret = meta_get_locked(c, META_FOLD_VERSION, &stored);
-
-	if (ret == 0 && strcmp(stored, now) == 0)
-		goto out_free_stored;
-	if (ret < 0 && ret != -ENOENT)
-		goto out_free_stored;
-	ret = begin(c);
-	if (ret < 0)
-		goto out_free_stored;
-	if (exec(c->db, "UPDATE items SET name_fold = odfs_fold(name)") != SQLITE_OK)
-		ret = db_fail(c, sqlite3_errcode(c->db), "refold names");
-	if (ret == 0)
-		ret = meta_set_locked(c, META_FOLD_VERSION, now);
-	ret = finish(c, ret);
-out_free_stored:
-	free(stored);
-	return ret;
-}
-
-static int open_db(struct cache *c, char **err)
-{
-	int rc = sqlite3_open_v2(c->path, &c->db,
-				 SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
-
-	if (rc != SQLITE_OK)
-		goto out_fail;
-	sqlite3_extended_result_codes(c->db, 1);
-	sqlite3_busy_timeout(c->db, CACHE_BUSY_TIMEOUT_MS);
-	/* cache_size in KiB (negative): the daemon's memory stays small. */
-	rc = exec(c->db, "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;"
-		  "PRAGMA cache_size = -2000; PRAGMA temp_store = MEMORY;"
-		  "PRAGMA journal_size_limit = 4194304;");
-	if (rc == SQLITE_OK)
-		rc = setup_schema(c->db, c->path);
-	if (rc == SQLITE_OK)
-		rc = sqlite3_create_function(c->db, "odfs_fold", 1,
-					     SQLITE_UTF8 | SQLITE_DETERMINISTIC, NULL, sql_fold,
-					     NULL, NULL);
-	for (int i = 0; rc == SQLITE_OK && i < ST_NUM; i++)
-		rc = sqlite3_prepare_v3(c->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
-					&c->stmt[i], NULL);
-	if (rc != SQLITE_OK)
-		goto out_fail;
-	return SQLITE_OK;
-out_fail:
-	set_err(err, "cannot open metadata cache '%s': %s", c->path,
-		c->db ? sqlite3_errmsg(c->db) : sqlite3_errstr(rc));
-	return rc;
-}
-
-static void close_db(struct cache *c)
-{
-	for (int i = 0; i < ST_NUM; i++) {
-		sqlite3_finalize(c->stmt[i]);
-		c->stmt[i] = NULL;
-	}
-	sqlite3_close(c->db);
-	c->db = NULL;
-}
-
-/* A damaged file is deleted and started afresh, once. */
-static void remove_db_files(const char *path)
-{
-	static const char *const suffixes[] = { "", "-wal", "-shm", "-journal" };
-	char name[4096];
-
-	for (size_t i = 0; i < sizeof(suffixes) / sizeof(suffixes[0]); i++) {
-		if ((size_t)snprintf(name, sizeof(name), "%s%s", path, suffixes[i]) < sizeof(name))
-			unlink(name);
-	}
-}
-
-int cache_open(const char *path, struct cache **out, char **err)
-{
-	struct cache *c;
-	int rc, ret;
-
-	*out = NULL;
-	if (err)
-		*err = NULL;
-	c = calloc(1, sizeof(*c));
-	if (!c)
-		return -ENOMEM;
-	c->path = strdup(path);
-	if (!c->path) {
-		ret = -ENOMEM;
-		goto out_free_cache;
-	}
-	pthread_mutex_init(&c->lock, NULL);
-	rc = open_db(c, err);
-	if ((rc & 0xff) == SQLITE_CORRUPT || (rc & 0xff) == SQLITE_NOTADB) {
-		log_warnx("metadata cache '%s' is damaged; starting afresh", path);
-		close_db(c);
-		if (err) {
-			free(*err);
-			*err = NULL;
-		}
-		remove_db_files(path);
-		rc = open_db(c, err);
-	}
-	if (rc != SQLITE_OK) {
-		ret = (rc & 0xff) == SQLITE_NOMEM ? -ENOMEM : -EIO;
-		goto out_close_db;
-	}
-	ret = check_fold_version(c);
-	if (ret < 0) {
-		set_err(err, "cannot open metadata cache '%s': cannot update folded names", path);
-		goto out_close_db;
-	}
-	*out = c;
-	return 0;
-
-out_close_db:
-	close_db(c);
-	pthread_mutex_destroy(&c->lock);
-	free(c->path);
-out_free_cache:
-	free(c);
-	return ret;
-}
-
-void cache_close(struct cache *c)
-{
-	if (!c)
-		return;
-	pthread_mutex_lock(&c->lock);
-	exec(c->db, "PRAGMA optimize");
-	close_db(c);
-	pthread_mutex_unlock(&c->lock);
-	pthread_mutex_destroy(&c->lock);
-	free(c->path);
-	free(c);
 }

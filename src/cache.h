@@ -32,6 +32,8 @@ struct cache_entry {
 	uint64_t ino;
 	uint64_t parent_ino;    /* 0 for the root */
 	int64_t listed_at;      /* folders: unix time children were fetched, 0 never */
+	int dirty;              /* local content or times not yet on the service */
+	int is_local;           /* created here, not on the service yet (id "local:...") */
 	struct drive_item item; /* owned */
 };
 
@@ -116,5 +118,108 @@ int cache_meta_set(struct cache *c, const char *key, const char *value);
 
 /* Number of cached items including the root (for statfs and tests), or -errno. */
 int64_t cache_count(struct cache *c);
+
+/* ---- Local changes (the write path) ---------------------------------------
+ *
+ * A file created here lives in the cache under a local id ("local:" + 32 hex
+ * digits) until its first upload gives it a real one (cache_set_id keeps the
+ * inode).  Dirty items (local content or times newer than the service's) and
+ * local items are never removed or overwritten by cache_replace_children()
+ * or cache_upsert(): the server does not know them yet.  A listing leaves
+ * such an item exactly as it is (name, size, times, tags: the upload
+ * updates them through cache_update_remote) and keeps it when absent, and a
+ * folder holding one is kept too.  A remote item whose name (folded) a
+ * dirty or local item holds in that folder is skipped (the upload meets it
+ * as a conflict); cache_upsert() returns -EEXIST for it.  An entry's
+ * is_local is derived from the id prefix.
+ */
+
+#define CACHE_LOCAL_PREFIX "local:"
+
+/*
+ * A new local file or folder named name in parent_ino (-EEXIST if the name is
+ * taken case-insensitively, -ENOENT/-ENOTDIR for a bad parent).  *ino
+ * receives the inode; *id (if not NULL) a malloc'd copy of the local id.
+ * The item starts dirty, size 0, mtime and ctime = mtime (NULL: now).
+ * Folders are created with listed_at = now.
+ */
+int cache_create_local(struct cache *c, uint64_t parent_ino, const char *name, int is_dir,
+		       const struct timespec *mtime, uint64_t *ino, char **id);
+
+/*
+ * Give ino a new id (its first real one, or the target's on a rename-over).
+ * A row still holding that id is removed with its subtree.  Dirty stays.
+ */
+int cache_set_id(struct cache *c, uint64_t ino, const char *id);
+
+/*
+ * Move/rename ino to new_parent_ino/new_name.  An item holding that name
+ * there (case-insensitively, other than ino) is removed with its subtree,
+ * dirty or not.  -EINVAL for the root or a move into ino's own subtree,
+ * -ENOTDIR if new_parent_ino is not a folder.  Dirty and id are unchanged.
+ */
+int cache_move(struct cache *c, uint64_t ino, uint64_t new_parent_ino, const char *new_name);
+
+/* Set the local size and/or times (NULL leaves a field alone); dirty is unchanged. */
+int cache_set_local_attrs(struct cache *c, uint64_t ino, const int64_t *size,
+			  const struct timespec *mtime);
+
+int cache_set_dirty(struct cache *c, uint64_t ino, int dirty);
+
+/*
+ * Take what the service said after an upload or PATCH: id (when not NULL;
+ * as cache_set_id), etag, ctag, qxhash, and size and mtime when clear_dirty
+ * or the item is not dirty (a dirty item written again during its upload
+ * keeps its local size and time; the tags become its new base).  Name and
+ * parent stay as they are here, since the user may have renamed meanwhile.
+ * Clears dirty only when clear_dirty.
+ */
+int cache_update_remote(struct cache *c, uint64_t ino, const struct drive_item *item,
+			int clear_dirty);
+
+/*
+ * Call fn for every dirty or local item in inode order (recovery after a
+ * crash); as cache_list_children, fn runs without the lock.
+ */
+int cache_list_dirty(struct cache *c, cache_entry_fn fn, void *ctx);
+
+/* ---- Remote changes (delta.c; implemented in cache_delta.c) ----------------
+ *
+ * A round of root delta applied in one transaction.  What changed comes back
+ * so the caller can tell the kernel afterwards, outside the cache lock.
+ */
+
+/* One item a round changed (a takeover or removal reports the removed top item). */
+struct cache_change {
+	uint64_t ino;
+	uint64_t old_parent;    /* where it was: 0 (and old_name NULL) for a new item */
+	char *old_name;
+	uint64_t new_parent;    /* where it is: 0 (and new_name NULL) when removed */
+	char *new_name;
+	char *id;               /* its id (the content cache's key) */
+	int is_dir;
+	int content_changed;    /* cTag (or, without one, hash or size) differs: cached bytes are stale */
+};
+
+/* The items are the whole drive (a full enumeration): clean items not among them go. */
+#define CACHE_APPLY_COMPLETE 1
+
+/*
+ * Apply the items of one complete delta round (duplicates already dropped)
+ * in one transaction.  Parents go before children whatever the order of
+ * items; an item whose parent is neither cached nor in the round is
+ * skipped.  Deleted items are removed with their subtree; the root item and
+ * unchanged items change nothing.  A name held by another clean item in the
+ * target folder is taken over (that item goes).  Dirty and local items, and
+ * folders holding one, are never removed or overwritten, nor is a name one
+ * of them holds taken over (the remote item waits for the next round).
+ * Every folder with listed_at 0 gets listed_at (when non-zero): delta
+ * delivers all their children from now on.  *changes (caller frees with
+ * cache_changes_free) receives what changed, *nchanges its length.
+ */
+int cache_apply_remote_changes(struct cache *c, const struct drive_item *items, size_t n,
+			       int flags, int64_t listed_at, struct cache_change **changes,
+			       size_t *nchanges);
+void cache_changes_free(struct cache_change *changes, size_t n);
 
 #endif

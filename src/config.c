@@ -26,7 +26,8 @@
 
 enum key_kind {
 	KIND_CLIENT_ID, KIND_TENANT, KIND_URL, KIND_SCOPES, KIND_PATH,
-	KIND_SECONDS, KIND_COUNT, KIND_BYTES,
+	KIND_SECONDS, KIND_COUNT, KIND_BYTES, KIND_CHUNK,
+	KIND_SECRET, KIND_AUTH, KIND_NAME, KIND_PORT,
 };
 
 struct key_desc {
@@ -48,14 +49,27 @@ static const struct key_desc keys[] = {
 	STR_KEY(scopes, KIND_SCOPES),
 	STR_KEY(cache_dir, KIND_PATH),
 	STR_KEY(config_dir, KIND_PATH),
+	STR_KEY(auth, KIND_AUTH),
+	STR_KEY(client_secret, KIND_SECRET),
+	STR_KEY(client_secret_file, KIND_PATH),
+	NUM_KEY(redirect_port, KIND_PORT, 0, 65535),
+	STR_KEY(drive_id, KIND_NAME),
+	STR_KEY(user, KIND_NAME),
+	STR_KEY(site, KIND_NAME),
+	STR_KEY(library, KIND_NAME),
 	NUM_KEY(dir_ttl, KIND_SECONDS, 0, 31536000),
 	NUM_KEY(page_size, KIND_COUNT, 0, 1000),
+	NUM_KEY(poll_interval, KIND_SECONDS, 0, 86400),
 	NUM_KEY(attr_timeout, KIND_SECONDS, 0, 86400),
 	NUM_KEY(connect_timeout, KIND_SECONDS, 1, 600),
 	NUM_KEY(io_timeout, KIND_SECONDS, 1, 3600),
 	NUM_KEY(max_retries, KIND_COUNT, 0, 100),
 	NUM_KEY(readahead_max, KIND_BYTES, 0, 1024 * MIB),
 	NUM_KEY(content_cache_max, KIND_BYTES, 0, 1024L * 1024 * MIB),
+	NUM_KEY(upload_workers, KIND_COUNT, 1, 32),
+	/* the largest multiple of 320 KiB below 60 MiB */
+	NUM_KEY(upload_chunk, KIND_CHUNK, ODFS_UPLOAD_CHUNK_UNIT,
+		60 * MIB - ODFS_UPLOAD_CHUNK_UNIT),
 };
 
 static const struct key_desc *find_key(const char *name)
@@ -71,10 +85,15 @@ int config_is_key(const char *key)
 	return key && find_key(key) != NULL;
 }
 
+/*
+ * The message goes to a terminal or a log: control characters of a value
+ * or a file name (escape sequences, newlines) are shown as '?'.
+ */
 static void set_err(char **err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void set_err(char **err, const char *fmt, ...)
 {
 	va_list ap;
+	char *p;
 
 	if (!err)
 		return;
@@ -84,6 +103,9 @@ static void set_err(char **err, const char *fmt, ...)
 	if (vasprintf(err, fmt, ap) < 0)
 		*err = NULL;
 	va_end(ap);
+	for (p = *err; p && *p; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			*p = '?';
 }
 
 /* The user's home: $HOME, else the password database. */
@@ -131,12 +153,15 @@ int config_init(struct odfs_config *cfg)
 	cfg->cache_dir = xdg_dir("XDG_CACHE_HOME", ".cache");
 	cfg->dir_ttl = 60;
 	cfg->page_size = 1000;
+	cfg->poll_interval = 30;
 	cfg->attr_timeout = 30;
 	cfg->connect_timeout = 15;
 	cfg->io_timeout = 30;
 	cfg->max_retries = 6;
 	cfg->readahead_max = 16 * MIB;
 	cfg->content_cache_max = 1024 * MIB;
+	cfg->upload_workers = 4;
+	cfg->upload_chunk = 10 * MIB;
 	if (!cfg->tenant || !cfg->graph_url || !cfg->auth_url || !cfg->scopes ||
 	    !cfg->config_dir || !cfg->cache_dir) {
 		config_release(cfg);
@@ -156,6 +181,15 @@ void config_release(struct odfs_config *cfg)
 	free(cfg->scopes);
 	free(cfg->config_dir);
 	free(cfg->cache_dir);
+	free(cfg->auth);
+	if (cfg->client_secret)
+		explicit_bzero(cfg->client_secret, strlen(cfg->client_secret));
+	free(cfg->client_secret);
+	free(cfg->client_secret_file);
+	free(cfg->drive_id);
+	free(cfg->user);
+	free(cfg->site);
+	free(cfg->library);
 	memset(cfg, 0, sizeof(*cfg));
 }
 
@@ -227,12 +261,19 @@ static int set_number(struct odfs_config *cfg, const struct key_desc *k, const c
 		      char **err)
 {
 	long v;
-	int rc = parse_number(value, k->kind == KIND_BYTES, &v);
+	int rc = parse_number(value, k->kind == KIND_BYTES || k->kind == KIND_CHUNK, &v);
 
 	if (rc == 0 && (v < k->min || v > k->max))
 		rc = -ERANGE;
+	if (rc == 0 && k->kind == KIND_CHUNK && v % ODFS_UPLOAD_CHUNK_UNIT)
+		rc = -EINVAL;
 	if (rc < 0) {
 		switch (k->kind) {
+		case KIND_CHUNK:
+			set_err(err, "invalid value '%s' for '%s': expected a positive multiple of "
+				"320K (%ld bytes) smaller than 60M, such as 5M or 10M", value, k->name,
+				ODFS_UPLOAD_CHUNK_UNIT);
+			break;
 		case KIND_SECONDS:
 			set_err(err, "invalid value '%s' for '%s': expected whole seconds from %ld to %ld",
 				value, k->name, k->min, k->max);
@@ -318,6 +359,27 @@ static int check_string(const struct key_desc *k, const char *value, char **err)
 			return -EINVAL;
 		}
 		break;
+	case KIND_SECRET:
+		/* the value itself never goes into a message */
+		if (has_space_or_control(value)) {
+			set_err(err, "invalid value for '%s': must not contain spaces", k->name);
+			return -EINVAL;
+		}
+		break;
+	case KIND_AUTH:
+		if (strcmp(value, "device_code") != 0 && strcmp(value, "browser") != 0 &&
+		    strcmp(value, "client_credentials") != 0) {
+			set_err(err, "invalid value '%s' for 'auth': expected device_code, browser "
+				"or client_credentials", value);
+			return -EINVAL;
+		}
+		break;
+	case KIND_NAME:
+		if (has_control(value)) {
+			set_err(err, "invalid value for '%s': contains control characters", k->name);
+			return -EINVAL;
+		}
+		break;
 	case KIND_SCOPES:
 		if (has_control(value)) {
 			set_err(err, "invalid value for 'scopes': expected scope names separated by spaces");
@@ -356,7 +418,8 @@ int config_set(struct odfs_config *cfg, const char *key, const char *value, char
 		set_err(err, "missing value for '%s': use %s=VALUE", key, key);
 		return -EINVAL;
 	}
-	if (k->kind == KIND_SECONDS || k->kind == KIND_COUNT || k->kind == KIND_BYTES)
+	if (k->kind == KIND_SECONDS || k->kind == KIND_COUNT || k->kind == KIND_BYTES ||
+	    k->kind == KIND_CHUNK || k->kind == KIND_PORT)
 		return set_number(cfg, k, value, err);
 	if (check_string(k, value, err) < 0)
 		return -EINVAL;
@@ -395,9 +458,10 @@ static char *trim(char *s)
 int config_load_file(struct odfs_config *cfg, const char *path, char **err)
 {
 	FILE *f;
-	char line[CONFIG_LINE_MAX + 2], ebuf[128], *key, *value, *eq, *why = NULL;
+	char *line = NULL, ebuf[128], *key, *value, *eq, *why = NULL;
 	unsigned lineno = 0;
-	size_t len;
+	size_t cap = 0, len;
+	ssize_t n;
 	int rc = 0;
 
 	if (err)
@@ -411,10 +475,18 @@ int config_load_file(struct odfs_config *cfg, const char *path, char **err)
 			log_errstr(rc, ebuf, sizeof(ebuf)));
 		return rc;
 	}
-	while (fgets(line, sizeof(line), f)) {
+	while ((n = getline(&line, &cap, f)) > 0) {
 		lineno++;
-		len = strlen(line);
-		if (len > CONFIG_LINE_MAX && line[len - 1] != '\n') {
+		len = (size_t)n;
+		if (line[len - 1] == '\n')
+			line[--len] = '\0';
+		/* a NUL would silently cut the value short */
+		if (strlen(line) != len) {
+			set_err(err, "config file '%s', line %u: contains a NUL byte", path, lineno);
+			rc = -EINVAL;
+			goto out_close;
+		}
+		if (len > CONFIG_LINE_MAX) {
 			set_err(err, "config file '%s', line %u: line longer than %d characters",
 				path, lineno, CONFIG_LINE_MAX);
 			rc = -EINVAL;
@@ -456,6 +528,7 @@ int config_load_file(struct odfs_config *cfg, const char *path, char **err)
 			log_errstr(EIO, ebuf, sizeof(ebuf)));
 	}
 out_close:
+	free(line);
 	fclose(f);
 	return rc;
 }

@@ -13,6 +13,8 @@
 
 #define ODFS_DEFAULT_GRAPH_URL "https://graph.microsoft.com/v1.0"
 #define ODFS_DEFAULT_AUTH_URL "https://login.microsoftonline.com"
+/* Upload session fragments must be multiples of this (graph-notes §6.3). */
+#define ODFS_UPLOAD_CHUNK_UNIT 327680L
 #define ODFS_DEFAULT_SCOPES "User.Read Files.ReadWrite.All Sites.Read.All offline_access"
 
 struct odfs_config {
@@ -25,12 +27,28 @@ struct odfs_config {
 	char *cache_dir;       /* $XDG_CACHE_HOME/onedrivefs */
 	long dir_ttl;          /* seconds a folder listing is trusted (default 60) */
 	long page_size;        /* $top for listings (default 1000; 0 = server default) */
+	long poll_interval;    /* seconds between delta rounds (default 30; 0 = no delta,
+	                          folders are listed again after dir_ttl) */
 	long attr_timeout;     /* kernel attribute/entry cache seconds (default 30) */
 	long connect_timeout;  /* seconds (default 15) */
 	long io_timeout;       /* seconds without progress before a transfer fails (default 30) */
 	long max_retries;      /* retries for throttled/failed requests (default 6) */
 	long readahead_max;    /* bytes, upper bound of adaptive readahead (default 16 MiB) */
 	long content_cache_max;/* bytes of file content kept on disk (default 1 GiB) */
+	long upload_workers;   /* files uploaded in parallel (default 4, 1..32) */
+	long upload_chunk;     /* upload session fragment: a multiple of 320 KiB below
+	                          60 MiB (default 10 MiB) */
+	/* sign-in (auth.h) */
+	char *auth;            /* device_code, browser or client_credentials; NULL = login
+	                          picks browser with a display, else device_code */
+	char *client_secret;   /* confidential clients; never logged (wiped on release) */
+	char *client_secret_file; /* a 0600 file holding the secret (wins over client_secret) */
+	long redirect_port;    /* loopback port of login --browser (default 0 = any free port) */
+	/* which drive to mount (graph_open_drive): at most one of drive_id, user, site */
+	char *drive_id;        /* /drives/{drive_id} */
+	char *user;            /* /users/{id or UPN}/drive */
+	char *site;            /* "host:/sites/path": a SharePoint site's library */
+	char *library;         /* the library of site by name (default Documents) */
 	int foreground;        /* -f */
 	int debug;             /* -d */
 	int allow_other;       /* set when -o allow_other was passed through */

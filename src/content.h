@@ -20,6 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include "extent.h"
 #include "item.h"
 
 struct odfs_config;
@@ -56,48 +57,96 @@ void content_file_close(struct content_file *f);
  */
 void content_remember_url(struct content_cache *cc, const char *item_id, const char *url);
 
-/* Forget the cached bytes of an item (content changed or item deleted). */
+/*
+ * Forget the cached bytes of an item (content changed or item deleted).
+ * Local changes, and an item open for writing, are kept: content_discard()
+ * drops those.
+ */
 void content_invalidate(struct content_cache *cc, const char *item_id);
 
-/*
- * Extent sets: the pure bookkeeping behind "which byte ranges are here".
- * A set is a sorted array of disjoint, non-adjacent half-open ranges
- * [start, end); adding merges.  No locking: the owner serializes.
- * Exposed for the unit tests.
+/* Extent sets (which byte ranges are here) moved to extent.h; included for old users. */
+
+/* ---- Local changes: content.c doubles as the staging area ------------------
+ *
+ * A file being written keeps its bytes in the same sparse data file reads
+ * use: written ranges count as present, so reads see the process's own
+ * writes at once, and a random write into a large remote file needs no
+ * download first.  Such an item is dirty: never evicted, never discarded for
+ * a cTag change, and it survives a crash (the index row says dirty and holds
+ * the local size).  A generation number counts local changes, so an upload
+ * that raced with a new write does not mark the item clean.
  */
-struct extent {
-	int64_t start, end;     /* start < end */
+
+/*
+ * Open for reading and writing.  item as for content_file_open (for a new
+ * local file: its local id, size 0, no tags).  truncate drops the content
+ * (O_TRUNC; a change only if there was any).  An item without a tag is a
+ * file created here: it is dirty, and the handle modified, from the start
+ * (closing it uploads an empty file).  Handles opened with
+ * content_file_open see the same local bytes and size.
+ */
+int content_file_open_write(struct content_cache *cc, const struct drive_item *item, int truncate,
+			    struct content_file **out);
+/*
+ * Write size bytes at off (extends the file as needed; a hole reads as
+ * zeros); bytes written or -errno (-EBADF on a read-only handle, -ENOSPC
+ * when the cache disk is full).  The item is dirty from now on.
+ */
+ssize_t content_write(struct content_file *f, const char *buf, size_t size, off_t off);
+/* Set the local size of the item behind f (truncate up or down). */
+int content_truncate(struct content_file *f, int64_t size);
+/* Same without an open handle (setattr on a path); durable (flushed) on return. */
+int content_truncate_item(struct content_cache *cc, const struct drive_item *item, int64_t size);
+/* The local size as seen by readers of f (may differ from the service's). */
+int64_t content_file_size(struct content_file *f);
+/* 1 if f has written anything since it was opened (or since the last content_flush). */
+int content_file_modified(struct content_file *f);
+/*
+ * Make f's local changes durable (fdatasync the data, commit the index row
+ * as dirty) so they survive a crash.  Called before the upload is queued.
+ */
+int content_flush(struct content_file *f);
+
+/* For uploads: a complete, stable view of an item's local content. */
+struct content_stage {
+	int fd;               /* read-only descriptor on the data file */
+	int64_t size;         /* bytes to upload */
+	uint64_t generation;  /* local change count when staged */
 };
 
-struct extent_set {
-	struct extent *v;       /* sorted by start; touching ranges are merged */
-	size_t n, cap;
-};
-
-#define EXTENT_SET_INIT { NULL, 0, 0 }
-
-void extent_set_release(struct extent_set *s);   /* frees v, leaves an empty set */
-void extent_set_clear(struct extent_set *s);     /* empties, keeps the storage */
-/* Add [start, end), merging with neighbours; 0 or -ENOMEM.  Empty ranges are a no-op. */
-int extent_set_add(struct extent_set *s, int64_t start, int64_t end);
-/* Remove [start, end) (may split a range); 0 or -ENOMEM. */
-int extent_set_remove(struct extent_set *s, int64_t start, int64_t end);
-/* 1 when every byte of [start, end) is in the set (an empty range is). */
-int extent_set_covers(const struct extent_set *s, int64_t start, int64_t end);
 /*
- * The first sub-range of [start, end) that is in neither a nor b (b may be
- * NULL).  Returns 1 and fills *gap, or 0 when there is none.
+ * Make every byte of base_item->id's local content present (downloading
+ * what was never fetched nor written, with base_item's download URL when
+ * given), then open it read-only for the upload.  -ENOENT if nothing is
+ * stored for the item; -EIO (*err, if err, a malloc'd message) when a
+ * download failed.  The descriptor is not a snapshot: a write after
+ * staging shows through it (and bumps the generation, so the item stays
+ * dirty); a truncate may make reads come back short.
  */
-int extent_set_first_gap(const struct extent_set *a, const struct extent_set *b,
-			 int64_t start, int64_t end, struct extent *gap);
-/* Total bytes in the set. */
-int64_t extent_set_bytes(const struct extent_set *s);
+int content_stage_open(struct content_cache *cc, const struct drive_item *base_item,
+		       struct content_stage *st, char **err);
+void content_stage_close(struct content_stage *st);
+
 /*
- * Text form for the index: "start-end start-end ...".  format returns a
- * malloc'd string (NULL on ENOMEM; "" for an empty set).  parse replaces
- * the set; ranges beyond limit or malformed text give -EINVAL.
+ * The upload of st landed: the content of item_id is now new_id's with tag
+ * (the cTag if the response had one, else the eTag: the same rule as
+ * content_file_open) on the service.  The bytes stay cached; the item
+ * becomes clean unless it changed after st was staged (generation
+ * differs; it stays dirty with tag as its new base).  Returns 1 if clean
+ * now, 0 if still dirty, or -errno (-ENOENT if nothing is stored).
+ * Renames the entry when new_id (may be NULL) differs from item_id (a
+ * local file that got its real id); content cached for new_id is replaced.
  */
-char *extent_set_format(const struct extent_set *s);
-int extent_set_parse(struct extent_set *s, const char *text, int64_t limit);
+int content_stage_done(struct content_cache *cc, const char *item_id, const struct content_stage *st,
+		       const char *new_id, const char *tag);
+
+/* Move an item's cached content to another id (a local id replaced); open handles follow. */
+int content_rename_id(struct content_cache *cc, const char *old_id, const char *new_id);
+
+/* 1 if item_id has local changes not yet uploaded. */
+int content_is_dirty(struct content_cache *cc, const char *item_id);
+
+/* Drop an item's content, dirty or not (the file was deleted locally); open handles go on unaffected. */
+void content_discard(struct content_cache *cc, const char *item_id);
 
 #endif

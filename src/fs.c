@@ -6,8 +6,16 @@
  * when it is opened or looked up in (one listing per folder at a time:
  * concurrent callers wait for the one in flight).  Bytes come from
  * content.c.  Inode numbers are the cache's row ids, stable across
- * remounts, so forget needs no bookkeeping.  Every write-like operation
- * answers EROFS for now.
+ * remounts, so forget needs no bookkeeping.  The write operations live in
+ * fs_write.c (content) and fs_names.c (names); this file keeps the reading
+ * side and the operations table.
+ *
+ * While delta.c follows remote changes (poll_interval > 0), a folder listed
+ * once stays fresh whatever its age: changes arrive through delta, which
+ * also tells the kernel (notify_inval_*), so entries and attributes are
+ * cached for DELTA_TIMEOUT instead of attr_timeout.  A folder older than
+ * dir_ttl only asks delta for an early round.  A folder never listed while
+ * the first enumeration runs waits for it instead of being listed alone.
  */
 #define _GNU_SOURCE     /* GNU strerror_r */
 #include <errno.h>
@@ -26,54 +34,29 @@
 #include "cache.h"
 #include "config.h"
 #include "content.h"
+#include "delta.h"
 #include "fs.h"
+#include "fs_internal.h"
 #include "graph.h"
 #include "log.h"
+#include "upload.h"
 
 #define KERNEL_READAHEAD (128 * 1024)  /* content.c does the real readahead */
 #define URL_FRESH        300           /* seconds a listed download URL is trusted */
 #define QUOTA_TTL        60            /* seconds between quota refreshes */
 #define DIR_OFFSET_BASE  2             /* readdir offsets 1 and 2 are "." and ".." */
-#define TAG_BUCKETS      256
 #define PATH_DEPTH_MAX   64            /* deeper paths are shown from their tail */
-#define LIST_LOG_SLOTS   64            /* folders whose listing failure was logged lately */
 #define LIST_LOG_EVERY   10            /* seconds between messages about one folder */
-
-/* A folder listing in flight: later callers wait for it instead of listing again. */
-struct listing {
-	struct listing *next;
-	uint64_t ino;
-	int done, rc;
-	unsigned waiters;             /* the last one out frees a done listing */
-};
-
-/* The version tag a file had when it was last opened (decides keep_cache). */
-struct open_tag {
-	struct open_tag *next;
-	uint64_t ino;
-	char *tag;
-};
-
-struct fs_state {
-	pthread_mutex_t lock;
-	pthread_cond_t listed;                /* lock: some listing finished */
-	struct listing *listings;             /* lock */
-	struct open_tag *tags[TAG_BUCKETS];   /* lock */
-	time_t quota_at;                      /* lock: last quota refresh (or attempt) */
-	struct {
-		uint64_t ino;
-		time_t at;
-	} list_logged[LIST_LOG_SLOTS];        /* lock: direct-mapped by inode */
-	int quota_busy;                       /* lock: a refresh is running */
-};
-
+#define DELTA_TIMEOUT    3600          /* kernel cache seconds while delta pushes changes */
+#define DELTA_WAIT_MS    30000         /* give up on the first enumeration after this
+                                          long without a page, and list the folder */
 
 /*
  * Reply a failure from the layers below (-errno).  Transport trouble
  * (dropped connections, timeouts, unreachable hosts) reaches applications
  * as EIO, the errno they know how to report.
  */
-static void reply_failure(fuse_req_t req, int rc)
+void fs_reply_failure(fuse_req_t req, int rc)
 {
 	int e = -rc;
 
@@ -91,17 +74,19 @@ static void reply_failure(fuse_req_t req, int rc)
 	fuse_reply_err(req, e);
 }
 
-static struct fs_context *context_of(fuse_req_t req)
+struct fs_context *fs_ctx(fuse_req_t req)
 {
 	return fuse_req_userdata(req);
 }
 
-static double timeout_of(const struct fs_context *ctx)
+double fs_timeout(const struct fs_context *ctx)
 {
-	return (double)ctx->cfg->attr_timeout;
+	long t = ctx->cfg->attr_timeout;
+
+	return (double)(ctx->delta && t < DELTA_TIMEOUT ? DELTA_TIMEOUT : t);
 }
 
-static const char *error_text(int rc, const char *err, char *buf, size_t size)
+const char *fs_error_text(int rc, const char *err, char *buf, size_t size)
 {
 	return err ? err : strerror_r(-rc, buf, size);
 }
@@ -110,7 +95,7 @@ static const char *error_text(int rc, const char *err, char *buf, size_t size)
  * The path of ino relative to the drive root, for messages ("/" for the
  * root).  Best effort: a missing row ends the walk.
  */
-static void path_of(struct fs_context *ctx, uint64_t ino, char *buf, size_t size)
+void fs_path_of(struct fs_context *ctx, uint64_t ino, char *buf, size_t size)
 {
 	char *names[PATH_DEPTH_MAX];
 	size_t n = 0, len = 0;
@@ -137,9 +122,24 @@ static void path_of(struct fs_context *ctx, uint64_t ino, char *buf, size_t size
 	}
 }
 
-static void fill_attr(const struct fs_context *ctx, const struct cache_entry *e, struct stat *st)
+void fs_child_path(struct fs_context *ctx, uint64_t parent, const char *name, char *buf,
+		   size_t size)
+{
+	size_t len;
+
+	fs_path_of(ctx, parent, buf, size);
+	if (strcmp(buf, "/") == 0)
+		buf[0] = '\0';
+	len = strlen(buf);
+	if (len < size)
+		snprintf(buf + len, size - len, "%s%s", len ? "/" : "", name);
+}
+
+void fs_fill_attr(struct fs_context *ctx, const struct cache_entry *e, struct stat *st)
 {
 	const struct drive_item *it = &e->item;
+	struct timespec mtime = it->mtime;
+	int64_t size = it->size;
 
 	memset(st, 0, sizeof(*st));
 	st->st_ino = e->ino;
@@ -150,27 +150,29 @@ static void fill_attr(const struct fs_context *ctx, const struct cache_entry *e,
 		/* Packages (OneNote) cannot be downloaded: shown, but not readable. */
 		st->st_mode = S_IFREG | (it->is_package ? 0444 : 0644);
 		st->st_nlink = 1;
+		/* A file being written: its local size and time are newer than the cache's. */
+		fs_writer_peek(ctx->state, e->ino, &size, &mtime);
 	}
 	st->st_uid = ctx->uid;
 	st->st_gid = ctx->gid;
 	/* A folder's size is the total below it: shown, du would count it twice. */
-	st->st_size = it->size > 0 && !it->is_dir ? it->size : 0;
+	st->st_size = size > 0 && !it->is_dir ? size : 0;
 	st->st_blksize = 4096;
 	st->st_blocks = (st->st_size + 511) / 512;
 	/* OneDrive keeps no change or access time: modification time stands in. */
-	st->st_mtim = it->mtime;
-	st->st_atim = it->mtime;
-	st->st_ctim = it->mtime;
+	st->st_mtim = mtime;
+	st->st_atim = mtime;
+	st->st_ctim = mtime;
 }
 
-static void fill_entry(const struct fs_context *ctx, const struct cache_entry *e,
-		       struct fuse_entry_param *ep)
+void fs_fill_entry(struct fs_context *ctx, const struct cache_entry *e,
+		   struct fuse_entry_param *ep)
 {
 	memset(ep, 0, sizeof(*ep));
 	ep->ino = e->ino;
-	fill_attr(ctx, e, &ep->attr);
-	ep->attr_timeout = timeout_of(ctx);
-	ep->entry_timeout = timeout_of(ctx);
+	fs_fill_attr(ctx, e, &ep->attr);
+	ep->attr_timeout = fs_timeout(ctx);
+	ep->entry_timeout = fs_timeout(ctx);
 }
 
 /* ---- folder listings ------------------------------------------------- */
@@ -230,7 +232,7 @@ static void log_list_failure(struct fs_context *ctx, const struct cache_entry *d
 	struct fs_state *st = ctx->state;
 	time_t now = time(NULL);
 	char path[1024], prefix[512], ebuf[128];
-	const char *why = error_text(rc, err, ebuf, sizeof(ebuf));
+	const char *why = fs_error_text(rc, err, ebuf, sizeof(ebuf));
 	size_t slot = dir->ino % LIST_LOG_SLOTS;
 	int quiet;
 
@@ -247,7 +249,7 @@ static void log_list_failure(struct fs_context *ctx, const struct cache_entry *d
 	snprintf(prefix, sizeof(prefix), "cannot list '%s': ", dir->item.id);
 	if (strncmp(why, prefix, strlen(prefix)) == 0)
 		why += strlen(prefix);
-	path_of(ctx, dir->ino, path, sizeof(path));
+	fs_path_of(ctx, dir->ino, path, sizeof(path));
 	if (*tail)
 		log_warnx("cannot list '%s': %s%s", path, why, tail);
 	else
@@ -262,7 +264,7 @@ static int listing_age_ok(struct fs_context *ctx, uint64_t ino)
 
 	if (cache_get(ctx->cache, ino, &d))
 		return 0;
-	ok = d.listed_at && (int64_t)time(NULL) - d.listed_at < ctx->cfg->dir_ttl;
+	ok = d.listed_at && (ctx->delta || (int64_t)time(NULL) - d.listed_at < ctx->cfg->dir_ttl);
 	cache_entry_release(&d);
 	return ok;
 }
@@ -272,7 +274,7 @@ static int listing_age_ok(struct fs_context *ctx, uint64_t ino)
  * one listing per folder runs at a time; the others wait for its result.
  * A failed listing falls back to the cached one if there is one.
  */
-static int refresh_dir(struct fs_context *ctx, const struct cache_entry *dir)
+int fs_refresh_dir(struct fs_context *ctx, const struct cache_entry *dir)
 {
 	struct fs_state *st = ctx->state;
 	int64_t now = (int64_t)time(NULL);
@@ -283,6 +285,13 @@ static int refresh_dir(struct fs_context *ctx, const struct cache_entry *dir)
 	if (!dir->item.is_dir)
 		return -ENOTDIR;
 	if (dir->listed_at && now - dir->listed_at < ctx->cfg->dir_ttl)
+		return 0;
+	if (ctx->delta && dir->listed_at) {
+		delta_wake(ctx->delta, ctx->cfg->dir_ttl);
+		return 0;
+	}
+	if (ctx->delta && delta_wait_ready(ctx->delta, DELTA_WAIT_MS) == 0 &&
+	    listing_age_ok(ctx, dir->ino))
 		return 0;
 
 	pthread_mutex_lock(&st->lock);
@@ -364,6 +373,14 @@ static void fs_init(void *userdata, struct fuse_conn_info *conn)
 		conn->want |= FUSE_CAP_ASYNC_READ;
 	conn->want &= ~(unsigned)(FUSE_CAP_SPLICE_READ | FUSE_CAP_SPLICE_WRITE |
 				  FUSE_CAP_SPLICE_MOVE);
+	/*
+	 * Writes go straight through to content.c, so getattr and O_APPEND see
+	 * every byte at once and close() can commit the upload: no writeback
+	 * cache.  O_TRUNC comes with open (one handle truncates, no setattr).
+	 */
+	conn->want &= ~(unsigned)FUSE_CAP_WRITEBACK_CACHE;
+	if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)
+		conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
 	/* A small kernel readahead keeps thumbnail reads small; content.c grows its own. */
 	if (conn->max_readahead > KERNEL_READAHEAD)
 		conn->max_readahead = KERNEL_READAHEAD;
@@ -386,6 +403,7 @@ static void fs_destroy(void *userdata)
 			free(t);
 		}
 	}
+	fs_writers_free(st);
 	pthread_cond_destroy(&st->listed);
 	pthread_mutex_destroy(&st->lock);
 	free(st);
@@ -396,7 +414,7 @@ static void fs_destroy(void *userdata)
 
 static void fs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
-	struct fs_context *ctx = context_of(req);
+	struct fs_context *ctx = fs_ctx(req);
 	struct fuse_entry_param ep;
 	struct cache_entry dir, e;
 	int rc;
@@ -407,30 +425,30 @@ static void fs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	}
 	rc = cache_get(ctx->cache, parent, &dir);
 	if (rc) {
-		reply_failure(req, rc);
+		fs_reply_failure(req, rc);
 		return;
 	}
-	rc = refresh_dir(ctx, &dir);
+	rc = fs_refresh_dir(ctx, &dir);
 	if (rc)
 		goto out_release_dir;
 	rc = cache_lookup(ctx->cache, parent, name, &e);
 	if (rc == -ENOENT) {
 		/* A fresh listing does not have it: let the kernel remember that too. */
 		memset(&ep, 0, sizeof(ep));
-		ep.entry_timeout = timeout_of(ctx);
+		ep.entry_timeout = fs_timeout(ctx);
 		fuse_reply_entry(req, &ep);
 		rc = 0;
 		goto out_release_dir;
 	}
 	if (rc)
 		goto out_release_dir;
-	fill_entry(ctx, &e, &ep);
+	fs_fill_entry(ctx, &e, &ep);
 	fuse_reply_entry(req, &ep);
 	cache_entry_release(&e);
 out_release_dir:
 	cache_entry_release(&dir);
 	if (rc)
-		reply_failure(req, rc);
+		fs_reply_failure(req, rc);
 }
 
 static void fs_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
@@ -445,37 +463,24 @@ static void fs_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_dat
 
 static void fs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	struct fs_context *ctx = context_of(req);
+	struct fs_context *ctx = fs_ctx(req);
 	struct cache_entry e;
 	struct stat st;
 	int rc;
 
 	rc = cache_get(ctx->cache, ino, &e);
 	if (rc) {
-		reply_failure(req, rc);
+		fs_reply_failure(req, rc);
 		return;
 	}
-	fill_attr(ctx, &e, &st);
+	fs_fill_attr(ctx, &e, &st);
 	cache_entry_release(&e);
-	fuse_reply_attr(req, &st, timeout_of(ctx));
-}
-
-/* Read-only: any change is refused, a no-op setattr (e.g. from open) is fine. */
-static void fs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
-		       struct fuse_file_info *fi)
-{
-	if (to_set & (FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID |
-		      FUSE_SET_ATTR_SIZE | FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME |
-		      FUSE_SET_ATTR_ATIME_NOW | FUSE_SET_ATTR_MTIME_NOW)) {
-		fuse_reply_err(req, EROFS);
-		return;
-	}
-	fs_getattr(req, ino, fi);
+	fuse_reply_attr(req, &st, fs_timeout(ctx));
 }
 
 static void fs_statfs(fuse_req_t req, fuse_ino_t ino)
 {
-	struct fs_context *ctx = context_of(req);
+	struct fs_context *ctx = fs_ctx(req);
 	struct fs_state *st = ctx->state;
 	struct drive_info info;
 	struct drive_quota q;
@@ -497,7 +502,7 @@ static void fs_statfs(fuse_req_t req, fuse_ino_t ino)
 			ctx->drive.quota = info.quota;
 		else    /* the old figures stay; at most one message a QUOTA_TTL */
 			log_warnx("cannot refresh the drive quota: %s",
-				  error_text(rc, err, ebuf, sizeof(ebuf)));
+				  fs_error_text(rc, err, ebuf, sizeof(ebuf)));
 		st->quota_at = now;
 		st->quota_busy = 0;
 	}
@@ -525,19 +530,19 @@ static void fs_statfs(fuse_req_t req, fuse_ino_t ino)
 
 static void fs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	struct fs_context *ctx = context_of(req);
+	struct fs_context *ctx = fs_ctx(req);
 	struct cache_entry dir;
 	int rc;
 
 	rc = cache_get(ctx->cache, ino, &dir);
 	if (rc) {
-		reply_failure(req, rc);
+		fs_reply_failure(req, rc);
 		return;
 	}
-	rc = refresh_dir(ctx, &dir);
+	rc = fs_refresh_dir(ctx, &dir);
 	cache_entry_release(&dir);
 	if (rc) {
-		reply_failure(req, rc);
+		fs_reply_failure(req, rc);
 		return;
 	}
 	fi->fh = 0;
@@ -562,7 +567,7 @@ static int dir_add(struct dir_fill *d, const char *name, const struct cache_entr
 		struct fuse_entry_param ep;
 
 		if (e) {
-			fill_entry(d->ctx, e, &ep);
+			fs_fill_entry(d->ctx, e, &ep);
 		} else {
 			/* "." and "..": no inode handed out, no lookup count. */
 			memset(&ep, 0, sizeof(ep));
@@ -575,7 +580,7 @@ static int dir_add(struct dir_fill *d, const char *name, const struct cache_entr
 		struct stat st;
 
 		if (e) {
-			fill_attr(d->ctx, e, &st);
+			fs_fill_attr(d->ctx, e, &st);
 		} else {
 			memset(&st, 0, sizeof(st));
 			st.st_ino = dot_ino;
@@ -602,7 +607,7 @@ static int dir_add_child(void *vctx, const struct cache_entry *e)
  */
 static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, int plus)
 {
-	struct fs_context *ctx = context_of(req);
+	struct fs_context *ctx = fs_ctx(req);
 	struct dir_fill d = { .req = req, .ctx = ctx, .size = size, .plus = plus };
 	int rc = 0;
 
@@ -632,7 +637,7 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, i
 		rc = 0;     /* buffer full */
 out_reply:
 	if (rc < 0 && d.pos == 0)
-		reply_failure(req, rc);
+		fs_reply_failure(req, rc);
 	else
 		fuse_reply_buf(req, d.buf, d.pos);
 	free(d.buf);
@@ -658,7 +663,7 @@ static void fs_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info 
 /* ---- files ------------------------------------------------------------- */
 
 /* 1 when ino's tag is the one of its last open (its page cache is still good); records tag. */
-static int tag_unchanged(struct fs_state *st, uint64_t ino, const char *tag)
+int fs_tag_unchanged(struct fs_state *st, uint64_t ino, const char *tag)
 {
 	struct open_tag **pp = &st->tags[ino % TAG_BUCKETS], *t;
 	int same = 0;
@@ -698,18 +703,18 @@ static int listing_fresh(struct fs_context *ctx, uint64_t dir_ino)
 
 static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	struct fs_context *ctx = context_of(req);
-	struct content_file *cf;
+	struct fs_context *ctx = fs_ctx(req);
+	struct fs_file *h;
 	struct cache_entry e;
 	int rc;
 
 	if ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC)) {
-		fuse_reply_err(req, EROFS);
+		fs_open_write(req, ino, fi);
 		return;
 	}
 	rc = cache_get(ctx->cache, ino, &e);
 	if (rc) {
-		reply_failure(req, rc);
+		fs_reply_failure(req, rc);
 		return;
 	}
 	if (e.item.is_dir) {
@@ -720,28 +725,37 @@ static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		rc = -EOPNOTSUPP;
 		goto out_release;
 	}
+	h = calloc(1, sizeof(*h));
+	if (!h) {
+		rc = -ENOMEM;
+		goto out_release;
+	}
 	/* cache.c may keep a listed URL; it is only as fresh as its listing. */
 	if (e.item.download_url && !listing_fresh(ctx, e.parent_ino)) {
 		free(e.item.download_url);
 		e.item.download_url = NULL;
 	}
-	rc = content_file_open(ctx->content, &e.item, &cf);
-	if (rc)
+	rc = content_file_open(ctx->content, &e.item, &h->cf);
+	if (rc) {
+		free(h);
 		goto out_release;
-	fi->keep_cache = tag_unchanged(ctx->state, ino, e.item.ctag ? e.item.ctag : e.item.etag);
-	fi->fh = (uint64_t)(uintptr_t)cf;
-	if (fuse_reply_open(req, fi))
-		content_file_close(cf);     /* interrupted: no release will come */
+	}
+	fi->keep_cache = fs_tag_unchanged(ctx->state, ino, e.item.ctag ? e.item.ctag : e.item.etag);
+	fi->fh = (uint64_t)(uintptr_t)h;
+	if (fuse_reply_open(req, fi)) {
+		content_file_close(h->cf);  /* interrupted: no release will come */
+		free(h);
+	}
 out_release:
 	cache_entry_release(&e);
 	if (rc)
-		reply_failure(req, rc);
+		fs_reply_failure(req, rc);
 }
 
 static void fs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		    struct fuse_file_info *fi)
 {
-	struct content_file *cf = (struct content_file *)(uintptr_t)fi->fh;
+	struct fs_file *h = fs_file_of(fi);
 	ssize_t n;
 	char *buf;
 
@@ -750,48 +764,78 @@ static void fs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	n = content_read(cf, buf, size, off);
+	n = content_read(h->cf, buf, size, off);
 	if (n < 0)
-		reply_failure(req, (int)n);
+		fs_reply_failure(req, (int)n);
 	else
 		fuse_reply_buf(req, buf, (size_t)n);
 	free(buf);
 }
 
-static void fs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
-{
-	content_file_close((struct content_file *)(uintptr_t)fi->fh);
-	fuse_reply_err(req, 0);
-}
-
-static void fs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
-{
-	fuse_reply_err(req, 0);
-}
-
-static void fs_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
-{
-	fuse_reply_err(req, 0);
-}
-
 /* ---- extended attributes ------------------------------------------------ */
 
-static const char *const xattr_names[] = {
-	"user.onedrive.id", "user.onedrive.etag", "user.onedrive.ctag",
-	"user.onedrive.quickxorhash", "user.onedrive.status",
-};
+#define XATTR_PREFIX "user.onedrive."
 
-/* The value of xattr i for item, NULL when it has none. */
-static const char *xattr_value(const struct drive_item *it, size_t i)
+static const char *const xattr_names[] = {
+	XATTR_PREFIX "id", XATTR_PREFIX "etag", XATTR_PREFIX "ctag",
+	XATTR_PREFIX "quickxorhash", XATTR_PREFIX "status",
+};
+#define XATTR_COUNT (sizeof(xattr_names) / sizeof(xattr_names[0]))
+
+/* "clean", "dirty", "uploading", "conflict" or "error: ..." (malloc'd). */
+static char *upload_state_of(struct fs_context *ctx, const struct cache_entry *e)
+{
+	int64_t size;
+	struct timespec mtime;
+	int changed = e->dirty || e->is_local || fs_writer_peek(ctx->state, e->ino, &size, &mtime);
+	char *s;
+
+	if (e->item.is_dir || !ctx->upload)
+		return strdup(changed && !e->item.is_dir ? "dirty" : "clean");
+	s = upload_status(ctx->upload, e->ino);
+	/* No job, but local changes not yet queued (still open, or never closed). */
+	if (s && strcmp(s, "clean") == 0 && changed) {
+		free(s);
+		s = strdup("dirty");
+	}
+	return s;
+}
+
+/* Attributes 0-3 straight from the item (NULL when it has none). */
+static const char *item_attr(const struct drive_item *it, size_t i)
 {
 	switch (i) {
 	case 0: return it->id;
 	case 1: return it->etag;
 	case 2: return it->ctag;
 	case 3: return it->qxhash;
-	case 4: return "clean";
 	}
 	return NULL;
+}
+
+/*
+ * The value of xattr i for e (malloc'd), NULL when it has none: an item
+ * not on the service yet has no id or tags.
+ */
+static char *xattr_value(struct fs_context *ctx, const struct cache_entry *e, size_t i, int *rc)
+{
+	const char *v;
+	char *copy;
+
+	*rc = 0;
+	if (i == 4) {
+		copy = upload_state_of(ctx, e);
+		if (!copy)
+			*rc = -ENOMEM;
+		return copy;
+	}
+	v = e->is_local ? NULL : item_attr(&e->item, i);
+	if (!v)
+		return NULL;
+	copy = strdup(v);
+	if (!copy)
+		*rc = -ENOMEM;
+	return copy;
 }
 
 /* Reply with data the xattr way: size 0 asks for the length only. */
@@ -807,30 +851,38 @@ static void reply_xattr_data(fuse_req_t req, const char *data, size_t len, size_
 
 static void fs_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 {
-	struct fs_context *ctx = context_of(req);
-	const char *value = NULL;
+	struct fs_context *ctx = fs_ctx(req);
+	char *value = NULL;
 	struct cache_entry e;
 	size_t i;
 	int rc;
 
-	rc = cache_get(ctx->cache, ino, &e);
-	if (rc) {
-		reply_failure(req, rc);
+	for (i = 0; i < XATTR_COUNT; i++)
+		if (strcmp(name, xattr_names[i]) == 0)
+			break;
+	if (i == XATTR_COUNT) {
+		fuse_reply_err(req, ENODATA);
 		return;
 	}
-	for (i = 0; i < sizeof(xattr_names) / sizeof(xattr_names[0]); i++)
-		if (strcmp(name, xattr_names[i]) == 0)
-			value = xattr_value(&e.item, i);
-	if (value)
+	rc = cache_get(ctx->cache, ino, &e);
+	if (rc) {
+		fs_reply_failure(req, rc);
+		return;
+	}
+	value = xattr_value(ctx, &e, i, &rc);
+	cache_entry_release(&e);
+	if (rc)
+		fs_reply_failure(req, rc);
+	else if (value)
 		reply_xattr_data(req, value, strlen(value), size);
 	else
 		fuse_reply_err(req, ENODATA);
-	cache_entry_release(&e);
+	free(value);
 }
 
 static void fs_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 {
-	struct fs_context *ctx = context_of(req);
+	struct fs_context *ctx = fs_ctx(req);
 	char list[256];
 	struct cache_entry e;
 	size_t i, len = 0;
@@ -838,11 +890,12 @@ static void fs_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 
 	rc = cache_get(ctx->cache, ino, &e);
 	if (rc) {
-		reply_failure(req, rc);
+		fs_reply_failure(req, rc);
 		return;
 	}
-	for (i = 0; i < sizeof(xattr_names) / sizeof(xattr_names[0]); i++) {
-		if (!xattr_value(&e.item, i))
+	for (i = 0; i < XATTR_COUNT; i++) {
+		/* status always exists; the others only once the service knows the item */
+		if (i != 4 && (e.is_local || !item_attr(&e.item, i)))
 			continue;
 		memcpy(list + len, xattr_names[i], strlen(xattr_names[i]) + 1);
 		len += strlen(xattr_names[i]) + 1;
@@ -851,67 +904,16 @@ static void fs_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 	reply_xattr_data(req, list, len, size);
 }
 
-/* ---- writes: refused while the filesystem is read-only ------------------ */
-
-static void fs_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
-		     dev_t rdev)
-{
-	fuse_reply_err(req, EROFS);
-}
-
-static void fs_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
-{
-	fuse_reply_err(req, EROFS);
-}
-
-static void fs_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
-{
-	fuse_reply_err(req, EROFS);
-}
-
-static void fs_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
-{
-	fuse_reply_err(req, EROFS);
-}
-
-static void fs_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
-		      const char *newname, unsigned int flags)
-{
-	fuse_reply_err(req, EROFS);
-}
-
-static void fs_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
-{
-	fuse_reply_err(req, EROFS);
-}
-
-static void fs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
-		     struct fuse_file_info *fi)
-{
-	fuse_reply_err(req, EROFS);
-}
-
+/* Our attributes are read-only; nothing else is stored. */
 static void fs_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
 			size_t size, int flags)
 {
-	fuse_reply_err(req, EROFS);
+	fuse_reply_err(req, strncmp(name, XATTR_PREFIX, strlen(XATTR_PREFIX)) ? ENOTSUP : EPERM);
 }
 
 static void fs_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 {
-	fuse_reply_err(req, EROFS);
-}
-
-static void fs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
-		      struct fuse_file_info *fi)
-{
-	fuse_reply_err(req, EROFS);
-}
-
-static void fs_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length,
-			 struct fuse_file_info *fi)
-{
-	fuse_reply_err(req, EROFS);
+	fuse_reply_err(req, strncmp(name, XATTR_PREFIX, strlen(XATTR_PREFIX)) ? ENOTSUP : EPERM);
 }
 
 static const struct fuse_lowlevel_ops fs_ops = {
@@ -925,7 +927,7 @@ static const struct fuse_lowlevel_ops fs_ops = {
 	.mknod = fs_mknod,
 	.mkdir = fs_mkdir,
 	.unlink = fs_unlink,
-	.rmdir = fs_unlink,
+	.rmdir = fs_rmdir,
 	.symlink = fs_symlink,
 	.rename = fs_rename,
 	.link = fs_link,

@@ -3,7 +3,9 @@
  *
  * fs.c holds no Graph JSON and no SQL: it asks cache.c for metadata,
  * graph.c for listings it does not have (or that are older than
- * cfg->dir_ttl), content.c for bytes.  Writes answer EROFS for now.
+ * cfg->dir_ttl), content.c for bytes and for the staging of writes,
+ * upload.c to send closed files.  fs_write.c and fs_names.c hold the
+ * write operations.
  */
 #ifndef ODFS_FS_H
 #define ODFS_FS_H
@@ -15,6 +17,8 @@ struct odfs_config;
 struct cache;
 struct graph;
 struct content_cache;
+struct upload_queue;
+struct delta;
 struct fuse_lowlevel_ops;
 struct fs_state;
 
@@ -24,6 +28,9 @@ struct fs_context {
 	struct cache *cache;
 	struct graph *graph;
 	struct content_cache *content;
+	struct upload_queue *upload;
+	struct delta *delta;          /* NULL when poll_interval is 0: folders are listed
+	                                 again after dir_ttl (see fs.c) */
 	struct drive_info drive;      /* quota is refreshed by fs.c for statfs */
 	uid_t uid;                    /* owner shown for every file */
 	gid_t gid;

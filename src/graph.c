@@ -8,10 +8,13 @@
  * Graph origin, the one host that ever sees the access token.  Content comes
  * from pre-authenticated URLs fetched without Authorization.
  *
- * Known gap: remoteItem (shared folders added to "My files") is read as a
- * normal item under its outer id, with the file/folder facet of the remote
- * item when the outer one has none.  Listing such a folder needs the remote
- * drive id and is not done yet.
+ * Shared folders added to "My files" (an item with a remoteItem facet) can
+ * only be addressed on their owner's drive (graph-notes 3).  Such items, and
+ * every item on another drive than the mounted one, get the id
+ * "remote:{driveId}:{itemId}" (graph_internal.h), built here from the
+ * JSON so that the cache and fs never learn about drives; graph_item_url()
+ * turns it back into /drives/{driveId}/items/{itemId}.  The shortcut itself
+ * takes its target's id: renaming or deleting it acts on the shared folder.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -28,26 +31,16 @@
 #include "config.h"
 #include "errmap.h"
 #include "graph.h"
+#include "graph_internal.h"
 #include "http.h"
 #include "log.h"
 
-#define GRAPH_MAX_PAGE (4u * 1024 * 1024)  /* one page of JSON */
 #define GRAPH_MAX_PAGES 100000             /* a nextLink loop must end */
 #define GRAPH_MAX_REDIRECTS 5              /* download host hops */
 
-struct graph {
-	const struct odfs_config *cfg;  /* borrowed */
-	struct http_client *http;       /* borrowed */
-	struct auth *auth;              /* borrowed */
-	char *origin;                   /* of graph_url: nextLinks must stay on it */
-	pthread_mutex_t lock;           /* protects drive_url */
-	char *drive_url;                /* {graph_url}/drives/{escaped id}; NULL until opened */
-};
-
 /* ---- small helpers ---- */
 
-static char *xprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static char *xprintf(const char *fmt, ...)
+char *graph_xprintf(const char *fmt, ...)
 {
 	va_list ap;
 	char *s;
@@ -64,7 +57,7 @@ static char *xprintf(const char *fmt, ...)
 	return s;
 }
 
-static void set_err(char **err, char *msg)
+void graph_set_err(char **err, char *msg)
 {
 	if (err) {
 		free(*err);
@@ -75,14 +68,14 @@ static void set_err(char **err, char *msg)
 }
 
 /* "<what>: <text>" for a request that got no answer; returns rc. */
-static int fail_errno(char **err, const char *what, int rc)
+int graph_fail_errno(char **err, const char *what, int rc)
 {
-	set_err(err, xprintf("%s: %s", what, errmap_strerror(rc)));
+	graph_set_err(err, graph_xprintf("%s: %s", what, errmap_strerror(rc)));
 	return rc;
 }
 
 /* Map an unwanted answer to errno, with "<what>: code: message (status)". */
-static int fail_response(char **err, const char *what, const struct http_response *resp)
+int graph_fail_response(char **err, const char *what, const struct http_response *resp)
 {
 	struct graph_error ge;
 	int parsed, rc;
@@ -90,16 +83,16 @@ static int fail_response(char **err, const char *what, const struct http_respons
 	parsed = errmap_parse(resp->body, resp->body_len, &ge) == 0;
 	rc = errmap_to_errno(resp->status, parsed ? &ge : NULL);
 	if (parsed && ge.code[0] && ge.message[0])
-		set_err(err, xprintf("%s: %s: %s (%ld)", what, ge.code, ge.message, resp->status));
+		graph_set_err(err, graph_xprintf("%s: %s: %s (%ld)", what, ge.code, ge.message, resp->status));
 	else if (parsed && ge.code[0])
-		set_err(err, xprintf("%s: %s (%ld)", what, ge.code, resp->status));
+		graph_set_err(err, graph_xprintf("%s: %s (%ld)", what, ge.code, resp->status));
 	else
-		set_err(err, xprintf("%s: %s (%ld)", what, errmap_strerror(rc), resp->status));
+		graph_set_err(err, graph_xprintf("%s: %s (%ld)", what, errmap_strerror(rc), resp->status));
 	return rc;
 }
 
 /* Percent-encode one path segment: unreserved and sub-delims but ( ) ' stay. */
-static char *escape_segment(const char *s)
+char *graph_escape_segment(const char *s)
 {
 	static const char hex[] = "0123456789ABCDEF";
 	static const char keep[] = "-._~!$&*+,;=";
@@ -161,16 +154,109 @@ void graph_free(struct graph *g)
 	free(g);
 }
 
-/* "{drive_url}{middle}{escaped id}{suffix}", or NULL (drive not open, ENOMEM). */
-static char *drive_url(struct graph *g, const char *middle, const char *id, const char *suffix)
-{
-	char *esc = NULL, *url = NULL;
+/* The mounted drive's id, for telling other drives' items apart (see graph_open_drive). */
+static pthread_mutex_t home_lock = PTHREAD_MUTEX_INITIALIZER;
+static char *home_drive;   /* protected by home_lock; NULL until a drive is open */
 
-	if (id && !(esc = escape_segment(id)))
+void graph_set_home_drive(const char *drive_id)
+{
+	char *copy = drive_id ? strdup(drive_id) : NULL;
+
+	pthread_mutex_lock(&home_lock);
+	free(home_drive);
+	home_drive = copy;
+	pthread_mutex_unlock(&home_lock);
+}
+
+/* 1 if drive_id is another drive than the mounted one (ids compared in any case, quirk 19). */
+static int is_foreign_drive(const char *drive_id)
+{
+	int foreign;
+
+	pthread_mutex_lock(&home_lock);
+	foreign = home_drive && drive_id && *drive_id && strcasecmp(home_drive, drive_id) != 0;
+	pthread_mutex_unlock(&home_lock);
+	return foreign;
+}
+
+int graph_split_id(const char *id, char *drive, size_t size, const char **item)
+{
+	const char *p, *colon;
+
+	if (strncmp(id, GRAPH_REMOTE_PREFIX, strlen(GRAPH_REMOTE_PREFIX)) != 0) {
+		if (size)
+			drive[0] = '\0';
+		*item = id;
+		return 0;
+	}
+	p = id + strlen(GRAPH_REMOTE_PREFIX);
+	colon = strchr(p, ':');
+	if (!colon || colon == p || !colon[1] || (size_t)(colon - p) >= size)
+		return -EINVAL;
+	memcpy(drive, p, (size_t)(colon - p));
+	drive[colon - p] = '\0';
+	*item = colon + 1;
+	return 1;
+}
+
+int graph_sign_in_expired(struct graph *g)
+{
+	return g->auth && auth_state(g->auth) == AUTH_EXPIRED;
+}
+
+int graph_id_is_remote(const char *id)
+{
+	return id && strncmp(id, GRAPH_REMOTE_PREFIX, strlen(GRAPH_REMOTE_PREFIX)) == 0;
+}
+
+int graph_same_drive(const char *a, const char *b)
+{
+	char da[GRAPH_DRIVE_ID_MAX], db[GRAPH_DRIVE_ID_MAX];
+	const char *ia, *ib;
+	int ra = graph_split_id(a, da, sizeof(da), &ia);
+	int rb = graph_split_id(b, db, sizeof(db), &ib);
+
+	if (ra < 0 || rb < 0 || ra != rb)
+		return 0;
+	return ra == 0 || strcasecmp(da, db) == 0;
+}
+
+/* "remote:{drive}:{id}" for an item of a foreign drive, else a copy of id. */
+static char *qualified_id(const char *drive_id, const char *id)
+{
+	if (!id)
 		return NULL;
+	if (!is_foreign_drive(drive_id))
+		return strdup(id);
+	return graph_xprintf(GRAPH_REMOTE_PREFIX "%s:%s", drive_id, id);
+}
+
+/*
+ * "{drive_url}{middle}{escaped id}{suffix}", or NULL (drive not open,
+ * ENOMEM, a malformed remote id); a remote id goes to its own drive.
+ */
+char *graph_item_url(struct graph *g, const char *middle, const char *id, const char *suffix)
+{
+	char drive[GRAPH_DRIVE_ID_MAX], *esc = NULL, *esc_drive = NULL, *url = NULL;
+	const char *item = NULL;
+	int remote = 0;
+
+	if (id) {
+		remote = graph_split_id(id, drive, sizeof(drive), &item);
+		if (remote < 0 || !(esc = graph_escape_segment(item)))
+			return NULL;
+	}
+	if (remote) {
+		esc_drive = graph_escape_segment(drive);
+		url = esc_drive ? graph_xprintf("%s/drives/%s%s%s%s", g->cfg->graph_url, esc_drive,
+						middle, esc, suffix) : NULL;
+		free(esc_drive);
+		free(esc);
+		return url;
+	}
 	pthread_mutex_lock(&g->lock);
 	if (g->drive_url)
-		url = xprintf("%s%s%s%s", g->drive_url, middle, esc ? esc : "", suffix);
+		url = graph_xprintf("%s%s%s%s", g->drive_url, middle, esc ? esc : "", suffix);
 	pthread_mutex_unlock(&g->lock);
 	free(esc);
 	return url;
@@ -189,7 +275,7 @@ static void free_token(char *token)
  * makes concurrent 401s cost one refresh) and retry once.  0 with resp
  * filled, or -errno with *err set.
  */
-static int graph_call(struct graph *g, struct http_request *req, struct http_response *resp,
+int graph_call(struct graph *g, struct http_request *req, struct http_response *resp,
 		      const char *what, char **err)
 {
 	char *token = NULL, *aerr = NULL;
@@ -221,25 +307,25 @@ static int graph_call(struct graph *g, struct http_request *req, struct http_res
 	free_token(token);
 	if (rc == -EFBIG) {
 		/* the caller logs err once; this layer stays quiet */
-		set_err(err, xprintf("%s: the answer is larger than %zu bytes", what,
+		graph_set_err(err, graph_xprintf("%s: the answer is larger than %zu bytes", what,
 				     req->max_body ? req->max_body : (size_t)GRAPH_MAX_PAGE));
 		return -EIO;
 	}
 	if (rc < 0)
-		return fail_errno(err, what, rc);
+		return graph_fail_errno(err, what, rc);
 	return 0;
 
 out_auth_error:
 	req->bearer = NULL;
 	free_token(token);
-	set_err(err, aerr ? xprintf("%s: %s", what, aerr) : xprintf("%s: %s", what,
+	graph_set_err(err, aerr ? graph_xprintf("%s: %s", what, aerr) : graph_xprintf("%s: %s", what,
 			errmap_strerror(rc)));
 	free(aerr);
 	return rc;
 }
 
 /* GET url and parse a JSON object answer (200 only). */
-static int get_json(struct graph *g, const char *url, json_t **out, const char *what, char **err)
+int graph_get_json(struct graph *g, const char *url, json_t **out, const char *what, char **err)
 {
 	struct http_request req;
 	struct http_response resp;
@@ -253,7 +339,7 @@ static int get_json(struct graph *g, const char *url, json_t **out, const char *
 	if (rc < 0)
 		goto out_release;
 	if (resp.status != 200) {
-		rc = fail_response(err, what, &resp);
+		rc = graph_fail_response(err, what, &resp);
 		goto out_release;
 	}
 	*out = json_loadb(resp.body, resp.body_len, 0, &jerr);
@@ -261,7 +347,7 @@ static int get_json(struct graph *g, const char *url, json_t **out, const char *
 		json_decref(*out);
 		*out = NULL;
 		rc = -EIO;
-		set_err(err, xprintf("%s: the service sent invalid JSON", what));
+		graph_set_err(err, graph_xprintf("%s: the service sent invalid JSON", what));
 	}
 out_release:
 	http_response_release(&resp);
@@ -392,10 +478,10 @@ static int usable_name(const char *name)
 	return *name && !strchr(name, '/') && strcmp(name, ".") != 0 && strcmp(name, "..") != 0;
 }
 
-static int parse_item_json(json_t *obj, struct drive_item *out)
+int graph_parse_item_json(json_t *obj, struct drive_item *out)
 {
-	json_t *parent, *file, *hashes, *remote, *facets;
-	const char *id, *name;
+	json_t *parent, *file, *hashes, *remote, *facets, *rparent;
+	const char *id, *name, *drive_id, *parent_id;
 	int rc = -EIO;
 
 	memset(out, 0, sizeof(*out));
@@ -426,12 +512,22 @@ static int parse_item_json(json_t *obj, struct drive_item *out)
 	parse_item_time(obj, "createdDateTime", &out->ctime_created);
 
 	parent = json_object_get(obj, "parentReference");
+	drive_id = json_is_object(parent) ? get_string(parent, "driveId") : NULL;
+	parent_id = json_is_object(parent) && !out->is_root ? get_string(parent, "id") : NULL;
 	file = json_object_get(facets, "file");
 	hashes = json_is_object(file) ? json_object_get(file, "hashes") : NULL;
-	if (dup_string(&out->id, id) ||
+	/* a shortcut stands for its target, which lives on the owner's drive */
+	rparent = facets == remote ? json_object_get(remote, "parentReference") : NULL;
+	if (json_is_object(rparent) && get_string(remote, "id") && get_string(rparent, "driveId") &&
+	    !strchr(get_string(rparent, "driveId"), ':')) {
+		out->id = graph_xprintf(GRAPH_REMOTE_PREFIX "%s:%s", get_string(rparent, "driveId"),
+					get_string(remote, "id"));
+	} else {
+		out->id = qualified_id(drive_id, id);
+	}
+	out->parent_id = qualified_id(drive_id, parent_id);
+	if (!out->id || (parent_id && !out->parent_id) ||
 	    dup_string(&out->name, name) ||
-	    dup_string(&out->parent_id, (json_is_object(parent) && !out->is_root) ?
-		       get_string(parent, "id") : NULL) ||
 	    dup_string(&out->etag, get_string(obj, "eTag")) ||
 	    dup_string(&out->ctag, get_string(obj, "cTag")) ||
 	    dup_string(&out->qxhash, json_is_object(hashes) ?
@@ -456,12 +552,12 @@ int graph_parse_item(const char *json, size_t len, struct drive_item *out)
 	root = json_loadb(json, len, 0, NULL);
 	if (!root)
 		return -EIO;
-	rc = parse_item_json(root, out);
+	rc = graph_parse_item_json(root, out);
 	json_decref(root);
 	return rc;
 }
 
-static int parse_drive_json(json_t *obj, struct drive_info *out)
+int graph_parse_drive_json(json_t *obj, struct drive_info *out)
 {
 	json_t *quota;
 	const char *id;
@@ -499,47 +595,12 @@ int graph_parse_drive(const char *json, size_t len, struct drive_info *out)
 	root = json_loadb(json, len, 0, NULL);
 	if (!root)
 		return -EIO;
-	rc = parse_drive_json(root, out);
+	rc = graph_parse_drive_json(root, out);
 	json_decref(root);
 	return rc;
 }
 
 /* ---- drive and items ---- */
-
-int graph_open_drive(struct graph *g, struct drive_info *info, char **err)
-{
-	const char *what = "cannot open the drive";
-	char *url, *esc = NULL, *durl = NULL;
-	json_t *obj = NULL;
-	int rc;
-
-	memset(info, 0, sizeof(*info));
-	url = xprintf("%s/me/drive", g->cfg->graph_url);
-	if (!url)
-		return fail_errno(err, what, -ENOMEM);
-	rc = get_json(g, url, &obj, what, err);
-	free(url);
-	if (rc < 0)
-		return rc;
-	rc = parse_drive_json(obj, info);
-	json_decref(obj);
-	if (rc < 0) {
-		set_err(err, xprintf("%s: the service sent an invalid drive", what));
-		return rc;
-	}
-	esc = escape_segment(info->id);
-	durl = esc ? xprintf("%s/drives/%s", g->cfg->graph_url, esc) : NULL;
-	free(esc);
-	if (!durl) {
-		drive_info_release(info);
-		return fail_errno(err, what, -ENOMEM);
-	}
-	pthread_mutex_lock(&g->lock);
-	free(g->drive_url);
-	g->drive_url = durl;
-	pthread_mutex_unlock(&g->lock);
-	return 0;
-}
 
 static int get_item_at(struct graph *g, char *url, const char *what, struct drive_item *out,
 		       char **err)
@@ -549,23 +610,23 @@ static int get_item_at(struct graph *g, char *url, const char *what, struct driv
 
 	memset(out, 0, sizeof(*out));
 	if (!url)
-		return fail_errno(err, what, -ENOMEM);
-	rc = get_json(g, url, &obj, what, err);
+		return graph_fail_errno(err, what, -ENOMEM);
+	rc = graph_get_json(g, url, &obj, what, err);
 	free(url);
 	if (rc < 0)
 		return rc;
-	rc = parse_item_json(obj, out);
+	rc = graph_parse_item_json(obj, out);
 	json_decref(obj);
 	if (rc == -EIO)
-		set_err(err, xprintf("%s: the service sent an invalid item", what));
+		graph_set_err(err, graph_xprintf("%s: the service sent an invalid item", what));
 	else if (rc < 0)
-		fail_errno(err, what, rc);
+		graph_fail_errno(err, what, rc);
 	return rc;
 }
 
 int graph_get_root(struct graph *g, struct drive_item *out, char **err)
 {
-	return get_item_at(g, drive_url(g, "/root", NULL, ""), "cannot get the drive root",
+	return get_item_at(g, graph_item_url(g, "/root", NULL, ""), "cannot get the drive root",
 			   out, err);
 }
 
@@ -574,7 +635,7 @@ int graph_get_item(struct graph *g, const char *item_id, struct drive_item *out,
 	char what[320];
 
 	snprintf(what, sizeof(what), "cannot get '%s'", item_id);
-	return get_item_at(g, drive_url(g, "/items/", item_id, ""), what, out, err);
+	return get_item_at(g, graph_item_url(g, "/items/", item_id, ""), what, out, err);
 }
 
 int graph_list_children(struct graph *g, const char *folder_id, graph_item_fn fn,
@@ -586,30 +647,35 @@ int graph_list_children(struct graph *g, const char *folder_id, graph_item_fn fn
 	json_t *page = NULL, *value, *elem;
 	long pages = 0, top = g->cfg->page_size;
 	char *url, *nexturl;
-	size_t i;
+	size_t i, skipped = 0;
 	int rc;
 
 	snprintf(what, sizeof(what), "cannot list '%s'", folder_id);
 	if (top > 0)
 		snprintf(suffix, sizeof(suffix), "/children?$top=%ld", top > 1000 ? 1000L : top);
-	url = drive_url(g, "/items/", folder_id, suffix);
+	url = graph_item_url(g, "/items/", folder_id, suffix);
 	if (!url)
-		return fail_errno(err, what, -ENOMEM);
+		return graph_fail_errno(err, what, -ENOMEM);
 	for (;;) {
-		rc = get_json(g, url, &page, what, err);
+		rc = graph_get_json(g, url, &page, what, err);
 		if (rc < 0)
 			goto out_free_url;
 		value = json_object_get(page, "value");
 		if (!json_is_array(value)) {
 			rc = -EIO;
-			set_err(err, xprintf("%s: the service sent a page without items", what));
+			graph_set_err(err, graph_xprintf("%s: the service sent a page without items", what));
 			goto out_free_page;
 		}
 		json_array_foreach(value, i, elem) {
-			rc = parse_item_json(elem, &item);
-			if (rc < 0) {
-				set_err(err, xprintf("%s: the service sent an invalid item", what));
+			rc = graph_parse_item_json(elem, &item);
+			if (rc == -ENOMEM) {
+				graph_fail_errno(err, what, rc);
 				goto out_free_page;
+			}
+			if (rc < 0) {
+				/* one odd item must not hide the folder (as in graph_delta) */
+				skipped++;
+				continue;
 			}
 			rc = fn(ctx, &item);
 			drive_item_release(&item);
@@ -624,12 +690,12 @@ int graph_list_children(struct graph *g, const char *folder_id, graph_item_fn fn
 		    next[strlen(g->origin)] != '/') {
 			log_error("%s: the next page is not on '%s', not following it", what,
 				  g->origin);
-			set_err(err, xprintf("%s: the service sent a foreign next page link", what));
+			graph_set_err(err, graph_xprintf("%s: the service sent a foreign next page link", what));
 			rc = -EIO;
 			goto out_free_page;
 		}
 		if (++pages >= GRAPH_MAX_PAGES) {
-			set_err(err, xprintf("%s: more than %d pages", what, GRAPH_MAX_PAGES));
+			graph_set_err(err, graph_xprintf("%s: more than %d pages", what, GRAPH_MAX_PAGES));
 			rc = -EIO;
 			goto out_free_page;
 		}
@@ -638,14 +704,19 @@ int graph_list_children(struct graph *g, const char *folder_id, graph_item_fn fn
 		page = NULL;
 		free(url);
 		url = nexturl;
-		if (!url)
-			return fail_errno(err, what, -ENOMEM);
+		if (!url) {
+			rc = graph_fail_errno(err, what, -ENOMEM);
+			goto out_free_url;
+		}
 	}
 	rc = 0;
 out_free_page:
 	json_decref(page);
 out_free_url:
 	free(url);
+	if (skipped)
+		log_warnx("listing folder '%s': skipped %zu item%s the service sent in an unusable form",
+			  folder_id, skipped, skipped == 1 ? "" : "s");
 	return rc;
 }
 
@@ -665,9 +736,9 @@ int graph_download_url(struct graph *g, const char *item_id, char **url, char **
 
 	*url = NULL;
 	snprintf(what, sizeof(what), "cannot open '%s' for reading", item_id);
-	content_url = drive_url(g, "/items/", item_id, "/content");
+	content_url = graph_item_url(g, "/items/", item_id, "/content");
 	if (!content_url)
-		return fail_errno(err, what, -ENOMEM);
+		return graph_fail_errno(err, what, -ENOMEM);
 	http_request_init(&req, "GET", content_url);
 	req.max_body = 64 * 1024;   /* a redirect has no real body */
 	rc = graph_call(g, &req, &resp, what, err);
@@ -676,13 +747,13 @@ int graph_download_url(struct graph *g, const char *item_id, char **url, char **
 		goto out_release;
 	if (is_redirect(resp.status) && resp.location && is_http_url(resp.location)) {
 		*url = strdup(resp.location);
-		rc = *url ? 0 : fail_errno(err, what, -ENOMEM);
+		rc = *url ? 0 : graph_fail_errno(err, what, -ENOMEM);
 	} else if (is_redirect(resp.status) || resp.status == 200) {
 		rc = -EIO;
-		set_err(err, xprintf("%s: the service sent no download location (%ld)", what,
+		graph_set_err(err, graph_xprintf("%s: the service sent no download location (%ld)", what,
 				     resp.status));
 	} else {
-		rc = fail_response(err, what, &resp);
+		rc = graph_fail_response(err, what, &resp);
 	}
 out_release:
 	http_response_release(&resp);
@@ -782,7 +853,7 @@ int graph_download(struct graph *g, const char *url, int64_t off, int64_t len,
 	int rc, hops;
 
 	if (off < 0 || len <= 0 || off > INT64_MAX - len)
-		return len == 0 ? 0 : fail_errno(err, what, -EINVAL);
+		return len == 0 ? 0 : graph_fail_errno(err, what, -EINVAL);
 	for (hops = 0;; hops++) {
 		http_request_init(&req, "GET", hop ? hop : url);
 		req.range_start = off;
@@ -796,7 +867,7 @@ int graph_download(struct graph *g, const char *url, int64_t off, int64_t len,
 		if (rc == -ECANCELED && rs.done)
 			rc = 0;
 		if (rc < 0) {
-			fail_errno(err, what, rc);
+			graph_fail_errno(err, what, rc);
 			goto out_release;
 		}
 		if (is_redirect(resp.status) && resp.location && is_http_url(resp.location) &&
@@ -806,7 +877,7 @@ int graph_download(struct graph *g, const char *url, int64_t off, int64_t len,
 			hop = strdup(resp.location);
 			http_response_release(&resp);
 			if (!hop)
-				return fail_errno(err, what, -ENOMEM);
+				return graph_fail_errno(err, what, -ENOMEM);
 			continue;
 		}
 		break;
@@ -822,10 +893,10 @@ int graph_download(struct graph *g, const char *url, int64_t off, int64_t len,
 	case 404:
 	case 410:
 		rc = -ESTALE;
-		set_err(err, xprintf("%s: the download link expired (%ld)", what, resp.status));
+		graph_set_err(err, graph_xprintf("%s: the download link expired (%ld)", what, resp.status));
 		break;
 	default:
-		rc = fail_response(err, what, &resp);
+		rc = graph_fail_response(err, what, &resp);
 		break;
 	}
 out_release:

@@ -4,6 +4,9 @@
  * Sits between the filesystem and http.c.  Addresses items by id under the
  * drive found by graph_open_drive() ("{graph_url}/drives/{drive-id}/items/
  * {id}"), follows @odata.nextLink verbatim, never builds skip tokens.
+ * Items on another drive (inside a shared folder added to "My files") have
+ * ids of the form "remote:{driveId}:{itemId}": opaque to callers, routed
+ * to their own drive here.
  * Access tokens come from auth.c; a 401 makes one refresh and one retry.
  * Download URLs (302 Location or @microsoft.graph.downloadUrl) are fetched
  * without Authorization.
@@ -31,10 +34,51 @@ struct graph *graph_new(const struct odfs_config *cfg, struct http_client *http,
 void graph_free(struct graph *g);
 
 /*
- * GET /me/drive: fills info (caller releases) and remembers the drive id
- * for every later item URL.  Must succeed once before the item calls.
+ * Open the drive the settings name (graph_drive.c): /me/drive by default,
+ * /drives/{drive_id}, /users/{user}/drive, or site (HOST:/sites/NAME or a
+ * site id) with its library (by name, default Documents).  Fills info
+ * (caller releases) and remembers the drive id for every later item URL.
+ * Must succeed once before the item calls.  -EINVAL for settings that
+ * cannot work (two drives named, app-only without a drive), -ENOENT for a
+ * drive, site or library that does not exist, with *err saying which.
  */
 int graph_open_drive(struct graph *g, struct drive_info *info, char **err);
+
+/* GET one drive at a Graph path ("/me/drive", "/drives/{id}"); info released by caller. */
+int graph_get_drive(struct graph *g, const char *path, struct drive_info *out, char **err);
+
+/*
+ * List drives at a Graph path ("/me/drives", "/users/{id}/drives") or a
+ * SharePoint site's document libraries, following paging.  fn sees each
+ * drive (borrowed); a non-zero return stops the listing and is returned.
+ */
+typedef int (*graph_drive_fn)(void *ctx, const struct drive_info *drive);
+int graph_list_drives(struct graph *g, const char *path, graph_drive_fn fn, void *ctx,
+		      char **err);
+int graph_site_drives(struct graph *g, const char *site, graph_drive_fn fn, void *ctx,
+		      char **err);
+
+/*
+ * POST /me/revokeSignInSessions (work/school accounts only; any 2xx is
+ * success, graph-notes 14).  Refresh tokens die at once, access tokens
+ * live until they expire.
+ */
+int graph_revoke_sessions(struct graph *g, char **err);
+
+/*
+ * 1 when the item lives on another drive than the mounted one (inside a
+ * shared folder added to "My files"): the mounted drive's delta does not
+ * report its changes (graph-notes 15, quirk 25), so such folders must be
+ * listed again after dir_ttl even while delta runs.
+ */
+int graph_id_is_remote(const char *id);
+
+/*
+ * 1 while the sign-in has expired or was revoked (auth.h AUTH_EXPIRED):
+ * requests fail until 'onedrivefs login' runs, then carry on by themselves.
+ * For status reports (user.onedrive.status).
+ */
+int graph_sign_in_expired(struct graph *g);
 
 /* GET the drive root item. */
 int graph_get_root(struct graph *g, struct drive_item *out, char **err);
@@ -103,6 +147,13 @@ int graph_update_item(struct graph *g, const char *item_id, const char *new_name
 int graph_delete_item(struct graph *g, const char *item_id, char **err);
 
 /*
+ * GET the child named name (any case) of folder parent_id, e.g. a new file
+ * whose upload completed with an empty answer.  -ENOENT if there is none.
+ */
+int graph_get_child(struct graph *g, const char *parent_id, const char *name,
+		    struct drive_item *out, char **err);
+
+/*
  * Where new content goes: either an existing item (item_id set: its content
  * is replaced, guarded by if_match when set) or a new file (parent_id + name,
  * conflictBehavior "fail": an existing name is -EEXIST, never overwritten).
@@ -152,5 +203,22 @@ int graph_upload_session_status(struct graph *g, struct graph_upload_session *s,
 
 /* DELETE the session (best effort). */
 int graph_upload_session_cancel(struct graph *g, struct graph_upload_session *s, char **err);
+
+/* ---- Delta (implemented in graph_delta.c) -------------------------------- */
+
+/*
+ * One round of GET {drive}/root/delta.  link NULL starts a full enumeration
+ * ($top = cfg->page_size); otherwise link is the deltaLink of the previous
+ * round, used verbatim.  Follows @odata.nextLink until a page carries
+ * @odata.deltaLink and stores a malloc'd copy of that in *delta_link (the
+ * caller frees; NULL on failure).  fn sees every item of every page in the
+ * order sent, duplicates included, and may steal fields; a non-zero return
+ * stops the round (that value is returned).  Items are not applied here:
+ * the caller applies them once the round is complete.  Items in a form we
+ * cannot use are skipped with a warning.  -ESTALE: the service wants a full
+ * resync (410 Gone, resyncRequired): start again with link NULL.
+ */
+int graph_delta(struct graph *g, const char *link, graph_item_fn fn, void *ctx,
+		char **delta_link, char **err);
 
 #endif

@@ -15,6 +15,11 @@
  * request, in any thread, waits for it before it is sent (Graph's scan
  * guidance: pause all threads).
  *
+ * A thread may register a cancellation hook (http_set_thread_cancel()):
+ * its transfers then run with a progress callback that aborts them, and
+ * its waits sleep in short slices that look at the hook, so an unmount
+ * never waits for a stalled upload or a long Retry-After.
+ *
  * Nothing here logs a header or a body (they may hold tokens), and URLs
  * outside the authorized origin (pre-authenticated download and upload
  * URLs carry credentials in path and query) are logged as their origin.
@@ -45,6 +50,7 @@
 #define HTTP_OFFLINE_RETRIES 2      /* refused / unresolvable: offline, give up fast */
 #define HTTP_OFFLINE_DELAY 0.2
 #define HTTP_HEADER_MAX 16384       /* longest header value we keep */
+#define HTTP_CANCEL_SLICE 0.1       /* seconds between looks at the cancel hook */
 
 struct pooled {
 	CURL *curl;
@@ -123,7 +129,23 @@ static double ts_to_double(const struct timespec *ts)
 	return (double)ts->tv_sec + (double)ts->tv_nsec / 1e9;
 }
 
-static void sleep_seconds(double s)
+/* ---- cancellation (per thread) ---- */
+
+static _Thread_local http_cancel_fn cancel_fn;
+static _Thread_local void *cancel_ctx;
+
+void http_set_thread_cancel(http_cancel_fn fn, void *ctx)
+{
+	cancel_fn = fn;
+	cancel_ctx = fn ? ctx : NULL;
+}
+
+static int cancel_requested(void)
+{
+	return cancel_fn && cancel_fn(cancel_ctx);
+}
+
+static void sleep_plain(double s)
 {
 	struct timespec ts;
 
@@ -133,6 +155,24 @@ static void sleep_seconds(double s)
 	ts.tv_nsec = (long)((s - (double)ts.tv_sec) * 1e9);
 	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
 		;
+}
+
+int http_sleep(double seconds)
+{
+	double end = now_mono() + seconds, left;
+
+	if (!cancel_fn) {
+		sleep_plain(seconds);
+		return 0;
+	}
+	for (;;) {
+		if (cancel_requested())
+			return -ECANCELED;
+		left = end - now_mono();
+		if (left <= 0)
+			return 0;
+		sleep_plain(left < HTTP_CANCEL_SLICE ? left : HTTP_CANCEL_SLICE);
+	}
 }
 
 /* ---- URLs ---- */
@@ -351,18 +391,20 @@ static void pool_give(struct http_client *client, CURL *curl)
 
 /* ---- throttling ---- */
 
-/* Block until the client-wide throttle deadline has passed. */
-static void throttle_wait(struct http_client *client)
+/* Block until the client-wide throttle deadline has passed; 0 or -ECANCELED. */
+static int throttle_wait(struct http_client *client)
 {
 	double wait;
+	int rc;
 
 	for (;;) {
 		pthread_mutex_lock(&client->lock);
 		wait = ts_to_double(&client->throttled_until) - now_mono();
 		pthread_mutex_unlock(&client->lock);
 		if (wait <= 0)
-			return;
-		sleep_seconds(wait);
+			return 0;
+		if ((rc = http_sleep(wait)) < 0)
+			return rc;
 	}
 }
 
@@ -559,6 +601,18 @@ static size_t write_cb(char *data, size_t size, size_t nmemb, void *ctx)
 	return n;
 }
 
+/* CURLOPT_XFERINFOFUNCTION, only for threads with a cancel hook. */
+static int progress_cb(void *ctx, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+		       curl_off_t ulnow)
+{
+	struct transfer *t = ctx;
+
+	if (!cancel_requested())
+		return 0;
+	t->error = -ECANCELED;
+	return 1;
+}
+
 static size_t read_cb(char *buf, size_t size, size_t nitems, void *ctx)
 {
 	struct transfer *t = ctx;
@@ -727,6 +781,11 @@ static int perform_once(struct http_client *client, const struct http_request *r
 		curl_easy_setopt(t->curl, CURLOPT_ACCEPT_ENCODING, "");
 	}
 	setup_method(t->curl, req, t);
+	if (cancel_fn) {
+		curl_easy_setopt(t->curl, CURLOPT_XFERINFOFUNCTION, progress_cb);
+		curl_easy_setopt(t->curl, CURLOPT_XFERINFODATA, t);
+		curl_easy_setopt(t->curl, CURLOPT_NOPROGRESS, 0L);
+	}
 
 	code = curl_easy_perform(t->curl);
 	curl_easy_getinfo(t->curl, CURLINFO_RESPONSE_CODE, &status);
@@ -810,7 +869,8 @@ int http_perform(struct http_client *client, const struct http_request *req,
 	}
 
 	for (;;) {
-		throttle_wait(client);
+		if ((rc = throttle_wait(client)) < 0)
+			return rc;
 		http_response_release(resp);
 		rc = perform_once(client, req, resp, &t);
 		if (req->no_retry)
@@ -835,6 +895,8 @@ int http_perform(struct http_client *client, const struct http_request *req,
 			retries++;
 			continue;
 		}
+		if (rc == -ECANCELED)
+			return rc;
 		if (rc == 0 && transient_status(resp->status)) {
 			if (retries >= max_retries)
 				return 0;
@@ -842,7 +904,8 @@ int http_perform(struct http_client *client, const struct http_request *req,
 			log_debug("'%s' answered %ld: retrying in %.1f s (retry %d of %ld)", host,
 				  resp->status, delay, retries + 1, max_retries);
 			retries++;
-			sleep_seconds(delay);
+			if (http_sleep(delay) < 0)
+				return -ECANCELED;
 			continue;
 		}
 		if (rc == 0) {
@@ -858,7 +921,8 @@ int http_perform(struct http_client *client, const struct http_request *req,
 				  rc == -ECONNREFUSED ? "connection refused" : "host not found", delay);
 			offline++;
 			retries++;
-			sleep_seconds(delay);
+			if (http_sleep(delay) < 0)
+				return -ECANCELED;
 			continue;
 		}
 		if (rc == -ECONNRESET || rc == -ETIMEDOUT) {
@@ -869,7 +933,8 @@ int http_perform(struct http_client *client, const struct http_request *req,
 				  host, rc == -ETIMEDOUT ? "timed out" : "connection reset", delay,
 				  retries + 1, max_retries);
 			retries++;
-			sleep_seconds(delay);
+			if (http_sleep(delay) < 0)
+				return -ECANCELED;
 			continue;
 		}
 		return rc;

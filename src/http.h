@@ -107,6 +107,20 @@ char *http_origin_of(const char *url);
 int http_perform(struct http_client *client, const struct http_request *req,
 		 struct http_response *resp);
 
+/*
+ * Cancellation, per thread: a thread that must be able to give up midway
+ * (an upload worker when the file system is unmounted) registers fn; once
+ * fn(ctx) returns non-zero, http_perform() on that thread aborts its
+ * transfer (checked at least about once a second), cuts retry and throttle
+ * waits short and returns -ECANCELED.  fn NULL unregisters.  Other threads
+ * are not affected; a thread that registers nothing is never cancelled.
+ */
+typedef int (*http_cancel_fn)(void *ctx);
+void http_set_thread_cancel(http_cancel_fn fn, void *ctx);
+
+/* Sleep for seconds; 0, or -ECANCELED as soon as this thread's hook says so. */
+int http_sleep(double seconds);
+
 /* Form-encode one value for x-www-form-urlencoded bodies; malloc'd. */
 char *http_form_escape(const char *value);
 

@@ -12,6 +12,7 @@
 #include <fuse_lowlevel.h>
 #include <fuse_opt.h>
 #include <limits.h>
+#include <stddef.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,30 +20,42 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "account.h"
 #include "auth.h"
 #include "cache.h"
 #include "config.h"
 #include "content.h"
+#include "delta.h"
 #include "fs.h"
 #include "graph.h"
 #include "http.h"
 #include "item.h"
 #include "log.h"
+#include "upload.h"
 
 #ifndef ODFS_VERSION
 #define ODFS_VERSION "0.1.0"
 #endif
 
+
 static const char usage_text[] =
-"usage: onedrivefs [-f] [-d] [-o KEY=VALUE,...] MOUNTPOINT\n"
-"       onedrivefs login [--device-code] [-o KEY=VALUE,...]\n"
+"usage: onedrivefs [-f] [-d] [--profile NAME] [-o KEY=VALUE,...] MOUNTPOINT\n"
+"       onedrivefs login [--browser | --device-code] [--profile NAME] [-o KEY=VALUE,...]\n"
+"       onedrivefs logout [--revoke] [--profile NAME] [-o KEY=VALUE,...]\n"
+"       onedrivefs drives [--profile NAME] [-o KEY=VALUE,...]\n"
 "       onedrivefs --help | --version\n"
 "\n"
 "commands:\n"
-"  login            sign in with a code shown here and entered in a browser\n"
+"  login            sign in: in the browser (--browser, the default with a display)\n"
+"                   or with a code entered on another device (--device-code)\n"
+"  logout           delete the stored tokens; --revoke also signs out every session\n"
+"                   of a work or school account\n"
+"  drives           list the drives you can reach, with the option that mounts each\n"
 "  MOUNTPOINT       mount your OneDrive there (unmount: fusermount3 -u MOUNTPOINT)\n"
 "\n"
 "options:\n"
+"  --profile NAME   another account: its own tokens and cache under\n"
+"                   profiles/NAME/ of config_dir and cache_dir\n"
 "  -f               stay in the foreground and log to stderr\n"
 "  -d               debug messages (implies -f)\n"
 "  -o KEY=VALUE     a setting below, or a FUSE mount option (allow_other, ro, ...)\n"
@@ -55,19 +68,48 @@ static const char usage_text[] =
 "  graph_url        default " ODFS_DEFAULT_GRAPH_URL "\n"
 "  auth_url         default " ODFS_DEFAULT_AUTH_URL "\n"
 "  scopes           default \"" ODFS_DEFAULT_SCOPES "\"\n"
+"  auth             device_code, browser or client_credentials (app-only)\n"
+"  client_secret_file  file (mode 0600) with the secret of a confidential app\n"
+"  client_secret    the secret itself (prefer client_secret_file)\n"
+"  redirect_port    port of the browser sign-in's http://localhost (0 = any)\n"
+"  drive_id         mount this drive (see 'onedrivefs drives')\n"
+"  user             mount this user's OneDrive (id or user@domain; app-only)\n"
+"  site             a SharePoint site, HOST:/sites/NAME; its library: library\n"
+"  library          document library of site, by name (Documents)\n"
 "  config_dir       default $XDG_CONFIG_HOME/onedrivefs\n"
 "  cache_dir        default $XDG_CACHE_HOME/onedrivefs\n"
 "  dir_ttl          seconds a folder listing is trusted (60)\n"
+"  poll_interval    seconds between checks for remote changes, 0 = off (30)\n"
 "  page_size        entries per listing request, 0 = service default (1000)\n"
 "  attr_timeout     seconds the kernel caches attributes (30)\n"
 "  connect_timeout  seconds (15)\n"
 "  io_timeout       seconds without progress before a transfer fails (30)\n"
 "  max_retries      retries of throttled or failed requests (6)\n"
 "  readahead_max    largest readahead, K/M/G suffixes allowed (16M)\n"
-"  content_cache_max  file content kept on disk (1G)\n";
+"  content_cache_max  file content kept on disk (1G)\n"
+"  upload_workers   files uploaded in parallel, 1 to 32 (4)\n"
+"  upload_chunk     upload piece size, a multiple of 320K below 60M (10M)\n";
 
 enum {
-	KEY_HELP, KEY_VERSION, KEY_FOREGROUND, KEY_DEBUG, KEY_DEVICE_CODE,
+	KEY_HELP, KEY_VERSION, KEY_FOREGROUND, KEY_DEBUG, KEY_DEVICE_CODE, KEY_BROWSER,
+	KEY_REVOKE,
+};
+
+enum command { CMD_MOUNT, CMD_LOGIN, CMD_LOGOUT, CMD_DRIVES };
+
+
+/* What the command line said; our KEY=VALUE pairs wait until the file is read. */
+struct cmdline {
+	int login;             /* any command but a mount */
+	enum command command;
+	int browser, device_code, revoke;
+	char *profile;         /* --profile NAME (fuse_opt fills it) */
+	int help, version, foreground, debug;
+	char *mountpoint;
+	char **pairs;          /* "key=value" or "key", ours only */
+	size_t npairs;
+	char *error;           /* first problem found */
+	struct odfs_config *cfg;
 };
 
 static const struct fuse_opt opt_spec[] = {
@@ -78,18 +120,11 @@ static const struct fuse_opt opt_spec[] = {
 	FUSE_OPT_KEY("-f", KEY_FOREGROUND),
 	FUSE_OPT_KEY("-d", KEY_DEBUG),
 	FUSE_OPT_KEY("--device-code", KEY_DEVICE_CODE),
+	FUSE_OPT_KEY("--browser", KEY_BROWSER),
+	FUSE_OPT_KEY("--revoke", KEY_REVOKE),
+	{ "--profile=%s", offsetof(struct cmdline, profile), 0 },
+	{ "--profile %s", offsetof(struct cmdline, profile), 0 },
 	FUSE_OPT_END
-};
-
-/* What the command line said; our KEY=VALUE pairs wait until the file is read. */
-struct cmdline {
-	int login;
-	int help, version, foreground, debug;
-	char *mountpoint;
-	char **pairs;          /* "key=value" or "key", ours only */
-	size_t npairs;
-	char *error;           /* first problem found */
-	struct odfs_config *cfg;
 };
 
 static void cmdline_error(struct cmdline *cl, char *msg)
@@ -133,8 +168,17 @@ static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outa
 		cl->debug = cl->foreground = 1;
 		return 0;
 	case KEY_DEVICE_CODE:
-		if (!cl->login)
-			cmdline_error(cl, msgf("'--device-code' goes with 'onedrivefs login'"));
+	case KEY_BROWSER:
+		if (cl->command != CMD_LOGIN)
+			cmdline_error(cl, msgf("'%s' goes with 'onedrivefs login'", arg));
+		*(key == KEY_BROWSER ? &cl->browser : &cl->device_code) = 1;
+		if (cl->browser && cl->device_code)
+			cmdline_error(cl, msgf("choose one of '--browser' and '--device-code'"));
+		return 0;
+	case KEY_REVOKE:
+		if (cl->command != CMD_LOGOUT)
+			cmdline_error(cl, msgf("'--revoke' goes with 'onedrivefs logout'"));
+		cl->revoke = 1;
 		return 0;
 	case FUSE_OPT_KEY_NONOPT:
 		if (!cl->login && !cl->mountpoint) {
@@ -180,6 +224,7 @@ static void cmdline_release(struct cmdline *cl)
 		free(cl->pairs[i]);
 	free(cl->pairs);
 	free(cl->mountpoint);
+	free(cl->profile);
 	free(cl->error);
 }
 
@@ -207,6 +252,65 @@ static int apply_pairs(struct cmdline *cl, struct odfs_config *cfg, const char *
 	return 0;
 }
 
+/* A profile name: letters, digits, '.', '_', '-', not starting with '.'. */
+static int valid_profile(const char *name)
+{
+	size_t n = strlen(name);
+
+	if (n == 0 || n > 64 || name[0] == '.')
+		return 0;
+	return strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+			    "0123456789._-") == n;
+}
+
+/*
+ * --profile NAME: tokens, config and cache under profiles/NAME/ of the
+ * default folders; the profile's own config file, then -o again (it wins;
+ * the folders stay the profile's).
+ */
+static int use_profile(struct cmdline *cl, struct odfs_config *cfg)
+{
+	char *dir, *path, *key, *eq, *err = NULL;
+	int rc = 0;
+
+	if (!valid_profile(cl->profile)) {
+		log_error("invalid profile name '%s': use letters, digits, '.', '_' and '-'",
+			  cl->profile);
+		return -1;
+	}
+	if (asprintf(&dir, "%s/profiles/%s", cfg->config_dir, cl->profile) < 0)
+		return -1;
+	free(cfg->config_dir);
+	cfg->config_dir = dir;
+	if (asprintf(&dir, "%s/profiles/%s", cfg->cache_dir, cl->profile) < 0)
+		return -1;
+	free(cfg->cache_dir);
+	cfg->cache_dir = dir;
+	path = config_file_path(cfg);
+	if (!path || config_load_file(cfg, path, &err) < 0) {
+		log_error("%s", err ? err : "out of memory");
+		rc = -1;
+	}
+	free(err);
+	free(path);
+	for (size_t i = 0; rc == 0 && i < cl->npairs; i++) {
+		key = cl->pairs[i];
+		if (strncmp(key, "config_dir", 10) == 0 || strncmp(key, "cache_dir", 9) == 0)
+			continue;
+		eq = strchr(key, '=');
+		if (eq)
+			*eq = '\0';
+		rc = config_set(cfg, key, eq ? eq + 1 : NULL, &err) < 0 ? -1 : 0;
+		if (eq)
+			*eq = '=';
+		if (rc < 0)
+			log_error("%s", err ? err : "invalid option");
+		free(err);
+		err = NULL;
+	}
+	return rc;
+}
+
 /* Defaults, then the config file, then the command line (which wins). */
 static int load_settings(struct cmdline *cl, struct odfs_config *cfg)
 {
@@ -228,7 +332,9 @@ static int load_settings(struct cmdline *cl, struct odfs_config *cfg)
 		goto out_free_path;
 	}
 	rc = apply_pairs(cl, cfg, NULL);
-	if (rc == 0 && !cfg->client_id) {
+	if (rc == 0 && cl->profile)
+		rc = use_profile(cl, cfg);
+	if (rc == 0 && !cfg->client_id && !(cl->command == CMD_LOGOUT && !cl->revoke)) {
 		log_error("no client_id set: register an app (see README) and put "
 			  "'client_id = <application id>' in '%s' or pass -o client_id=...", path);
 		rc = -1;
@@ -372,54 +478,6 @@ static int check_mountpoint(const char *mp, char **canon)
 	return 0;
 }
 
-static struct http_client *new_http_client(const struct odfs_config *cfg)
-{
-	struct http_client *http;
-	char *origin = http_origin_of(cfg->graph_url);
-
-	if (!origin) {
-		log_error("invalid value '%s' for 'graph_url': expected a URL starting with "
-			  "https:// or http://", cfg->graph_url);
-		return NULL;
-	}
-	http = http_client_new(cfg, origin);
-	free(origin);
-	if (!http)
-		log_error("cannot start the HTTP client (libcurl failed to initialise)");
-	return http;
-}
-
-static int cmd_login(struct odfs_config *cfg)
-{
-	struct http_client *http;
-	struct auth *auth;
-	char *err = NULL, *path;
-	int rc = 1;
-
-	http = new_http_client(cfg);
-	if (!http)
-		return 1;
-	auth = auth_new(cfg, http);
-	if (!auth) {
-		log_error("out of memory");
-		goto out_free_http;
-	}
-	if (auth_login_device_code(auth, stdout, &err) < 0) {
-		log_error("%s", err ? err : "sign-in failed");
-		goto out_free_auth;
-	}
-	path = config_token_path(cfg);
-	printf("signed in; tokens stored in %s\n", path ? path : cfg->config_dir);
-	free(path);
-	rc = 0;
-out_free_auth:
-	free(err);
-	auth_free(auth);
-out_free_http:
-	http_client_free(http);
-	return rc;
-}
-
 static int is_network_error(int rc)
 {
 	switch (-rc) {
@@ -495,6 +553,12 @@ out_free_path:
 	return rc;
 }
 
+/* upload.c's hook: the kernel must look name up again (never called under a lock). */
+static void forget_entry(void *ctx, uint64_t parent_ino, const char *name)
+{
+	fuse_lowlevel_notify_inval_entry(ctx, parent_ino, name, strlen(name));
+}
+
 static int cmd_mount(struct odfs_config *cfg, struct fuse_args *args, const char *mountpoint)
 {
 	struct fs_context ctx;
@@ -523,7 +587,7 @@ static int cmd_mount(struct odfs_config *cfg, struct fuse_args *args, const char
 	if (!se)
 		goto out_free_canon;   /* libfuse said why */
 
-	http = new_http_client(cfg);
+	http = account_http_client(cfg);
 	if (!http)
 		goto out_destroy_session;
 	auth = auth_new(cfg, http);
@@ -549,6 +613,16 @@ static int cmd_mount(struct odfs_config *cfg, struct fuse_args *args, const char
 		log_error("%s", err ? err : "cannot open the content cache");
 		goto out_close_cache;
 	}
+	rc = upload_open(cfg, ctx.cache, ctx.content, graph, &ctx.upload, &err);
+	if (rc < 0) {
+		log_error("%s", err ? err : "cannot open the upload journal");
+		goto out_close_content;
+	}
+	if (cfg->poll_interval > 0 &&
+	    delta_open(cfg, graph, ctx.cache, ctx.content, &ctx.delta) < 0) {
+		log_error("out of memory");
+		goto out_close_upload;
+	}
 	ctx.cfg = cfg;
 	ctx.graph = graph;
 	ctx.uid = getuid();
@@ -556,7 +630,7 @@ static int cmd_mount(struct odfs_config *cfg, struct fuse_args *args, const char
 
 	if (fuse_set_signal_handlers(se) < 0) {
 		log_error("cannot install signal handlers");
-		goto out_close_content;
+		goto out_close_upload;
 	}
 	if (fuse_session_mount(se, canon) < 0) {
 		log_error("cannot mount on '%s'", mountpoint);
@@ -570,6 +644,10 @@ static int cmd_mount(struct odfs_config *cfg, struct fuse_args *args, const char
 	if (!cfg->foreground) {
 		log_use_syslog();
 		/* SQLite connections (and their POSIX locks) must not cross fork(): reopen */
+		delta_close(ctx.delta);
+		ctx.delta = NULL;
+		upload_close(ctx.upload);
+		ctx.upload = NULL;
 		content_close(ctx.content);
 		ctx.content = NULL;
 		cache_close(ctx.cache);
@@ -582,12 +660,32 @@ static int cmd_mount(struct odfs_config *cfg, struct fuse_args *args, const char
 			log_error("%s", err ? err : "cannot open the content cache");
 			goto out_unmount;
 		}
+		free(err);
+		err = NULL;
+		if (upload_open(cfg, ctx.cache, ctx.content, graph, &ctx.upload, &err) < 0) {
+			log_error("%s", err ? err : "cannot open the upload journal");
+			goto out_unmount;
+		}
+		if (cfg->poll_interval > 0 &&
+		    delta_open(cfg, graph, ctx.cache, ctx.content, &ctx.delta) < 0) {
+			log_error("out of memory");
+			goto out_unmount;
+		}
 	}
 	log_info("mounted '%s' (%s drive) on '%s'", ctx.drive.name ? ctx.drive.name : "OneDrive",
 		 ctx.drive.drive_type ? ctx.drive.drive_type : "unknown", canon);
 	rc = auth_start(auth);
 	if (rc < 0)
 		log_warnx("cannot start the token refresh thread; tokens refresh on demand");
+	upload_set_notify(ctx.upload, forget_entry, se);
+	if (upload_start(ctx.upload) < 0)
+		goto out_stop_auth;
+	if (ctx.delta && delta_start(ctx.delta, se) < 0) {
+		log_warnx("cannot start the thread that follows remote changes; folders are "
+			  "listed again after dir_ttl");
+		delta_close(ctx.delta);
+		ctx.delta = NULL;
+	}
 
 	loop = fuse_loop_cfg_create();
 	if (!loop) {
@@ -602,11 +700,17 @@ static int cmd_mount(struct odfs_config *cfg, struct fuse_args *args, const char
 	log_info("unmounting '%s'", canon);
 
 out_stop_auth:
+	delta_stop(ctx.delta);   /* its notifications need the session mounted */
+	upload_stop(ctx.upload);
 	auth_stop(auth);
 out_unmount:
 	fuse_session_unmount(se);
 out_remove_signals:
 	fuse_remove_signal_handlers(se);
+out_close_upload:
+	delta_close(ctx.delta);
+	/* before the cache and content it borrows; unfinished rows stay journalled */
+	upload_close(ctx.upload);
 out_close_content:
 	if (ctx.content)
 		content_close(ctx.content);
@@ -645,9 +749,12 @@ int main(int argc, char *argv[])
 		return 1;
 	}
 	cl.cfg = &cfg;
-	if (argc > 1 && strcmp(argv[1], "login") == 0) {
+	if (argc > 1 && (strcmp(argv[1], "login") == 0 || strcmp(argv[1], "logout") == 0 ||
+			 strcmp(argv[1], "drives") == 0)) {
 		cl.login = 1;
-		/* drop "login" so libfuse's parser sees options only */
+		cl.command = argv[1][0] == 'd' ? CMD_DRIVES :
+			     strcmp(argv[1], "login") == 0 ? CMD_LOGIN : CMD_LOGOUT;
+		/* drop the command so libfuse's parser sees options only */
 		args = (struct fuse_args)FUSE_ARGS_INIT(0, NULL);
 		for (int i = 0; i < argc; i++)
 			if (i != 1 && fuse_opt_add_arg(&args, argv[i]) < 0)
@@ -684,8 +791,13 @@ int main(int argc, char *argv[])
 		log_error("cannot initialise libcurl");
 		goto out_release;
 	}
-	if (cl.login)
-		status = cmd_login(&cfg);
+	if (cl.command == CMD_LOGIN)
+		status = account_login(&cfg, cl.browser ? ACCOUNT_BROWSER :
+				       cl.device_code ? ACCOUNT_DEVICE_CODE : ACCOUNT_AUTO) < 0;
+	else if (cl.command == CMD_LOGOUT)
+		status = account_logout(&cfg, cl.revoke) < 0;
+	else if (cl.command == CMD_DRIVES)
+		status = account_drives(&cfg) < 0;
 	else
 		status = cmd_mount(&cfg, &args, cl.mountpoint);
 	curl_global_cleanup();

@@ -64,4 +64,14 @@ char *upload_status(struct upload_queue *q, uint64_t ino);
 /* ino was deleted locally: drop its queued upload (a running one is abandoned). */
 void upload_forget(struct upload_queue *q, uint64_t ino);
 
+/*
+ * Kernel notification hook (optional, set before upload_start()): an upload
+ * thread, holding no lock, calls fn(ctx, parent_ino, name) when the entry
+ * name in folder parent_ino changed behind the kernel's back (after a
+ * conflict the inode became the conflict copy and the name shows the
+ * service's version).  fn would call fuse_lowlevel_notify_inval_entry().
+ */
+typedef void (*upload_notify_fn)(void *ctx, uint64_t parent_ino, const char *name);
+void upload_set_notify(struct upload_queue *q, upload_notify_fn fn, void *ctx);
+
 #endif

@@ -135,8 +135,9 @@ class FakeCtl:
     def opts(self, **extra):
         """The -o string every onedrivefs command needs for this fake."""
         o = {"client_id": self.client_id, "auth_url": self.auth_url, "graph_url": self.graph_url}
-        o.update({k: str(v) for k, v in extra.items()})
-        return ",".join("%s=%s" % kv for kv in o.items())
+        o.update({k: None if v is None else str(v) for k, v in extra.items()})
+        # a None value is a bare flag such as ro
+        return ",".join(k if v is None else "%s=%s" % (k, v) for k, v in o.items())
 
 
 def start_fake(**options):
@@ -373,3 +374,51 @@ def _marker_opts(request):
 def mount(mounter, request):
     opts, errs = _marker_opts(request)
     return mounter.mount(opts=opts, expect_errors=errs)
+
+
+# ------------------------------------ sign-in and drives (test_signin.py, test_drives.py)
+def _mounter_for(fake, env, request):
+    mt = Mounter(fake, env)
+    yield mt
+    rep = getattr(request.node, "rep_call", None)
+    try:
+        mt.stop_all()
+    finally:
+        if rep is not None and rep.failed:
+            for m in mt.mounts:
+                sys.stderr.write("--- daemon stderr (%s) ---\n%s\n" % (m.path, m.stderr_text()[-8000:]))
+
+
+@pytest.fixture
+def bare_mounter(fake, env, request):
+    """A mounter without the automatic login: the test signs in its own way."""
+    yield from _mounter_for(fake, env, request)
+
+
+@pytest.fixture
+def business_fake():
+    """A fake whose primary account is a work/school account (tenant
+    contoso.onmicrosoft.com), for SharePoint, app-only and revocation tests."""
+    ctl = start_fake(account="business")
+    try:
+        yield ctl
+        violations = ctl.auth_violations()
+        assert violations == [], "Authorization header sent where it must not be: %r" % violations
+    finally:
+        ctl.server.stop()
+
+
+@pytest.fixture
+def business_mounter(business_fake, env, request):
+    """A mounter on business_fake; nobody is signed in yet."""
+    yield from _mounter_for(business_fake, env, request)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_display():
+    """`onedrivefs login` without a flag signs in in the browser when there is a
+    display: keep every test headless (the device-code login of do_login);
+    tests that want a display set DISPLAY in their own environment."""
+    saved = {k: os.environ.pop(k) for k in ("DISPLAY", "WAYLAND_DISPLAY") if k in os.environ}
+    yield
+    os.environ.update(saved)

@@ -189,3 +189,301 @@ def children_rules(item_id, rule):
         r["match"] = "GET " + prefix
         out.append(r)
     return out
+
+
+# ================================================================ writing
+# Helpers for the write-path suites (tests/test_write*.py).
+
+MIB = 1 << 20
+XATTR_PREFIX = "user.onedrive."
+
+
+def qxhash(data):
+    """Base64 quickXorHash of bytes (the fake's reference implementation)."""
+    from fakegraph.qxhash import quickxorhash
+    return quickxorhash(data)
+
+
+def pattern_chunks(size, seed, chunk=MIB):
+    """Deterministic bytes, produced in chunks: every 64 KiB block starts
+    with its own stamp, so a misplaced block is detected."""
+    import hashlib
+    base = hashlib.shake_256(b"odfs-pattern:%d" % seed).digest(65536)
+    pos = 0
+    buf = bytearray()
+    k = 0
+    while pos < size:
+        while len(buf) < chunk and pos + len(buf) < size:
+            stamp = hashlib.blake2b(b"%d:%d" % (seed, k), digest_size=16).digest()
+            buf += stamp + base[16:]
+            k += 1
+        n = min(chunk, size - pos)
+        yield bytes(buf[:n])
+        del buf[:n]
+        pos += n
+
+
+def pattern(size, seed):
+    """pattern_chunks() joined (for sizes that fit in memory)."""
+    return b"".join(pattern_chunks(size, seed))
+
+
+def xattr(path, name):
+    """user.onedrive.<name> of path as text, None when it has none."""
+    import errno
+    try:
+        return os.getxattr(str(path), XATTR_PREFIX + name).decode("utf-8", "surrogateescape")
+    except OSError as e:
+        if e.errno == errno.ENODATA:
+            return None
+        raise
+
+
+def local_tree(root):
+    """({rel: bytes} of the files, {rel} of the folders) below root."""
+    root = str(root)
+    files, folders = {}, set()
+    for dirpath, dirnames, filenames in os.walk(root):
+        rel_dir = os.path.relpath(dirpath, root)
+        for d in dirnames:
+            folders.add(os.path.normpath(os.path.join(rel_dir, d)))
+        for f in filenames:
+            rel = os.path.normpath(os.path.join(rel_dir, f))
+            with open(os.path.join(dirpath, f), "rb") as fh:
+                files[rel] = fh.read()
+    return files, folders
+
+
+def remote_under(fake, prefix):
+    """{rel: dump record} of everything below prefix ("" = the whole drive,
+    the root itself excluded)."""
+    prefix = prefix.strip("/")
+    out = {}
+    for path, rec in fake.dump_by_path().items():
+        if not path:
+            continue
+        if not prefix:
+            out[path] = rec
+        elif path.startswith(prefix + "/"):
+            out[path[len(prefix) + 1:]] = rec
+    return out
+
+
+def landed_mismatches(dump, expected):
+    """What differs between the dump ({path: record}) and expected
+    ({path: bytes}): a list of short descriptions (empty when all landed)."""
+    out = []
+    for path, want in expected.items():
+        rec = dump.get(path)
+        if rec is None:
+            out.append("%s: missing" % path)
+        elif rec["folder"]:
+            out.append("%s: is a folder" % path)
+        elif rec["size"] != len(want):
+            out.append("%s: size %d, want %d" % (path, rec["size"], len(want)))
+        elif rec["quickXorHash"] != qxhash(want):
+            out.append("%s: quickXorHash %s, want %s" % (path, rec["quickXorHash"], qxhash(want)))
+    return out
+
+
+def wait_landed(fake, expected, timeout=60, what="the uploads"):
+    """Wait until every path of expected ({path: bytes}, paths without a
+    leading slash) is on the fake with that size and quickXorHash; returns
+    the dump ({path: record}).  The error names what is still missing."""
+    expected = {p.strip("/"): bytes(v) for p, v in expected.items()}
+    hashes = {p: qxhash(v) for p, v in expected.items()}
+    end = time.monotonic() + deadline(timeout)
+    while True:
+        dump = fake.dump_by_path()
+        bad = []
+        for path, want in expected.items():
+            rec = dump.get(path)
+            if rec is None or rec["folder"] or rec["size"] != len(want) or rec["quickXorHash"] != hashes[path]:
+                bad.append(path)
+        if not bad:
+            return dump
+        if time.monotonic() > end:
+            desc = landed_mismatches(dump, {p: expected[p] for p in bad[:10]})
+            raise AssertionError("timed out after %.1fs waiting for %s; %d not landed, e.g.:\n  %s"
+                                 % (deadline(timeout), what, len(bad), "\n  ".join(desc)))
+        time.sleep(0.05)
+
+
+def wait_gone(fake, paths, timeout=30):
+    """Wait until none of paths is on the fake any more."""
+    paths = [p.strip("/") for p in paths]
+    return wait_until(lambda: not (set(paths) & set(fake.dump_by_path())), timeout,
+                      "%s to disappear from the server" % ", ".join(paths[:5]))
+
+
+def statuses(root):
+    """{rel: user.onedrive.status} of every file below root."""
+    out = {}
+    root = str(root)
+    for dirpath, _dirnames, filenames in os.walk(root):
+        for f in filenames:
+            p = os.path.join(dirpath, f)
+            out[os.path.relpath(p, root)] = xattr(p, "status")
+    return out
+
+
+def wait_settled(root, timeout=60):
+    """Wait until every file below root (a path in a mount) has
+    user.onedrive.status "clean"."""
+    end = time.monotonic() + deadline(timeout)
+    while True:
+        st = statuses(root)
+        bad = {p: s for p, s in st.items() if s != "clean"}
+        if not bad:
+            return st
+        if time.monotonic() > end:
+            raise AssertionError("timed out after %.1fs waiting for the files below %s to be clean; "
+                                 "not clean: %r" % (deadline(timeout), root, dict(list(bad.items())[:10])))
+        time.sleep(0.1)
+
+
+def assert_remote_tree(fake, local_root, prefix):
+    """The fake's subtree at prefix equals the local folder local_root:
+    same names (files and folders), sizes, quickXorHashes and bytes."""
+    files, folders = local_tree(local_root)
+    remote = remote_under(fake, prefix)
+    rfiles = {p for p, r in remote.items() if not r["folder"]}
+    rfolders = {p for p, r in remote.items() if r["folder"]}
+    assert rfolders == folders, "folders differ: only remote %r, only local %r" % (
+        sorted(rfolders - folders), sorted(folders - rfolders))
+    assert rfiles == set(files), "files differ: only remote %r, only local %r" % (
+        sorted(rfiles - set(files)), sorted(set(files) - rfiles))
+    for rel, data in files.items():
+        rec = remote[rel]
+        assert rec["size"] == len(data), rel
+        assert rec["quickXorHash"] == qxhash(data), rel
+        assert fake.content(prefix.strip("/") + "/" + rel if prefix.strip("/") else rel) == data, rel
+
+
+def versions(fake, path):
+    """Versions of a file on the fake, newest first [{"id","size","quickXorHash"}]."""
+    return fake.server.versions_of("/" + path.strip("/"))
+
+
+def recycle_bin(fake):
+    return fake.server.recycle_bin()
+
+
+def upload_sessions(fake):
+    return fake.server.upload_sessions()
+
+
+def expire_upload_sessions(fake):
+    return fake.ctl("POST", "upload/expire", {})["expired"]
+
+
+def set_quota(fake, total):
+    return fake.ctl("POST", "quota", {"total": int(total)})
+
+
+def quota(fake):
+    return fake.server.quota()
+
+
+def peer(fake):
+    """A second Graph client ("another device") on the fake."""
+    return fake.server.client()
+
+
+def log_lines_matching(text, regex):
+    rx = re.compile(regex)
+    return [l for l in message_lines(text) if rx.search(l)]
+
+
+def kill_daemon(m):
+    """SIGKILL the daemon of Mount m, lazily unmount the dead mount and
+    mark m stopped; fail on sanitizer reports and unexpected `error:` lines
+    in what it logged before dying."""
+    m.proc.send_signal(signal.SIGKILL)
+    m.proc.wait(timeout=deadline(30))
+    m.done = True
+    m.returncode = m.proc.returncode
+    subprocess.run(["fusermount3", "-uz", str(m.path)], capture_output=True, timeout=30)
+    wait_until(lambda: not is_mounted(m.path), 10, "the dead mount of %s to go" % m.path)
+    text = m.stderr_text()
+    m.env.outputs.append(text)
+    problems = log_problems(text, m.expect_errors)
+    assert not problems, "daemon for %s before SIGKILL:\n  %s\n%s" % (m.path, "\n  ".join(problems),
+                                                                      text[-6000:])
+
+
+def meta_db_integrity(env):
+    """PRAGMA integrity_check of cache_dir/meta.db ("ok" when sound)."""
+    import sqlite3
+    db = env.cache_dir / "meta.db"
+    assert db.is_file(), "no %s" % db
+    con = sqlite3.connect(str(db), timeout=10)
+    try:
+        rows = con.execute("PRAGMA integrity_check").fetchall()
+    finally:
+        con.close()
+    return "\n".join(r[0] for r in rows)
+
+
+def binary_has_sanitizer():
+    """True when the onedrivefs binary was built with ASan/UBSan."""
+    try:
+        with open(BINARY, "rb") as f:
+            data = f.read()
+    except OSError:
+        return False
+    return b"__asan_init" in data or b"__ubsan_handle" in data
+
+
+def rss_anon_kib(pid):
+    """RssAnon of a process in KiB (0 when it is gone)."""
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("RssAnon:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def pattern_range(size, seed, off, n):
+    """Bytes [off, off+n) of pattern(size, seed) without producing the rest."""
+    import hashlib
+    base = hashlib.shake_256(b"odfs-pattern:%d" % seed).digest(65536)
+    end = min(size, off + n)
+    out = bytearray()
+    k = off // 65536
+    while k * 65536 < end:
+        out += hashlib.blake2b(b"%d:%d" % (seed, k), digest_size=16).digest() + base[16:]
+        k += 1
+    start = off - (off // 65536) * 65536
+    return bytes(out[start:start + (end - off)])
+
+
+def call_with_deadline(fn, timeout, what):
+    """Run fn() in a thread; its result, or AssertionError when it is still
+    blocked after the (scaled) deadline.  For calls that must not hang,
+    such as fsync() on a file whose upload cannot succeed."""
+    import threading
+    box = {}
+
+    def run():
+        try:
+            box["value"] = fn()
+        except BaseException as e:      # handed to the caller
+            box["error"] = e
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    t.join(deadline(timeout))
+    if t.is_alive():
+        raise AssertionError("%s still blocked after %.1fs" % (what, deadline(timeout)))
+    if "error" in box:
+        raise box["error"]
+    return box.get("value")
+
+
+def read_back(path):
+    """The bytes of a file (through the mount)."""
+    with open(str(path), "rb") as f:
+        return f.read()

@@ -325,7 +325,9 @@ def test_xattrs_match_dump(tree, mnt):
 
 
 # ------------------------------------------------------------ read-only
-def test_writes_are_refused_with_erofs(tree, mnt, fake):
+@pytest.mark.mount_opts(ro=None)
+def test_read_only_mount_refuses_writes_with_erofs(tree, mnt, fake):
+    """-o ro passes through to the kernel: every write is refused, nothing changes."""
     before = fake.dump()
     f = mnt.p("Documents/notes.txt")
     attempts = {

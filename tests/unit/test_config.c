@@ -49,6 +49,16 @@ static void write_file(const char *path, const char *text)
 	fclose(f);
 }
 
+static void write_bytes(const char *path, const char *data, size_t len)
+{
+	FILE *f = fopen(path, "w");
+
+	if (!f)
+		return;
+	fwrite(data, 1, len, f);
+	fclose(f);
+}
+
 static void test_defaults(void)
 {
 	struct odfs_config cfg;
@@ -71,6 +81,8 @@ static void test_defaults(void)
 	CHECK_INT(cfg.max_retries, 6);
 	CHECK_INT(cfg.readahead_max, 16L * 1024 * 1024);
 	CHECK_INT(cfg.content_cache_max, 1024L * 1024 * 1024);
+	CHECK_INT(cfg.upload_workers, 4);
+	CHECK_INT(cfg.upload_chunk, 10L * 1024 * 1024);
 	char *p = config_token_path(&cfg);
 	CHECK_STR(p, "/xdg/conf/onedrivefs/tokens.json");
 	free(p);
@@ -153,6 +165,58 @@ static void test_sizes(void)
 	CHECK(set_fails(&cfg, "readahead_max", "-1K", "'readahead_max'"));
 	CHECK(set_fails(&cfg, "content_cache_max", "9999999999999T", "'content_cache_max'"));
 	CHECK_INT(cfg.readahead_max, 8L * 1024 * 1024);
+	config_release(&cfg);
+}
+
+static void test_poll_interval(void)
+{
+	struct odfs_config cfg;
+
+	CHECK_INT(config_init(&cfg), 0);
+	CHECK(config_is_key("poll_interval"));
+	CHECK_INT(cfg.poll_interval, 30);
+	CHECK(set_ok(&cfg, "poll_interval", "0"));       /* no delta: dir_ttl listings */
+	CHECK_INT(cfg.poll_interval, 0);
+	CHECK(set_ok(&cfg, "poll_interval", "86400"));
+	CHECK_INT(cfg.poll_interval, 86400);
+	CHECK(set_fails(&cfg, "poll_interval", "86401", "whole seconds from 0 to 86400"));
+	CHECK(set_fails(&cfg, "poll_interval", "-1", "'poll_interval'"));
+	CHECK(set_fails(&cfg, "poll_interval", "5s", "'poll_interval'"));
+	CHECK_INT(cfg.poll_interval, 86400);
+	config_release(&cfg);
+}
+
+static void test_upload_keys(void)
+{
+	struct odfs_config cfg;
+
+	CHECK_INT(config_init(&cfg), 0);
+	CHECK(config_is_key("upload_workers"));
+	CHECK(config_is_key("upload_chunk"));
+	CHECK(set_ok(&cfg, "upload_workers", "1"));
+	CHECK_INT(cfg.upload_workers, 1);
+	CHECK(set_ok(&cfg, "upload_workers", "32"));
+	CHECK_INT(cfg.upload_workers, 32);
+	CHECK(set_fails(&cfg, "upload_workers", "0", "from 1 to 32"));
+	CHECK(set_fails(&cfg, "upload_workers", "33", "from 1 to 32"));
+	CHECK(set_fails(&cfg, "upload_workers", "4K", "'upload_workers'"));
+	CHECK_INT(cfg.upload_workers, 32);
+
+	CHECK(set_ok(&cfg, "upload_chunk", "320K"));
+	CHECK_INT(cfg.upload_chunk, 327680);
+	CHECK(set_ok(&cfg, "upload_chunk", "5M"));
+	CHECK_INT(cfg.upload_chunk, 5L * 1024 * 1024);
+	CHECK(set_ok(&cfg, "upload_chunk", "62586880"));   /* 191 x 320 KiB, just below 60 MiB */
+	CHECK_INT(cfg.upload_chunk, 62586880);
+	CHECK(set_ok(&cfg, "upload_chunk", "10m"));
+	CHECK(set_fails(&cfg, "upload_chunk", "0", "positive multiple of 320K"));
+	CHECK(set_fails(&cfg, "upload_chunk", "1M", "multiple of 320K (327680 bytes)"));
+	CHECK(set_fails(&cfg, "upload_chunk", "327681", "'upload_chunk'"));
+	CHECK(set_fails(&cfg, "upload_chunk", "60M", "smaller than 60M"));   /* 192 x 320 KiB */
+	CHECK(set_fails(&cfg, "upload_chunk", "1G", "'upload_chunk'"));
+	CHECK(set_fails(&cfg, "upload_chunk", "-320K", "'upload_chunk'"));
+	CHECK(set_fails(&cfg, "upload_chunk", "abc", "'upload_chunk'"));
+	CHECK_INT(cfg.upload_chunk, 10L * 1024 * 1024);
 	config_release(&cfg);
 }
 
@@ -309,6 +373,83 @@ static void test_file_errors(void)
 	config_release(&cfg);
 }
 
+/* A NUL byte must not cut a value short, even on an over-long line. */
+static void test_file_nul(void)
+{
+	static const char nul_value[] = "dir_ttl = 5\nclient_id = abc\0def\n";
+	struct odfs_config cfg;
+	char path[128], *err = NULL, *big;
+	size_t n = 5000;
+
+	snprintf(path, sizeof(path), "%s/config", tmpdir);
+	write_bytes(path, nul_value, sizeof(nul_value) - 1);
+	CHECK_INT(config_init(&cfg), 0);
+	CHECK_INT(config_load_file(&cfg, path, &err), -EINVAL);
+	CHECK(err && strstr(err, "line 2: contains a NUL byte"));
+	CHECK(err && strstr(err, path));
+	CHECK(cfg.client_id == NULL || strcmp(cfg.client_id, "abc") != 0);
+	free(err);
+	err = NULL;
+	config_release(&cfg);
+
+	/* over 4096 characters, with a NUL early on: the length check still sees it */
+	big = malloc(n);
+	if (!big)
+		return;
+	memset(big, 'a', n);
+	memcpy(big, "scopes = x", 10);
+	big[10] = '\0';
+	big[n - 1] = '\n';
+	write_bytes(path, big, n);
+	free(big);
+	CHECK_INT(config_init(&cfg), 0);
+	CHECK_INT(config_load_file(&cfg, path, &err), -EINVAL);
+	CHECK(err && strstr(err, "line 1: contains a NUL byte"));
+	free(err);
+	err = NULL;
+	config_release(&cfg);
+
+	/* a NUL in the last line, without a newline */
+	write_bytes(path, "page_size = 3\0", 14);
+	CHECK_INT(config_init(&cfg), 0);
+	CHECK_INT(config_load_file(&cfg, path, &err), -EINVAL);
+	CHECK(err && strstr(err, "line 1: contains a NUL byte"));
+	free(err);
+	config_release(&cfg);
+}
+
+/* Messages never carry a value's control characters (escape sequences, newlines). */
+static void test_file_control_chars(void)
+{
+	struct odfs_config cfg;
+	char path[128], *err = NULL;
+	const char *p;
+
+	snprintf(path, sizeof(path), "%s/config", tmpdir);
+	write_file(path, "dir_ttl = \033[2J\r\n\x7f\x01key = 1\n");
+	CHECK_INT(config_init(&cfg), 0);
+	CHECK_INT(config_load_file(&cfg, path, &err), -EINVAL);
+	CHECK(err && strstr(err, "invalid value '?[2J' for 'dir_ttl'"));
+	for (p = err; p && *p; p++)
+		CHECK((unsigned char)*p >= 0x20 && *p != 0x7f);
+	free(err);
+	err = NULL;
+	config_release(&cfg);
+
+	write_file(path, "\x7f\x01key = 1\n");
+	CHECK_INT(config_init(&cfg), 0);
+	CHECK_INT(config_load_file(&cfg, path, &err), -EINVAL);
+	CHECK(err && strstr(err, "unknown key '??key'"));
+	free(err);
+	err = NULL;
+	config_release(&cfg);
+
+	/* the same through -o */
+	CHECK_INT(config_init(&cfg), 0);
+	CHECK(set_fails(&cfg, "dir_ttl", "1\n2", "invalid value '1?2'"));
+	config_release(&cfg);
+}
+
 static void test_mkdirs(void)
 {
 	char path[160];
@@ -346,9 +487,13 @@ int main(void)
 	RUN(test_defaults_home);
 	RUN(test_numbers);
 	RUN(test_sizes);
+	RUN(test_upload_keys);
+	RUN(test_poll_interval);
 	RUN(test_strings);
 	RUN(test_file);
 	RUN(test_file_errors);
+	RUN(test_file_nul);
+	RUN(test_file_control_chars);
 	RUN(test_mkdirs);
 	cleanup();
 	return unit_report("test_config");

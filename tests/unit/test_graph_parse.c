@@ -119,11 +119,12 @@ static void test_remote_item(void)
 {
 	struct drive_item it;
 
-	/* Shortcut with facets only on remoteItem: treated as a folder under the outer id. */
+	/* Shortcut with facets only on remoteItem: a folder addressed on the owner's drive. */
 	CHECK_INT(parse("{\"id\":\"OUTER\",\"name\":\"Shared\",\"parentReference\":{\"id\":\"P\"},"
 			"\"remoteItem\":{\"id\":\"REMOTE\",\"size\":99,\"folder\":{\"childCount\":2},"
 			"\"parentReference\":{\"driveId\":\"d2\"}}}", &it), 0);
-	CHECK_STR(it.id, "OUTER");
+	CHECK_STR(it.id, "remote:d2:REMOTE");
+	CHECK_STR(it.parent_id, "P");
 	CHECK_INT(it.is_dir, 1);
 	CHECK_INT(it.size, 99);
 	drive_item_release(&it);

@@ -1,0 +1,508 @@
+/*
+ * cache_delta.c - the metadata cache's side of remote changes: one delta
+ * round applied in one transaction (cache_apply_remote_changes).
+ *
+ * Delta sends items by id, in no promised order, without paths: an item
+ * can come before the folder it now lives in.  So the round is applied in
+ * passes: first every live item, each after the chain of its not yet
+ * applied parents in the same round; then the deleted ones (a folder
+ * deleted with items moved out of it in the same round loses only what is
+ * still inside); then, for a full enumeration, whatever the round did not
+ * name.  Dirty and local items (cache.h, "Local changes") and folders that
+ * hold one are never removed or overwritten: the service does not know
+ * them yet.  What changed is collected for the caller, who tells the kernel
+ * once the lock is released.  See cache.c for the storage.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cache.h"
+#include "cache_internal.h"
+#include "log.h"
+#include "names.h"
+
+#define CHAIN_MAX 4096          /* deeper parent chains in one round are cut (a cycle) */
+
+/* A round's item ids, sorted, to find an item's parent within the round. */
+struct id_pos {
+	const char *id;
+	size_t pos;
+};
+
+struct apply {
+	struct cache *c;
+	const struct drive_item *items;
+	size_t n;
+	struct id_pos *ids;           /* live items only, sorted by id */
+	size_t nids;
+	unsigned char *state;         /* per item: 0 to do, 1 in a chain, 2 done */
+	char *root_id;
+	struct cache_change *changes;
+	size_t nchanges, cap;
+	size_t skipped;               /* parent unknown */
+	size_t kept;                  /* local changes won */
+};
+
+static int compare_id_pos(const void *a, const void *b)
+{
+	return strcmp(((const struct id_pos *)a)->id, ((const struct id_pos *)b)->id);
+}
+
+/* Position of id among the round's live items, or -1. */
+static long find_in_round(const struct apply *ap, const char *id)
+{
+	struct id_pos key = { id, 0 }, *hit;
+
+	if (!id)
+		return -1;
+	hit = bsearch(&key, ap->ids, ap->nids, sizeof(*ap->ids), compare_id_pos);
+	return hit ? (long)hit->pos : -1;
+}
+
+void cache_changes_free(struct cache_change *changes, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		free(changes[i].old_name);
+		free(changes[i].new_name);
+		free(changes[i].id);
+	}
+	free(changes);
+}
+
+static int add_change(struct apply *ap, uint64_t ino, const struct cache_entry *old,
+		      uint64_t new_parent, const char *new_name, const char *id, int is_dir,
+		      int content_changed)
+{
+	struct cache_change *ch;
+
+	if (ap->nchanges == ap->cap) {
+		size_t cap = ap->cap ? ap->cap * 2 : 64;
+		struct cache_change *more = realloc(ap->changes, cap * sizeof(*more));
+
+		if (!more)
+			return -ENOMEM;
+		ap->changes = more;
+		ap->cap = cap;
+	}
+	ch = &ap->changes[ap->nchanges];
+	memset(ch, 0, sizeof(*ch));
+	ch->ino = ino;
+	ch->is_dir = is_dir;
+	ch->content_changed = content_changed;
+	ch->old_parent = old ? old->parent_ino : 0;
+	ch->new_parent = new_name ? new_parent : 0;
+	if ((old && old->item.name && !(ch->old_name = strdup(old->item.name))) ||
+	    (new_name && !(ch->new_name = strdup(new_name))) ||
+	    (id && !(ch->id = strdup(id)))) {
+		free(ch->old_name);
+		free(ch->new_name);
+		return -ENOMEM;
+	}
+	ap->nchanges++;
+	return 0;
+}
+
+static int get_entry_by_ino(struct cache *c, uint64_t ino, struct cache_entry *e)
+{
+	sqlite3_bind_int64(c->stmt[ST_GET_BY_INO], 1, (sqlite3_int64)ino);
+	return cache_fetch_entry(c, ST_GET_BY_INO, e);
+}
+
+static int get_entry_by_id(struct cache *c, const char *id, struct cache_entry *e)
+{
+	cache_bind_text(c->stmt[ST_GET_BY_ID], 1, id);
+	return cache_fetch_entry(c, ST_GET_BY_ID, e);
+}
+
+/* Remove ino and its subtree, reported as one change (the kernel drops the subtree). */
+static int remove_reported(struct apply *ap, uint64_t ino)
+{
+	struct cache_entry e;
+	int ret = get_entry_by_ino(ap->c, ino, &e);
+
+	if (ret < 0)
+		return ret == -ENOENT ? 0 : ret;
+	ret = cache_remove_tree(ap->c, ino);
+	if (ret == 0)
+		ret = add_change(ap, ino, &e, 0, NULL, e.item.id, e.item.is_dir, 0);
+	cache_entry_release(&e);
+	return ret;
+}
+
+static int same_str(const char *a, const char *b)
+{
+	return (!a && !b) || (a && b && strcmp(a, b) == 0);
+}
+
+/* Bytes cached under the old state are stale: by cTag, else hash, else size and time. */
+static int content_differs(const struct drive_item *old, const struct drive_item *now)
+{
+	if (old->is_dir || now->is_dir)
+		return 0;
+	if (old->ctag && now->ctag)
+		return strcmp(old->ctag, now->ctag) != 0;
+	if (old->qxhash && now->qxhash)
+		return strcmp(old->qxhash, now->qxhash) != 0;
+	return old->size != now->size || old->mtime.tv_sec != now->mtime.tv_sec ||
+	       old->mtime.tv_nsec != now->mtime.tv_nsec;
+}
+
+/* Anything ls or stat shows, or a new version. */
+static int attrs_differ(const struct drive_item *old, const struct drive_item *now)
+{
+	return old->is_dir != now->is_dir || old->is_package != now->is_package ||
+	       old->size != (now->size > 0 ? now->size : 0) ||
+	       old->mtime.tv_sec != now->mtime.tv_sec || old->mtime.tv_nsec != now->mtime.tv_nsec ||
+	       !same_str(old->etag, now->etag) || !same_str(old->ctag, now->ctag);
+}
+
+/* The ST_UPSERT parameters of item under parent_ino. */
+static void bind_upsert(sqlite3_stmt *st, const struct drive_item *item, uint64_t parent_ino,
+			const char *fold)
+{
+	cache_bind_text(st, 1, item->id);
+	sqlite3_bind_int64(st, 2, (sqlite3_int64)parent_ino);
+	cache_bind_text(st, 3, item->name);
+	cache_bind_text(st, 4, fold);
+	sqlite3_bind_int(st, 5, item->is_dir ? 1 : 0);
+	sqlite3_bind_int(st, 6, item->is_package ? 1 : 0);
+	sqlite3_bind_int64(st, 7, item->size > 0 ? item->size : 0);
+	sqlite3_bind_int64(st, 8, (sqlite3_int64)item->mtime.tv_sec);
+	sqlite3_bind_int64(st, 9, item->mtime.tv_nsec);
+	sqlite3_bind_int64(st, 10, (sqlite3_int64)item->ctime_created.tv_sec);
+	sqlite3_bind_int64(st, 11, item->ctime_created.tv_nsec);
+	cache_bind_text(st, 12, item->etag);
+	cache_bind_text(st, 13, item->ctag);
+	cache_bind_text(st, 14, item->qxhash);
+}
+
+/*
+ * Make way for name fold in parent_ino: clean holders go (reported); a
+ * holder with local changes wins.  1 when the name stays taken.
+ */
+static int take_name(struct apply *ap, uint64_t parent_ino, const char *fold, const char *id)
+{
+	sqlite3_stmt *st = ap->c->stmt[ST_NAME_HOLDER];
+	uint64_t holder;
+	int rc, ret;
+
+	for (;;) {
+		ret = 0;
+		sqlite3_bind_int64(st, 1, (sqlite3_int64)parent_ino);
+		cache_bind_text(st, 2, fold);
+		cache_bind_text(st, 3, id);
+		rc = sqlite3_step(st);
+		holder = rc == SQLITE_ROW ? (uint64_t)sqlite3_column_int64(st, 0) : 0;
+		if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+			ret = cache_db_fail(ap->c, rc, "look up a name");
+		sqlite3_reset(st);
+		if (ret < 0 || !holder)
+			return ret;
+		ret = cache_tree_protected(ap->c, holder);
+		if (ret != 0)
+			return ret;
+		ret = remove_reported(ap, holder);
+		if (ret < 0)
+			return ret;
+	}
+}
+
+/* A file that was a folder loses the folder's cached children. */
+static int drop_former_children(struct cache *c, uint64_t ino)
+{
+	sqlite3_stmt *st = c->stmt[ST_HAS_CHILD];
+	int rc;
+
+	sqlite3_bind_int64(st, 1, (sqlite3_int64)ino);
+	rc = sqlite3_step(st);
+	sqlite3_reset(st);
+	if (rc == SQLITE_DONE)
+		return 0;
+	if (rc != SQLITE_ROW)
+		return cache_db_fail(c, rc, "look up children");
+	sqlite3_bind_int64(c->stmt[ST_REMOVE_CHILDREN], 1, (sqlite3_int64)ino);
+	return cache_run(c, ST_REMOVE_CHILDREN, "remove children of a former folder");
+}
+
+/* 1 when ino is a folder, 0 when not, or -errno. */
+static int parent_is_folder(struct cache *c, uint64_t ino)
+{
+	char *id = NULL;
+	int is_dir = 0, ret = cache_kind(c, ino, &is_dir, &id);
+
+	free(id);
+	return ret < 0 ? ret : is_dir != 0;
+}
+
+/* Insert or update one live item whose parent, if in the round, is applied. */
+static int apply_item(struct apply *ap, const struct drive_item *item)
+{
+	struct cache *c = ap->c;
+	struct cache_entry old;
+	uint64_t parent_ino, ino = 0;
+	sqlite3_stmt *st;
+	int have_old, ret, rc, moved;
+	char *fold;
+
+	if (item->is_root || (ap->root_id && strcmp(item->id, ap->root_id) == 0))
+		return 0;       /* the root is inode 1, set at mount */
+	if (!item->parent_id || !item->name) {
+		ap->skipped++;
+		return 0;
+	}
+	ret = cache_ino_of_id(c, item->parent_id, &parent_ino);
+	if (ret == -ENOENT) {
+		/* under a folder this round did not bring and we never saw */
+		ap->skipped++;
+		return 0;
+	}
+	if (ret < 0)
+		return ret;
+	ret = parent_is_folder(c, parent_ino);
+	if (ret <= 0) {
+		/* inside a package (OneNote): not shown, so not kept */
+		ap->skipped += ret == 0;
+		return ret;
+	}
+	ret = get_entry_by_id(c, item->id, &old);
+	if (ret < 0 && ret != -ENOENT)
+		return ret;
+	have_old = ret == 0;
+	if (have_old && (old.dirty || old.is_local)) {
+		/* the local edit wins; its upload meets the remote change (If-Match) */
+		ap->kept++;
+		goto out_release_old;
+	}
+	ret = 0;
+	fold = names_fold(item->name);
+	if (!fold) {
+		ret = -ENOMEM;
+		goto out_release_old;
+	}
+	ret = take_name(ap, parent_ino, fold, item->id);
+	if (ret != 0) {
+		if (ret == 1) {
+			/* a local item holds the name: the remote one waits for its upload */
+			ap->kept++;
+			ret = 0;
+		}
+		goto out_free_fold;
+	}
+	st = c->stmt[ST_UPSERT];
+	bind_upsert(st, item, parent_ino, fold);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		ino = (uint64_t)sqlite3_column_int64(st, 0);
+	else if (rc != SQLITE_DONE)
+		ret = cache_db_fail(c, rc, "store an item");
+	sqlite3_reset(st);
+	if (ret < 0 || !ino)
+		goto out_free_fold;   /* no row back: the root's id, or local changes kept */
+	if (!item->is_dir) {
+		ret = drop_former_children(c, ino);
+		if (ret < 0)
+			goto out_free_fold;
+	}
+	if (!have_old) {
+		ret = add_change(ap, ino, NULL, parent_ino, item->name, item->id, item->is_dir, 0);
+		goto out_free_fold;
+	}
+	moved = old.parent_ino != parent_ino || !same_str(old.item.name, item->name);
+	if (moved || attrs_differ(&old.item, item))
+		ret = add_change(ap, ino, &old, parent_ino, item->name, item->id, item->is_dir,
+				 content_differs(&old.item, item));
+out_free_fold:
+	free(fold);
+out_release_old:
+	if (have_old)
+		cache_entry_release(&old);
+	return ret;
+}
+
+/* Apply item i after the chain of its parents that this round also brings. */
+static int apply_chain(struct apply *ap, size_t i)
+{
+	size_t chain[64], *big = NULL, *stack = chain, cap = 64, depth = 0;
+	long p;
+	int ret = 0;
+
+	for (p = (long)i; p >= 0 && ap->state[p] == 0 && depth < CHAIN_MAX;
+	     p = find_in_round(ap, ap->items[p].parent_id)) {
+		if (depth == cap) {
+			size_t *more = realloc(big, 2 * cap * sizeof(*more));
+
+			if (!more) {
+				ret = -ENOMEM;
+				break;
+			}
+			if (!big)
+				memcpy(more, chain, sizeof(chain));
+			big = stack = more;
+			cap *= 2;
+		}
+		ap->state[p] = 1;
+		stack[depth++] = (size_t)p;
+	}
+	/* the top ancestor first */
+	while (depth > 0) {
+		size_t j = stack[--depth];
+
+		if (ret == 0)
+			ret = apply_item(ap, &ap->items[j]);
+		ap->state[j] = 2;
+	}
+	free(big);
+	return ret;
+}
+
+/* A deleted item goes with its subtree, unless local changes live there. */
+static int apply_delete(struct apply *ap, const struct drive_item *item)
+{
+	uint64_t ino;
+	int ret = cache_ino_of_id(ap->c, item->id, &ino);
+
+	if (ret == -ENOENT || (ret == 0 && ino == CACHE_ROOT_INO))
+		return 0;
+	if (ret == 0)
+		ret = cache_tree_protected(ap->c, ino);
+	if (ret == 1) {
+		ap->kept++;
+		return 0;
+	}
+	return ret < 0 ? ret : remove_reported(ap, ino);
+}
+
+/* A full enumeration: clean items it did not name are gone from the service. */
+static int remove_unnamed(struct apply *ap)
+{
+	sqlite3_stmt *st = NULL;
+	uint64_t *gone = NULL;
+	size_t ngone = 0, cap = 0;
+	int rc, ret = 0;
+
+	rc = sqlite3_prepare_v2(ap->c->db, "SELECT ino, id FROM items WHERE ino <> 1", -1, &st, NULL);
+	if (rc != SQLITE_OK)
+		return cache_db_fail(ap->c, rc, "list items");
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		const char *id = (const char *)sqlite3_column_text(st, 1);
+
+		if (!id || find_in_round(ap, id) >= 0)
+			continue;
+		if (ngone == cap) {
+			size_t ncap = cap ? cap * 2 : 64;
+			uint64_t *more = realloc(gone, ncap * sizeof(*more));
+
+			if (!more) {
+				ret = -ENOMEM;
+				goto out_finalize;
+			}
+			gone = more;
+			cap = ncap;
+		}
+		gone[ngone++] = (uint64_t)sqlite3_column_int64(st, 0);
+	}
+	if (rc != SQLITE_DONE)
+		ret = cache_db_fail(ap->c, rc, "list items");
+out_finalize:
+	sqlite3_finalize(st);
+	/* parents come before their children in inode order, mostly: fewer reports */
+	for (size_t i = 0; ret == 0 && i < ngone; i++) {
+		ret = cache_tree_protected(ap->c, gone[i]);
+		if (ret == 1) {
+			ret = 0;       /* local changes, or a folder holding some */
+			continue;
+		}
+		if (ret == 0)
+			ret = remove_reported(ap, gone[i]);
+	}
+	free(gone);
+	return ret;
+}
+
+/* Folders never listed: delta brings all their children from now on. */
+static int mark_listed(struct cache *c, int64_t listed_at)
+{
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	rc = sqlite3_prepare_v2(c->db, "UPDATE items SET listed_at = ?1 WHERE is_dir = 1"
+				" AND listed_at = 0", -1, &st, NULL);
+	if (rc == SQLITE_OK) {
+		sqlite3_bind_int64(st, 1, listed_at);
+		rc = sqlite3_step(st);
+	}
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? 0 : cache_db_fail(c, rc, "mark folders listed");
+}
+
+static int apply_locked(struct apply *ap, int flags, int64_t listed_at)
+{
+	int is_dir, ret;
+	size_t i;
+
+	ret = cache_kind(ap->c, CACHE_ROOT_INO, &is_dir, &ap->root_id);
+	if (ret < 0 && ret != -ENOENT)
+		return ret;
+	for (i = 0, ret = 0; ret == 0 && i < ap->n; i++)
+		if (!ap->items[i].is_deleted && ap->state[i] == 0)
+			ret = apply_chain(ap, i);
+	for (i = 0; ret == 0 && i < ap->n; i++)
+		if (ap->items[i].is_deleted)
+			ret = apply_delete(ap, &ap->items[i]);
+	if (ret == 0 && (flags & CACHE_APPLY_COMPLETE))
+		ret = remove_unnamed(ap);
+	if (ret == 0 && listed_at)
+		ret = mark_listed(ap->c, listed_at);
+	return ret;
+}
+
+int cache_apply_remote_changes(struct cache *c, const struct drive_item *items, size_t n,
+			       int flags, int64_t listed_at, struct cache_change **changes,
+			       size_t *nchanges)
+{
+	struct apply ap = { .c = c, .items = items, .n = n };
+	size_t i;
+	int ret;
+
+	*changes = NULL;
+	*nchanges = 0;
+	ap.ids = malloc((n ? n : 1) * sizeof(*ap.ids));
+	ap.state = calloc(n ? n : 1, 1);
+	if (!ap.ids || !ap.state) {
+		ret = -ENOMEM;
+		goto out_free;
+	}
+	for (i = 0; i < n; i++) {
+		if (!items[i].id) {
+			ret = -EINVAL;
+			goto out_free;
+		}
+		if (!items[i].is_deleted) {
+			ap.ids[ap.nids].id = items[i].id;
+			ap.ids[ap.nids++].pos = i;
+		}
+	}
+	qsort(ap.ids, ap.nids, sizeof(*ap.ids), compare_id_pos);
+
+	pthread_mutex_lock(&c->lock);
+	ret = cache_begin(c);
+	if (ret == 0)
+		ret = cache_finish(c, apply_locked(&ap, flags, listed_at));
+	pthread_mutex_unlock(&c->lock);
+	if (ret == 0 && (ap.skipped || ap.kept))
+		log_debug("delta: %zu items under unknown folders skipped, %zu local changes kept",
+			  ap.skipped, ap.kept);
+out_free:
+	free(ap.ids);
+	free(ap.state);
+	free(ap.root_id);
+	if (ret < 0) {
+		cache_changes_free(ap.changes, ap.nchanges);
+		return ret;
+	}
+	*changes = ap.changes;
+	*nchanges = ap.nchanges;
+	return 0;
+}

@@ -1,0 +1,716 @@
+/*
+ * fs_write.c - the FUSE operations that change file content.
+ *
+ * create() and open() for writing hand the bytes to content.c (the staging
+ * area); nothing reaches Graph until close.  flush (every close()) makes
+ * the bytes durable and commits the upload journal row before it replies,
+ * so a close() that returned is never forgotten; upload.c sends the file
+ * in the background.  fsync waits for that upload.  truncate and utimens
+ * live here too; the operations on names are in fs_names.c.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdarg.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include <fuse_lowlevel.h>
+
+#include "cache.h"
+#include "content.h"
+#include "fs.h"
+#include "fs_internal.h"
+#include "graph.h"
+#include "log.h"
+#include "upload.h"
+
+/* ---- writer records ------------------------------------------------------ */
+
+static struct fs_writer **writer_slot(struct fs_state *st, uint64_t ino)
+{
+	struct fs_writer **pp = &st->writers[ino % WRITER_BUCKETS];
+
+	while (*pp && (*pp)->ino != ino)
+		pp = &(*pp)->next;
+	return pp;
+}
+
+/*
+ * Count one more write handle on ino.  A new record starts from size and
+ * mtime; an existing one keeps its newer values unless reset (O_TRUNC).
+ */
+static int writer_get(struct fs_state *st, uint64_t ino, int64_t size,
+		      const struct timespec *mtime, int reset)
+{
+	struct fs_writer **pp, *w;
+	int rc = 0;
+
+	pthread_mutex_lock(&st->lock);
+	pp = writer_slot(st, ino);
+	w = *pp;
+	if (!w) {
+		w = calloc(1, sizeof(*w));
+		if (!w) {
+			rc = -ENOMEM;
+			goto out_unlock;
+		}
+		w->ino = ino;
+		*pp = w;
+		reset = 1;
+	}
+	w->nopen++;
+	if (reset) {
+		w->size = size;
+		w->mtime = *mtime;
+	}
+out_unlock:
+	pthread_mutex_unlock(&st->lock);
+	return rc;
+}
+
+void fs_writer_get(struct fs_state *st, uint64_t ino, int64_t size, const struct timespec *mtime)
+{
+	writer_get(st, ino, size, mtime, 0);
+}
+
+void fs_writer_put(struct fs_state *st, uint64_t ino)
+{
+	struct fs_writer **pp, *w;
+
+	pthread_mutex_lock(&st->lock);
+	pp = writer_slot(st, ino);
+	w = *pp;
+	if (w && --w->nopen == 0) {
+		*pp = w->next;
+		free(w);
+	}
+	pthread_mutex_unlock(&st->lock);
+}
+
+void fs_writer_set(struct fs_state *st, uint64_t ino, const int64_t *size,
+		   const struct timespec *mtime)
+{
+	struct fs_writer *w;
+
+	pthread_mutex_lock(&st->lock);
+	w = *writer_slot(st, ino);
+	if (w && size)
+		w->size = *size;
+	if (w && mtime)
+		w->mtime = *mtime;
+	pthread_mutex_unlock(&st->lock);
+}
+
+int fs_writer_peek(struct fs_state *st, uint64_t ino, int64_t *size, struct timespec *mtime)
+{
+	struct fs_writer *w;
+
+	pthread_mutex_lock(&st->lock);
+	w = *writer_slot(st, ino);
+	if (w) {
+		*size = w->size;
+		*mtime = w->mtime;
+	}
+	pthread_mutex_unlock(&st->lock);
+	return w != NULL;
+}
+
+void fs_writers_free(struct fs_state *st)
+{
+	size_t i;
+
+	for (i = 0; i < WRITER_BUCKETS; i++) {
+		while (st->writers[i]) {
+			struct fs_writer *w = st->writers[i];
+
+			st->writers[i] = w->next;
+			free(w);
+		}
+	}
+}
+
+static void note_written(struct fs_state *st, uint64_t ino)
+{
+	size_t slot = ino % RECENT_SLOTS;
+
+	pthread_mutex_lock(&st->lock);
+	st->recent[slot].ino = ino;
+	st->recent[slot].at = time(NULL);
+	pthread_mutex_unlock(&st->lock);
+}
+
+int fs_written_lately(struct fs_state *st, uint64_t ino, time_t seconds)
+{
+	size_t slot = ino % RECENT_SLOTS;
+	int lately;
+
+	pthread_mutex_lock(&st->lock);
+	lately = st->recent[slot].ino == ino && time(NULL) - st->recent[slot].at < seconds;
+	pthread_mutex_unlock(&st->lock);
+	return lately;
+}
+
+/* ---- helpers -------------------------------------------------------------- */
+
+static void log_msg(enum log_level level, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static void log_msg(enum log_level level, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	log_vmsg(level, fmt, ap);
+	va_end(ap);
+}
+
+struct timespec fs_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return ts;
+}
+
+/*
+ * One line per failure.  Answers a user can cause (a name taken, a folder
+ * not empty, a quota full) are warnings; failures of the service, the
+ * network or the disk are errors.
+ */
+void fs_log_failure(const char *what, const char *path, const char *to, int rc,
+			const char *err)
+{
+	char ebuf[128];
+	const char *why = fs_error_text(rc, err, ebuf, sizeof(ebuf));
+	enum log_level level = LOG_LEVEL_ERROR;
+
+	switch (-rc) {
+	case ENOENT:
+	case EEXIST:
+	case ENOTEMPTY:
+	case EISDIR:
+	case ENOTDIR:
+	case EINVAL:
+	case EPERM:
+	case EACCES:
+	case ENOSPC:
+	case EDQUOT:
+	case ENAMETOOLONG:
+		level = LOG_LEVEL_WARN;
+	}
+	if (to)
+		log_msg(level, "cannot %s '%s' to '%s': %s", what, path, to, why);
+	else
+		log_msg(level, "cannot %s '%s': %s", what, path, why);
+}
+
+int fs_queue_upload(struct fs_context *ctx, uint64_t ino)
+{
+	if (!ctx->upload)
+		return -EROFS;
+	return upload_enqueue(ctx->upload, ino);
+}
+
+/* An item is gone here: no upload, no content, no row. */
+void fs_drop_item(struct fs_context *ctx, const struct cache_entry *e, int remove_row)
+{
+	if (ctx->upload)
+		upload_forget(ctx->upload, e->ino);
+	if (e->item.id && !e->item.is_dir)
+		content_discard(ctx->content, e->item.id);
+	if (remove_row)
+		cache_remove(ctx->cache, e->ino);
+}
+
+/* ---- files ------------------------------------------------------------------ */
+
+/* The first change through h: the cache learns the item is dirty (listings keep it). */
+static void mark_changed(struct fs_context *ctx, uint64_t ino, struct fs_file *h)
+{
+	if (atomic_exchange(&h->changed, 1) == 0)
+		cache_set_dirty(ctx->cache, ino, 1);
+}
+
+/*
+ * Make what h changed durable and commit its upload: the promise close()
+ * keeps.  The local size and time go to the cache first, so the upload
+ * and every later getattr see them.
+ */
+static int commit(struct fs_context *ctx, uint64_t ino, struct fs_file *h)
+{
+	struct timespec mtime = fs_now();
+	struct cache_entry e;
+	int64_t size, ignored;
+	int rc;
+
+	if (!atomic_exchange(&h->changed, 0) && !content_file_modified(h->cf))
+		return 0;
+	/* unlinked while open: its content was discarded, nothing goes up */
+	rc = cache_get(ctx->cache, ino, &e);
+	if (rc == -ENOENT)
+		return 0;
+	if (rc == 0)
+		cache_entry_release(&e);
+	rc = content_flush(h->cf);
+	if (rc)
+		goto out_failed;
+	size = content_file_size(h->cf);
+	if (size < 0) {
+		rc = (int)size;
+		goto out_failed;
+	}
+	fs_writer_peek(ctx->state, ino, &ignored, &mtime);
+	rc = cache_set_local_attrs(ctx->cache, ino, &size, &mtime);
+	if (rc == -ENOENT)
+		return 0;   /* deleted while open: nothing to upload */
+	if (rc == 0)
+		rc = cache_set_dirty(ctx->cache, ino, 1);
+	if (rc == 0)
+		rc = fs_queue_upload(ctx, ino);
+	if (rc == 0) {
+		note_written(ctx->state, ino);
+		return 0;
+	}
+out_failed:
+	atomic_store(&h->changed, 1);   /* release tries again */
+	return rc;
+}
+
+static void close_file(struct fs_context *ctx, uint64_t ino, struct fs_file *h)
+{
+	content_file_close(h->cf);
+	if (h->writable)
+		fs_writer_put(ctx->state, ino);
+	free(h);
+}
+
+void fs_open_write(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct fs_context *ctx = fs_ctx(req);
+	int truncate = (fi->flags & O_TRUNC) != 0;
+	char path[FS_PATH_MAX];
+	struct timespec now = fs_now();
+	struct cache_entry e;
+	struct fs_file *h;
+	int64_t size;
+	int rc;
+
+	rc = cache_get(ctx->cache, ino, &e);
+	if (rc) {
+		fs_reply_failure(req, rc);
+		return;
+	}
+	if (e.item.is_dir) {
+		rc = -EISDIR;
+		goto out_release;
+	}
+	if (e.item.is_package) {
+		rc = -EOPNOTSUPP;
+		goto out_release;
+	}
+	h = calloc(1, sizeof(*h));
+	if (!h) {
+		rc = -ENOMEM;
+		goto out_release;
+	}
+	/* a listed URL may be stale; content.c asks for a fresh one when it needs bytes */
+	free(e.item.download_url);
+	e.item.download_url = NULL;
+	rc = content_file_open_write(ctx->content, &e.item, truncate, &h->cf);
+	if (rc) {
+		free(h);
+		fs_path_of(ctx, ino, path, sizeof(path));
+		fs_log_failure("open for writing", path, NULL, rc, NULL);
+		goto out_release;
+	}
+	h->writable = 1;
+	size = content_file_size(h->cf);
+	rc = writer_get(ctx->state, ino, size >= 0 ? size : e.item.size,
+			truncate ? &now : &e.item.mtime, truncate);
+	if (rc) {
+		content_file_close(h->cf);
+		free(h);
+		goto out_release;
+	}
+	if (truncate)
+		mark_changed(ctx, ino, h);
+	fi->keep_cache = !truncate &&
+		fs_tag_unchanged(ctx->state, ino, e.item.ctag ? e.item.ctag : e.item.etag);
+	fi->fh = (uint64_t)(uintptr_t)h;
+	if (fuse_reply_open(req, fi)) {
+		/* interrupted: no release will come */
+		commit(ctx, ino, h);
+		close_file(ctx, ino, h);
+	}
+out_release:
+	cache_entry_release(&e);
+	if (rc)
+		fs_reply_failure(req, rc);
+}
+
+void fs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+	       struct fuse_file_info *fi)
+{
+	struct fs_context *ctx = fs_ctx(req);
+	struct timespec now = fs_now();
+	struct fuse_entry_param ep;
+	struct drive_item item;
+	char path[FS_PATH_MAX];
+	struct cache_entry dir, e;
+	struct fs_file *h = NULL;
+	uint64_t ino = 0;
+	char *id = NULL;
+	int rc;
+
+	rc = fs_check_new_name(ctx, parent, name, "create", NULL);
+	if (rc)
+		goto out_reply;
+	rc = fs_fresh_dir(ctx, parent, &dir);
+	if (rc)
+		goto out_log;
+	cache_entry_release(&dir);
+	rc = cache_create_local(ctx->cache, parent, name, 0, &now, &ino, &id);
+	if (rc == -EEXIST) {
+		fs_child_path(ctx, parent, name, path, sizeof(path));
+		log_warnx("cannot create '%s': the name is taken (OneDrive names ignore case)",
+			  path);
+		goto out_reply;
+	}
+	if (rc)
+		goto out_log;
+	h = calloc(1, sizeof(*h));
+	if (!h) {
+		rc = -ENOMEM;
+		goto out_remove;
+	}
+	memset(&item, 0, sizeof(item));
+	item.id = id;
+	item.name = (char *)name;
+	item.mtime = now;
+	item.ctime_created = now;
+	rc = content_file_open_write(ctx->content, &item, 1, &h->cf);
+	if (rc)
+		goto out_remove;
+	h->writable = 1;
+	rc = writer_get(ctx->state, ino, 0, &now, 1);
+	if (rc) {
+		content_file_close(h->cf);
+		goto out_remove;
+	}
+	/* even an empty new file goes up at close */
+	atomic_store(&h->changed, 1);
+	rc = cache_get(ctx->cache, ino, &e);
+	if (rc) {
+		close_file(ctx, ino, h);
+		h = NULL;
+		goto out_remove;
+	}
+	fs_fill_entry(ctx, &e, &ep);
+	cache_entry_release(&e);
+	fi->fh = (uint64_t)(uintptr_t)h;
+	if (fuse_reply_create(req, &ep, fi)) {
+		commit(ctx, ino, h);
+		close_file(ctx, ino, h);
+	}
+	free(id);
+	return;
+
+out_remove:
+	free(h);
+	content_discard(ctx->content, id);
+	cache_remove(ctx->cache, ino);
+out_log:
+	fs_child_path(ctx, parent, name, path, sizeof(path));
+	fs_log_failure("create", path, NULL, rc, NULL);
+out_reply:
+	free(id);
+	fs_reply_failure(req, rc);
+}
+
+void fs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
+	      struct fuse_file_info *fi)
+{
+	struct fs_context *ctx = fs_ctx(req);
+	struct fs_file *h = fs_file_of(fi);
+	struct timespec now = fs_now();
+	char path[FS_PATH_MAX];
+	int64_t len;
+	ssize_t n;
+
+	if (!h->writable) {
+		fuse_reply_err(req, EBADF);
+		return;
+	}
+	n = content_write(h->cf, buf, size, off);
+	if (n < 0) {
+		fs_path_of(ctx, ino, path, sizeof(path));
+		fs_log_failure("write to", path, NULL, (int)n, NULL);
+		fs_reply_failure(req, (int)n);
+		return;
+	}
+	mark_changed(ctx, ino, h);
+	len = content_file_size(h->cf);
+	fs_writer_set(ctx->state, ino, len >= 0 ? &len : NULL, &now);
+	fuse_reply_write(req, (size_t)n);
+}
+
+/* Every close(): the changes are durable and queued before close() returns. */
+void fs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct fs_context *ctx = fs_ctx(req);
+	struct fs_file *h = fs_file_of(fi);
+	char path[FS_PATH_MAX];
+	int rc = 0;
+
+	if (h->writable)
+		rc = commit(ctx, ino, h);
+	if (rc) {
+		fs_path_of(ctx, ino, path, sizeof(path));
+		fs_log_failure("save", path, NULL, rc, NULL);
+	}
+	fs_reply_failure(req, rc);
+}
+
+void fs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct fs_context *ctx = fs_ctx(req);
+	struct fs_file *h = fs_file_of(fi);
+	char path[FS_PATH_MAX];
+	int rc = 0;
+
+	/* writes after the last flush (a shared mapping written back late) */
+	if (h->writable)
+		rc = commit(ctx, ino, h);
+	if (rc) {
+		fs_path_of(ctx, ino, path, sizeof(path));
+		fs_log_failure("save", path, NULL, rc, NULL);
+	}
+	close_file(ctx, ino, h);
+	fuse_reply_err(req, 0);
+}
+
+/* Waits until the file has landed on OneDrive; its upload error is the answer. */
+void fs_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
+{
+	struct fs_context *ctx = fs_ctx(req);
+	struct fs_file *h = fi ? fs_file_of(fi) : NULL;
+	char path[FS_PATH_MAX];
+	int rc = 0;
+
+	if (h && h->writable)
+		rc = commit(ctx, ino, h);
+	if (rc == 0 && ctx->upload)
+		rc = upload_wait(ctx->upload, ino);
+	if (rc) {
+		fs_path_of(ctx, ino, path, sizeof(path));
+		fs_log_failure("sync", path, NULL, rc, NULL);
+	}
+	fs_reply_failure(req, rc);
+}
+
+/* truncate(2) with no open handle: a short-lived write handle does the work. */
+static int truncate_detached(struct fs_context *ctx, struct cache_entry *e, int64_t size)
+{
+	struct timespec now = fs_now();
+	struct content_file *cf;
+	int rc;
+
+	free(e->item.download_url);
+	e->item.download_url = NULL;
+	rc = content_file_open_write(ctx->content, &e->item, size == 0, &cf);
+	if (rc)
+		return rc;
+	if (size != 0)
+		rc = content_truncate(cf, size);
+	if (rc == 0)
+		rc = content_flush(cf);
+	content_file_close(cf);
+	if (rc == 0)
+		rc = cache_set_local_attrs(ctx->cache, e->ino, &size, &now);
+	if (rc == 0)
+		rc = cache_set_dirty(ctx->cache, e->ino, 1);
+	if (rc == 0)
+		rc = fs_queue_upload(ctx, e->ino);
+	fs_writer_set(ctx->state, e->ino, &size, &now);
+	return rc;
+}
+
+static int set_size(struct fs_context *ctx, struct cache_entry *e, int64_t size,
+		    struct fs_file *h)
+{
+	struct timespec now = fs_now();
+	int64_t cur;
+	int rc;
+
+	if (e->item.is_dir)
+		return -EISDIR;
+	if (e->item.is_package)
+		return -EPERM;
+	if (size < 0)
+		return -EINVAL;
+	if (h && h->writable) {
+		rc = content_truncate(h->cf, size);
+		if (rc == 0) {
+			mark_changed(ctx, e->ino, h);
+			fs_writer_set(ctx->state, e->ino, &size, &now);
+		}
+		return rc;
+	}
+	cur = e->item.size;
+	fs_writer_peek(ctx->state, e->ino, &cur, &now);
+	if (size == cur && !e->dirty && !e->is_local)
+		return 0;   /* nothing changes: no upload */
+	return truncate_detached(ctx, e, size);
+}
+
+/*
+ * utimens: where an upload will carry the time (the file is new, dirty or
+ * queued), only the cache changes; otherwise one PATCH.
+ */
+static int set_mtime(struct fs_context *ctx, struct cache_entry *e, const struct timespec *mtime,
+		     char **err)
+{
+	const struct timespec *crtime = NULL;
+	struct drive_item out;
+	int rc;
+
+	fs_writer_set(ctx->state, e->ino, NULL, mtime);
+	if (e->ino == CACHE_ROOT_INO)
+		return 0;   /* the root's time is the service's business */
+	if (e->dirty || e->is_local || (ctx->upload && upload_pending(ctx->upload, e->ino)))
+		return cache_set_local_attrs(ctx->cache, e->ino, NULL, mtime);
+	if (e->item.ctime_created.tv_sec || e->item.ctime_created.tv_nsec)
+		crtime = &e->item.ctime_created;
+	memset(&out, 0, sizeof(out));
+	rc = graph_update_item(ctx->graph, e->item.id, NULL, NULL, mtime, crtime, NULL, &out, err);
+	if (rc == 0)
+		rc = cache_update_remote(ctx->cache, e->ino, &out, 0);
+	drive_item_release(&out);
+	return rc;
+}
+
+void fs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
+		struct fuse_file_info *fi)
+{
+	struct fs_context *ctx = fs_ctx(req);
+	struct fs_file *h = fi ? fs_file_of(fi) : NULL;
+	char path[FS_PATH_MAX], *err = NULL;
+	const char *what = "resize";
+	struct cache_entry e;
+	struct stat st;
+	int rc;
+
+	rc = cache_get(ctx->cache, ino, &e);
+	if (rc) {
+		fs_reply_failure(req, rc);
+		return;
+	}
+	if (to_set & FUSE_SET_ATTR_SIZE)
+		rc = set_size(ctx, &e, (int64_t)attr->st_size, h);
+	/* Access times are not kept by OneDrive; mode and owner are fixed: accepted, ignored. */
+	if (rc == 0 && (to_set & (FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_MTIME_NOW))) {
+		struct timespec mtime = attr->st_mtim;
+
+		if (to_set & FUSE_SET_ATTR_MTIME_NOW)
+			mtime = fs_now();
+		what = "set the time of";
+		if (to_set & FUSE_SET_ATTR_SIZE) {
+			/* re-read: the size change made the item dirty */
+			cache_entry_release(&e);
+			rc = cache_get(ctx->cache, ino, &e);
+		}
+		if (rc == 0)
+			rc = set_mtime(ctx, &e, &mtime, &err);
+	}
+	cache_entry_release(&e);
+	if (rc == 0)
+		rc = cache_get(ctx->cache, ino, &e);
+	if (rc) {
+		fs_path_of(ctx, ino, path, sizeof(path));
+		fs_log_failure(what, path, NULL, rc, err);
+		free(err);
+		fs_reply_failure(req, rc);
+		return;
+	}
+	fs_fill_attr(ctx, &e, &st);
+	cache_entry_release(&e);
+	fuse_reply_attr(req, &st, fs_timeout(ctx));
+}
+
+void fs_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length,
+		  struct fuse_file_info *fi)
+{
+	/* posix_fallocate() falls back to writing zeros */
+	fuse_reply_err(req, EOPNOTSUPP);
+}
+
+/* ---- mknod ------------------------------------------------------------------ */
+
+/* mknod of a regular file is a create without an open: it goes up at once. */
+static int mknod_file(struct fs_context *ctx, uint64_t parent, const char *name, uint64_t *ino)
+{
+	struct timespec now = fs_now();
+	struct content_file *cf;
+	struct drive_item item;
+	char *id = NULL;
+	int rc;
+
+	rc = cache_create_local(ctx->cache, parent, name, 0, &now, ino, &id);
+	if (rc)
+		return rc;
+	memset(&item, 0, sizeof(item));
+	item.id = id;
+	item.name = (char *)name;
+	item.mtime = now;
+	rc = content_file_open_write(ctx->content, &item, 1, &cf);
+	if (rc == 0) {
+		rc = content_flush(cf);
+		content_file_close(cf);
+	}
+	if (rc == 0)
+		rc = fs_queue_upload(ctx, *ino);
+	if (rc) {
+		content_discard(ctx->content, id);
+		cache_remove(ctx->cache, *ino);
+	}
+	free(id);
+	return rc;
+}
+
+void fs_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev)
+{
+	struct fs_context *ctx = fs_ctx(req);
+	char path[FS_PATH_MAX];
+	struct cache_entry dir;
+	uint64_t ino;
+	int rc;
+
+	if (!S_ISREG(mode)) {
+		fs_child_path(ctx, parent, name, path, sizeof(path));
+		log_warnx("cannot create '%s': special files are not supported on OneDrive", path);
+		fuse_reply_err(req, EPERM);
+		return;
+	}
+	rc = fs_check_new_name(ctx, parent, name, "create", NULL);
+	if (rc) {
+		fs_reply_failure(req, rc);
+		return;
+	}
+	rc = fs_fresh_dir(ctx, parent, &dir);
+	if (rc == 0) {
+		cache_entry_release(&dir);
+		rc = mknod_file(ctx, parent, name, &ino);
+	}
+	if (rc) {
+		fs_child_path(ctx, parent, name, path, sizeof(path));
+		fs_log_failure("create", path, NULL, rc, NULL);
+		fs_reply_failure(req, rc);
+		return;
+	}
+	fs_reply_entry(req, ctx, ino);
+}
+

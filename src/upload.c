@@ -1,0 +1,794 @@
+/*
+ * upload.c - the upload queue: closed files travel to OneDrive in the background.
+ *
+ * DESIGN (in the manner of redis bio.c)
+ *
+ * Journal.  Table upload_jobs in cache_dir/meta.db, through this module's own
+ * SQLite connection (WAL, busy_timeout, synchronous=FULL).  Same file as the
+ * cache on purpose: the FULL commit of a journal row syncs the shared WAL,
+ * so the cache rows the file depends on (a new local file's row, written
+ * with synchronous=NORMAL) become durable with it.  One row per inode:
+ * state 'queued' (content to upload) or 'conflict' (only remembers the
+ * status after a conflict).  queued_at is a stamp unique within the process
+ * (microseconds, strictly increasing): a worker deletes a finished row only
+ * if the stamp is still the one it ran, so an upload_enqueue() that raced
+ * with the end of a run is never lost.  session_url/size/expires let a kill
+ * -9 resume an upload session where the service says it stopped.
+ *
+ * Queue.  All jobs (one per inode) sit in one FIFO list behind q->lock; a
+ * job is queued (ready at not_before), or running.  cfg->upload_workers
+ * threads take the first ready job; a job enqueued while it runs is marked
+ * "again" and goes back to the queue when the run ends, so one file is only
+ * ever uploaded by one worker at a time, and in order.  q->work wakes the
+ * workers, q->done the waiters of upload_wait().  Jobs wait a short settle
+ * time before they start (a save dance of lock and temp files that are
+ * deleted or renamed right after close() causes no remote churn); a waiter
+ * in upload_wait() cuts it short.  Lock order: q->lock, then q->db_lock.
+ *
+ * A run reads the file's CURRENT entry from the cache (so a file renamed or
+ * deleted before its upload starts is never uploaded under its old name),
+ * stages the content (content.c fetches what was never downloaded), and
+ * uploads with one PUT (up to 4 MiB) or an upload session, conditioned on
+ * the cTag (else eTag) the cache entry holds: the cache only takes new tags
+ * from this module after an upload, so they are the edit's base.  The
+ * quickXorHash of the bytes is computed as they stream and compared with
+ * the service's.  Failures stay queued with a back-off (1 s doubling to
+ * 60 s; quota: 5 s to 60 s): data is never dropped.  A failure that retrying
+ * cannot cure (a read-only shared folder, a name the service refuses) is
+ * logged once and parks the job ("failed"): its status and fsync report
+ * the error, the local copy and the journal row stay, and the next write
+ * of the file (or the next mount) tries once more.
+ *
+ * Unmounting (upload_stop) cuts every wait short: the workers' back-off is
+ * a condvar wait, and http.c's transfers, retry sleeps and Retry-After
+ * waits look at a per-thread cancel hook (http_set_thread_cancel).
+ */
+#define _GNU_SOURCE   /* asprintf */
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <sqlite3.h>
+
+#include "cache.h"
+#include "config.h"
+#include "content.h"
+#include "errmap.h"
+#include "graph.h"
+#include "http.h"
+#include "log.h"
+#include "upload.h"
+#include "upload_internal.h"
+
+#define SETTLE_MS 500                   /* before a job starts, unless waited for */
+#define BACKOFF_FIRST_MS 1000
+#define BACKOFF_QUOTA_MS 5000
+#define BACKOFF_MAX_MS 60000
+#define BUSY_TIMEOUT_MS 10000
+
+/* ---- time ---- */
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Unique, increasing journal stamp (microseconds since the epoch).  q->lock held. */
+static int64_t next_stamp(struct upload_queue *q)
+{
+	struct timespec ts;
+	int64_t us;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	us = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+	if (us <= q->last_stamp)
+		us = q->last_stamp + 1;
+	q->last_stamp = us;
+	return us;
+}
+
+/* ---- journal ---- */
+
+static const char journal_sql[] =
+	"CREATE TABLE IF NOT EXISTS upload_jobs("
+	" ino INTEGER PRIMARY KEY,"
+	" queued_at INTEGER NOT NULL,"
+	" attempts INTEGER NOT NULL DEFAULT 0,"
+	" last_error TEXT,"
+	" session_url TEXT,"
+	" session_size INTEGER,"
+	" session_expires INTEGER,"
+	" state TEXT NOT NULL DEFAULT 'queued')";
+
+/*
+ * Run one statement with bound values ("i" int64_t, "t" text or NULL) on
+ * the journal connection.  Takes q->db_lock (callers may hold q->lock).
+ */
+int upload_db_run(struct upload_queue *q, const char *sql, const char *types, ...)
+{
+	sqlite3_stmt *st;
+	va_list ap;
+	int rc, i;
+
+	pthread_mutex_lock(&q->db_lock);
+	rc = sqlite3_prepare_v2(q->db, sql, -1, &st, NULL);
+	if (rc != SQLITE_OK)
+		goto out_log;
+	va_start(ap, types);
+	for (i = 0; types[i]; i++) {
+		if (types[i] == 'i') {
+			sqlite3_bind_int64(st, i + 1, va_arg(ap, int64_t));
+		} else {
+			const char *s = va_arg(ap, const char *);
+
+			if (s)
+				sqlite3_bind_text(st, i + 1, s, -1, SQLITE_TRANSIENT);
+			else
+				sqlite3_bind_null(st, i + 1);
+		}
+	}
+	va_end(ap);
+	rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	if (rc == SQLITE_DONE) {
+		pthread_mutex_unlock(&q->db_lock);
+		return 0;
+	}
+out_log:
+	log_error("cannot update the upload journal: %s", sqlite3_errmsg(q->db));
+	pthread_mutex_unlock(&q->db_lock);
+	return rc == SQLITE_FULL ? -ENOSPC : -EIO;
+}
+
+static int journal_open(struct upload_queue *q, char **err)
+{
+	char *path = NULL;
+	int rc;
+
+	if (asprintf(&path, "%s/meta.db", q->cfg->cache_dir) < 0)
+		return -ENOMEM;
+	rc = sqlite3_open_v2(path, &q->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+			     SQLITE_OPEN_NOMUTEX, NULL);
+	if (rc == SQLITE_OK) {
+		sqlite3_busy_timeout(q->db, BUSY_TIMEOUT_MS);
+		rc = sqlite3_exec(q->db, "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;",
+				  NULL, NULL, NULL);
+	}
+	if (rc == SQLITE_OK)
+		rc = sqlite3_exec(q->db, journal_sql, NULL, NULL, NULL);
+	if (rc != SQLITE_OK) {
+		if (err && asprintf(err, "cannot open the upload journal in '%s': %s", path,
+				    q->db ? sqlite3_errmsg(q->db) : sqlite3_errstr(rc)) < 0)
+			*err = NULL;
+		sqlite3_close(q->db);
+		q->db = NULL;
+		free(path);
+		return -EIO;
+	}
+	free(path);
+	return 0;
+}
+
+/* ---- jobs (q->lock held) ---- */
+
+static struct job *find_job(struct upload_queue *q, uint64_t ino)
+{
+	for (struct job *j = q->head; j; j = j->next)
+		if (j->ino == ino)
+			return j;
+	return NULL;
+}
+
+static struct job *add_job(struct upload_queue *q, uint64_t ino, int64_t stamp)
+{
+	struct job *j = calloc(1, sizeof(*j));
+
+	if (!j)
+		return NULL;
+	j->ino = ino;
+	j->serial = ++q->next_serial;
+	j->stamp = stamp;
+	j->state = JOB_QUEUED;
+	j->not_before = now_ms() + SETTLE_MS;
+	if (q->tail)
+		q->tail->next = j;
+	else
+		q->head = j;
+	q->tail = j;
+	return j;
+}
+
+static void free_job(struct job *j)
+{
+	free(j->message);
+	free(j->session_url);
+	free(j);
+}
+
+static void remove_job(struct upload_queue *q, struct job *j)
+{
+	struct job **pp, *prev = NULL;
+
+	for (pp = &q->head; *pp; prev = *pp, pp = &(*pp)->next) {
+		if (*pp == j) {
+			*pp = j->next;
+			if (q->tail == j)
+				q->tail = prev;
+			break;
+		}
+	}
+	free_job(j);
+}
+
+/* Move j to the end of the FIFO (it ran; others go first). */
+static void requeue_last(struct upload_queue *q, struct job *j)
+{
+	struct job **pp;
+
+	if (q->tail == j)
+		return;
+	for (pp = &q->head; *pp; pp = &(*pp)->next) {
+		if (*pp == j) {
+			*pp = j->next;
+			break;
+		}
+	}
+	j->next = NULL;
+	q->tail->next = j;
+	q->tail = j;
+}
+
+static int is_conflict(struct upload_queue *q, uint64_t ino)
+{
+	for (struct conflict_mark *m = q->conflicts; m; m = m->next)
+		if (m->ino == ino)
+			return 1;
+	return 0;
+}
+
+static void set_conflict(struct upload_queue *q, uint64_t ino, int on)
+{
+	struct conflict_mark **pp, *m;
+
+	for (pp = &q->conflicts; *pp; pp = &(*pp)->next) {
+		if ((*pp)->ino == ino) {
+			if (!on) {
+				m = *pp;
+				*pp = m->next;
+				free(m);
+			}
+			return;
+		}
+	}
+	if (on && (m = calloc(1, sizeof(*m)))) {
+		m->ino = ino;
+		m->next = q->conflicts;
+		q->conflicts = m;
+	}
+}
+
+/* ---- workers ---- */
+
+/* The first ready job, or NULL with *wake (monotonic ms, 0 = none) set. */
+static struct job *next_ready(struct upload_queue *q, int64_t *wake)
+{
+	int64_t now = now_ms();
+
+	*wake = 0;
+	for (struct job *j = q->head; j; j = j->next) {
+		if (j->state != JOB_QUEUED || j->failed)
+			continue;
+		if (j->not_before <= now)
+			return j;
+		if (!*wake || j->not_before < *wake)
+			*wake = j->not_before;
+	}
+	return NULL;
+}
+
+static void wait_until(struct upload_queue *q, int64_t wake)
+{
+	struct timespec ts;
+
+	if (!wake) {
+		pthread_cond_wait(&q->work, &q->lock);
+		return;
+	}
+	ts.tv_sec = (time_t)(wake / 1000);
+	ts.tv_nsec = (long)(wake % 1000) * 1000000;
+	pthread_cond_timedwait(&q->work, &q->lock, &ts);
+}
+
+static int next_delay(const struct job *j, int rc)
+{
+	int first = rc == -ENOSPC ? BACKOFF_QUOTA_MS : BACKOFF_FIRST_MS;
+
+	if (j->attempts <= 1 || j->last_error != rc)
+		return first;
+	return j->delay_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : j->delay_ms * 2;
+}
+
+/* A run ended: decide the job's fate.  q->lock held. */
+static void finish(struct upload_queue *q, struct job *j, struct outcome *oc)
+{
+	const char *path = oc->path ? oc->path : "?";
+	int rc = oc->rc, ok = rc >= 0;
+
+	j->state = JOB_QUEUED;
+	j->finished++;
+	if (j->forgotten && j->again) {
+		/* forgotten, then queued anew (a rename over another file): run the new one */
+		j->forgotten = 0;
+		j->again = 0;
+		j->attempts = 0;
+		j->last_error = 0;
+		j->mismatches = 0;
+		free(j->message);
+		j->message = NULL;
+		free(j->session_url);
+		j->session_url = NULL;
+		j->not_before = now_ms() + SETTLE_MS;
+		requeue_last(q, j);
+	} else if (j->forgotten) {
+		remove_job(q, j);
+	} else if (rc < 0 && q->stopping) {
+		/* unmounting (a run cut short, or failing): the row stays for the next mount */
+	} else if (ok) {
+		if (j->attempts > 0 && rc != RUN_DROP)
+			log_info("uploaded '%s'", path);
+		j->attempts = 0;
+		j->last_error = 0;
+		free(j->message);
+		j->message = NULL;
+		free(j->session_url);
+		j->session_url = NULL;
+		if (rc == RUN_DONE)
+			set_conflict(q, j->ino, 0);
+		else if (rc == RUN_CONFLICT)
+			set_conflict(q, j->ino, 1);
+		if (j->again) {
+			j->again = 0;
+			j->not_before = now_ms() + SETTLE_MS;
+			requeue_last(q, j);
+		} else {
+			if (rc == RUN_CONFLICT)
+				upload_db_run(q, "UPDATE upload_jobs SET state = 'conflict', session_url = NULL "
+				       "WHERE ino = ? AND queued_at = ?", "ii", (int64_t)j->ino, j->stamp);
+			else
+				upload_db_run(q, "DELETE FROM upload_jobs WHERE ino = ? AND queued_at = ?", "ii",
+				       (int64_t)j->ino, j->stamp);
+			remove_job(q, j);
+		}
+	} else {
+		j->attempts++;
+		j->delay_ms = next_delay(j, rc);
+		/* written again meanwhile: that new version deserves its own try */
+		j->failed = oc->permanent && !j->again;
+		if (j->failed)
+			log_error("cannot upload '%s': %s; the local copy is kept, write the file "
+				  "again to retry", path, oc->message ? oc->message : errmap_strerror(rc));
+		else if (j->attempts == 1 || j->last_error != rc)
+			log_warnx("cannot upload '%s': %s; it stays queued and is retried", path,
+				  oc->message ? oc->message : errmap_strerror(rc));
+		j->last_error = rc;
+		free(j->message);
+		j->message = oc->message;
+		oc->message = NULL;
+		j->not_before = now_ms() + (j->again ? SETTLE_MS : j->delay_ms);
+		if (j->again) {
+			/* new content: a remembered session holds stale bytes */
+			free(j->session_url);
+			j->session_url = NULL;
+		}
+		j->again = 0;
+		upload_db_run(q, "UPDATE upload_jobs SET attempts = ?, last_error = ? WHERE ino = ?", "iti",
+		       (int64_t)j->attempts, j->message, (int64_t)j->ino);
+		requeue_last(q, j);
+	}
+	pthread_cond_broadcast(&q->done);
+	pthread_cond_signal(&q->work);
+}
+
+/* http cancel hook: an unmount abandons running requests and their waits. */
+static int worker_cancelled(void *ctx)
+{
+	struct upload_queue *q = ctx;
+
+	return __atomic_load_n(&q->stopping, __ATOMIC_RELAXED);
+}
+
+static void *worker_main(void *arg)
+{
+	struct upload_queue *q = arg;
+	struct outcome oc;
+	struct job *j;
+	int64_t wake;
+
+	http_set_thread_cancel(worker_cancelled, q);
+	pthread_mutex_lock(&q->lock);
+	while (!q->stopping) {
+		j = next_ready(q, &wake);
+		if (!j) {
+			wait_until(q, wake);
+			continue;
+		}
+		j->state = JOB_RUNNING;
+		j->again = 0;
+		pthread_mutex_unlock(&q->lock);
+
+		memset(&oc, 0, sizeof(oc));
+		upload_run_job(q, j, &oc);
+
+		pthread_mutex_lock(&q->lock);
+		finish(q, j, &oc);
+		free(oc.path);
+		free(oc.message);
+	}
+	pthread_mutex_unlock(&q->lock);
+	return NULL;
+}
+
+/* ---- the API ---- */
+
+/* Jobs and conflict marks the journal holds from an earlier mount. */
+static int load_journal(struct upload_queue *q)
+{
+	sqlite3_stmt *st;
+	struct job *j;
+	const char *state, *url;
+	int rc;
+
+	pthread_mutex_lock(&q->db_lock);
+	rc = sqlite3_prepare_v2(q->db, "SELECT ino, queued_at, attempts, session_url, session_size, "
+				"session_expires, state FROM upload_jobs ORDER BY queued_at", -1,
+				&st, NULL);
+	while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		rc = SQLITE_OK;
+		state = (const char *)sqlite3_column_text(st, 6);
+		if (state && strcmp(state, "conflict") == 0) {
+			set_conflict(q, (uint64_t)sqlite3_column_int64(st, 0), 1);
+			continue;
+		}
+		j = add_job(q, (uint64_t)sqlite3_column_int64(st, 0), sqlite3_column_int64(st, 1));
+		if (!j) {
+			rc = SQLITE_NOMEM;
+			break;
+		}
+		j->not_before = 0;
+		if (j->stamp > q->last_stamp)
+			q->last_stamp = j->stamp;
+		url = (const char *)sqlite3_column_text(st, 3);
+		if (url && (j->session_url = strdup(url))) {
+			j->session_size = sqlite3_column_int64(st, 4);
+			j->session_expires = sqlite3_column_int64(st, 5);
+		}
+	}
+	if (rc != SQLITE_DONE)
+		log_error("cannot read the upload journal: %s", sqlite3_errmsg(q->db));
+	sqlite3_finalize(st);
+	pthread_mutex_unlock(&q->db_lock);
+	return rc == SQLITE_DONE ? 0 : -EIO;
+}
+
+int upload_open(const struct odfs_config *cfg, struct cache *cache, struct content_cache *content,
+		struct graph *g, struct upload_queue **out, char **err)
+{
+	struct upload_queue *q;
+	pthread_condattr_t attr;
+	int rc;
+
+	*out = NULL;
+	if (err)
+		*err = NULL;
+	q = calloc(1, sizeof(*q));
+	if (!q)
+		return -ENOMEM;
+	q->cfg = cfg;
+	q->cache = cache;
+	q->content = content;
+	q->graph = g;
+	pthread_mutex_init(&q->db_lock, NULL);
+	pthread_mutex_init(&q->lock, NULL);
+	pthread_condattr_init(&attr);
+	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+	pthread_cond_init(&q->work, &attr);
+	pthread_condattr_destroy(&attr);
+	pthread_cond_init(&q->done, NULL);
+	rc = journal_open(q, err);
+	if (rc == 0)
+		rc = load_journal(q);
+	if (rc < 0) {
+		if (err && !*err && asprintf(err, "cannot read the upload journal") < 0)
+			*err = NULL;
+		upload_close(q);
+		return rc;
+	}
+	*out = q;
+	return 0;
+}
+
+/* Record ino in the journal and queue it; the row is committed first. */
+static int enqueue(struct upload_queue *q, uint64_t ino)
+{
+	struct job *j;
+	int64_t stamp;
+	int rc;
+
+	pthread_mutex_lock(&q->lock);
+	stamp = next_stamp(q);
+	pthread_mutex_unlock(&q->lock);
+	/* outside q->lock: a FULL commit waits for the disk */
+	rc = upload_db_run(q, "INSERT INTO upload_jobs(ino, queued_at, state) VALUES(?, ?, 'queued') "
+		    "ON CONFLICT(ino) DO UPDATE SET queued_at = max(queued_at, excluded.queued_at), "
+		    "attempts = 0, last_error = NULL, session_url = NULL, session_size = NULL, "
+		    "session_expires = NULL, state = 'queued'", "ii", (int64_t)ino, stamp);
+	if (rc < 0)
+		return rc;
+	pthread_mutex_lock(&q->lock);
+	j = find_job(q, ino);
+	if (!j) {
+		j = add_job(q, ino, stamp);
+		rc = j ? 0 : -ENOMEM;
+	} else {
+		if (stamp > j->stamp)
+			j->stamp = stamp;
+		if (j->state == JOB_RUNNING) {
+			j->again = 1;
+		} else {
+			/* new content: no reason to sit out an old back-off or failure */
+			j->failed = 0;
+			j->not_before = now_ms() + SETTLE_MS;
+			free(j->session_url);
+			j->session_url = NULL;
+		}
+	}
+	set_conflict(q, ino, 0);
+	pthread_cond_signal(&q->work);
+	pthread_mutex_unlock(&q->lock);
+	return rc;
+}
+
+int upload_enqueue(struct upload_queue *q, uint64_t ino)
+{
+	if (!q || ino == 0)
+		return -EINVAL;
+	return enqueue(q, ino);
+}
+
+struct dirty_list {
+	uint64_t *v;
+	size_t n, cap;
+};
+
+static int collect_dirty(void *ctx, const struct cache_entry *e)
+{
+	struct dirty_list *l = ctx;
+	uint64_t *grown;
+
+	if (e->item.is_dir)
+		return 0;
+	if (l->n == l->cap) {
+		grown = realloc(l->v, (l->cap ? l->cap * 2 : 64) * sizeof(*grown));
+		if (!grown)
+			return -ENOMEM;
+		l->v = grown;
+		l->cap = l->cap ? l->cap * 2 : 64;
+	}
+	l->v[l->n++] = e->ino;
+	return 0;
+}
+
+int upload_start(struct upload_queue *q)
+{
+	struct dirty_list dirty = { NULL, 0, 0 };
+	long i, n = q->cfg->upload_workers > 0 ? q->cfg->upload_workers : 4;
+	size_t k, resumed = 0;
+	int rc, known;
+
+	/* dirty files without a row (robustness: fs.c journals before replying) */
+	if (cache_list_dirty(q->cache, collect_dirty, &dirty) == 0) {
+		for (k = 0; k < dirty.n; k++) {
+			pthread_mutex_lock(&q->lock);
+			known = find_job(q, dirty.v[k]) != NULL;
+			pthread_mutex_unlock(&q->lock);
+			if (!known)
+				enqueue(q, dirty.v[k]);
+		}
+	}
+	free(dirty.v);
+	pthread_mutex_lock(&q->lock);
+	for (struct job *j = q->head; j; j = j->next)
+		resumed++;
+	if (resumed)
+		log_info("resuming %zu pending upload%s", resumed, resumed == 1 ? "" : "s");
+	q->threads = calloc((size_t)n, sizeof(*q->threads));
+	if (!q->threads) {
+		pthread_mutex_unlock(&q->lock);
+		return -ENOMEM;
+	}
+	for (i = 0; i < n; i++) {
+		rc = pthread_create(&q->threads[i], NULL, worker_main, q);
+		if (rc != 0)
+			break;
+		q->nthreads++;
+	}
+	q->started = q->nthreads > 0;
+	pthread_mutex_unlock(&q->lock);
+	if (q->nthreads == 0) {
+		log_error("cannot start the upload threads");
+		return -EAGAIN;
+	}
+	return 0;
+}
+
+void upload_stop(struct upload_queue *q)
+{
+	if (!q)
+		return;
+	pthread_mutex_lock(&q->lock);
+	__atomic_store_n(&q->stopping, 1, __ATOMIC_RELAXED);
+	pthread_cond_broadcast(&q->work);
+	pthread_cond_broadcast(&q->done);
+	pthread_mutex_unlock(&q->lock);
+	for (long i = 0; i < q->nthreads; i++)
+		pthread_join(q->threads[i], NULL);
+	free(q->threads);
+	q->threads = NULL;
+	q->nthreads = 0;
+	q->started = 0;
+}
+
+void upload_close(struct upload_queue *q)
+{
+	struct conflict_mark *m;
+	struct job *j;
+
+	if (!q)
+		return;
+	upload_stop(q);
+	while ((j = q->head)) {
+		q->head = j->next;
+		free_job(j);
+	}
+	while ((m = q->conflicts)) {
+		q->conflicts = m->next;
+		free(m);
+	}
+	if (q->db)
+		sqlite3_close(q->db);
+	pthread_cond_destroy(&q->work);
+	pthread_cond_destroy(&q->done);
+	pthread_mutex_destroy(&q->lock);
+	pthread_mutex_destroy(&q->db_lock);
+	free(q);
+}
+
+int upload_wait(struct upload_queue *q, uint64_t ino)
+{
+	struct job *j;
+	uint64_t serial;
+	int finished, rc = 0;
+
+	if (!q)
+		return 0;
+	pthread_mutex_lock(&q->lock);
+	j = find_job(q, ino);
+	if (!j)
+		goto out_unlock;
+	/*
+	 * A full drive stays full for a while, a read-only folder read-only:
+	 * say so now (fsync reports ENOSPC, EACCES...).
+	 */
+	if (j->state == JOB_QUEUED && (j->last_error == -ENOSPC || j->failed)) {
+		rc = j->last_error;
+		goto out_unlock;
+	}
+	serial = j->serial;
+	finished = j->finished;
+	while (q->started && !q->stopping) {
+		j = find_job(q, ino);
+		if (!j || j->serial != serial || j->forgotten) {
+			rc = 0;
+			goto out_unlock;
+		}
+		if (j->finished > finished && j->last_error) {
+			rc = j->last_error;
+			goto out_unlock;
+		}
+		if (j->state == JOB_QUEUED && j->not_before > now_ms()) {
+			/* someone waits: no settle time, no back-off */
+			j->not_before = now_ms();
+			pthread_cond_signal(&q->work);
+		}
+		pthread_cond_wait(&q->done, &q->lock);
+	}
+	/* no workers (not started, or unmounting): the journal keeps it */
+	j = find_job(q, ino);
+	rc = j ? j->last_error : 0;
+out_unlock:
+	pthread_mutex_unlock(&q->lock);
+	return rc;
+}
+
+int upload_pending(struct upload_queue *q, uint64_t ino)
+{
+	struct job *j;
+	int pending;
+
+	if (!q)
+		return 0;
+	pthread_mutex_lock(&q->lock);
+	j = find_job(q, ino);
+	pending = j && !j->forgotten;
+	pthread_mutex_unlock(&q->lock);
+	return pending;
+}
+
+char *upload_status(struct upload_queue *q, uint64_t ino)
+{
+	struct cache_entry e;
+	struct job *j;
+	char *s = NULL;
+	int dirty;
+
+	if (q) {
+		pthread_mutex_lock(&q->lock);
+		j = find_job(q, ino);
+		if (j && !j->forgotten) {
+			if (j->state == JOB_RUNNING)
+				s = strdup("uploading");
+			else if (j->message && asprintf(&s, "error: %s", j->message) < 0)
+				s = NULL;
+			else if (!j->message)
+				s = strdup("dirty");
+			pthread_mutex_unlock(&q->lock);
+			return s;
+		}
+		if (is_conflict(q, ino))
+			s = strdup("conflict");
+		pthread_mutex_unlock(&q->lock);
+		if (s)
+			return s;
+	}
+	dirty = 0;
+	if (q && cache_get(q->cache, ino, &e) == 0) {
+		dirty = e.dirty || e.is_local;
+		cache_entry_release(&e);
+	}
+	return strdup(dirty ? "dirty" : "clean");
+}
+
+void upload_set_notify(struct upload_queue *q, upload_notify_fn fn, void *ctx)
+{
+	if (!q)
+		return;
+	pthread_mutex_lock(&q->lock);
+	q->notify = fn;
+	q->notify_ctx = ctx;
+	pthread_mutex_unlock(&q->lock);
+}
+
+void upload_forget(struct upload_queue *q, uint64_t ino)
+{
+	struct job *j;
+
+	if (!q)
+		return;
+	pthread_mutex_lock(&q->lock);
+	j = find_job(q, ino);
+	if (j && j->state == JOB_RUNNING)
+		__atomic_store_n(&j->forgotten, 1, __ATOMIC_RELAXED);
+	else if (j)
+		remove_job(q, j);
+	set_conflict(q, ino, 0);
+	upload_db_run(q, "DELETE FROM upload_jobs WHERE ino = ?", "i", (int64_t)ino);
+	pthread_cond_broadcast(&q->done);
+	pthread_mutex_unlock(&q->lock);
+}

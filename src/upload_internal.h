@@ -1,0 +1,95 @@
+/*
+ * upload_internal.h - what the queue (upload.c) shares with one run (upload_run.c).
+ *
+ * Not an API: only the upload*.c files include it.  Field comments name the
+ * lock that protects them (q->lock unless said otherwise).
+ */
+#ifndef ODFS_UPLOAD_INTERNAL_H
+#define ODFS_UPLOAD_INTERNAL_H
+
+#include <pthread.h>
+#include <stdint.h>
+
+#include <sqlite3.h>
+
+#include "upload.h"
+
+#define UPLOAD_QUOTA_TEXT "the OneDrive is full (quota exceeded)"
+#define UPLOAD_READ_ONLY_TEXT "access denied: this folder is read-only for you"
+
+enum job_state { JOB_QUEUED, JOB_RUNNING };
+
+struct job {
+	uint64_t ino;
+	uint64_t serial;        /* unique per job object: waiters tell a new job from theirs */
+	int64_t stamp;          /* queued_at of the journal row this job runs */
+	enum job_state state;
+	int again;              /* enqueued while running: run once more */
+	int forgotten;          /* upload_forget() while running: abandon */
+	int failed;             /* permanent failure: not retried until written again */
+	int64_t not_before;     /* monotonic ms */
+	int delay_ms;           /* current back-off */
+	int attempts;           /* failed attempts in a row */
+	int finished;           /* runs ended (waiters compare) */
+	int last_error;         /* -errno of the last run, 0 */
+	int mismatches;         /* hash mismatches in a row */
+	char *message;          /* status text of the last failure, or NULL */
+	char *session_url;      /* journalled session to resume, or NULL */
+	int64_t session_size;
+	int64_t session_expires; /* unix seconds */
+	struct job *next;
+};
+
+struct conflict_mark {
+	uint64_t ino;
+	struct conflict_mark *next;
+};
+
+struct upload_queue {
+	const struct odfs_config *cfg;   /* borrowed */
+	struct cache *cache;             /* borrowed */
+	struct content_cache *content;   /* borrowed */
+	struct graph *graph;             /* borrowed */
+
+	pthread_mutex_t db_lock;         /* protects db */
+	sqlite3 *db;
+
+	pthread_mutex_t lock;            /* protects everything below */
+	pthread_cond_t work;             /* a job became ready, or stop */
+	pthread_cond_t done;             /* a run ended */
+	struct job *head, *tail;         /* FIFO of all jobs */
+	struct conflict_mark *conflicts; /* inodes whose status is "conflict" */
+	uint64_t next_serial;
+	int64_t last_stamp;
+	int started, stopping;
+	upload_notify_fn notify;         /* set before upload_start(), then read-only */
+	void *notify_ctx;
+	pthread_t *threads;
+	long nthreads;
+};
+
+/* What a run tells its worker. */
+enum run_result { RUN_DONE = 0, RUN_DROP = 1, RUN_CONFLICT = 2 };
+
+struct outcome {
+	int rc;              /* enum run_result or -errno */
+	char *path;          /* for messages, or NULL */
+	char *message;       /* why it failed, or NULL */
+	int permanent;       /* retrying cannot help (read-only folder, refused name) */
+};
+
+/*
+ * Run one statement with bound values ("i" int64_t, "t" text or NULL) on
+ * the journal connection; takes q->db_lock.  0 or -errno (logged).
+ */
+int upload_db_run(struct upload_queue *q, const char *sql, const char *types, ...);
+
+/*
+ * Upload job->ino once (upload_run.c).  Runs without q->lock; reads the
+ * job's forgotten flag and q->stopping atomically and owns the job's
+ * session fields while it runs.  Returns enum run_result or -errno, also
+ * in oc (with the path and a failure message, malloc'd).
+ */
+int upload_run_job(struct upload_queue *q, struct job *job, struct outcome *oc);
+
+#endif

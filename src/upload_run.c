@@ -1,0 +1,721 @@
+/*
+ * upload_run.c - one upload of one file, for a worker of the queue (upload.c).
+ *
+ * Reads the file's current entry from the cache, stages its content, and
+ * sends it: one PUT up to 4 MiB, else an upload session in chunks of
+ * cfg->upload_chunk read straight from the staging file (a journalled
+ * session is resumed where the service says it stopped; an expired one is
+ * started over).  The quickXorHash is computed while the bytes stream and
+ * compared with the service's.  Conflicts (the item changed on the service
+ * since the edit started, or its name was taken) keep both versions: the
+ * local bytes go up as "name (conflict YYYY-MM-DD HHMMSS).ext".
+ */
+#define _GNU_SOURCE   /* asprintf; pread with _FILE_OFFSET_BITS */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cache.h"
+#include "config.h"
+#include "content.h"
+#include "errmap.h"
+#include "graph.h"
+#include "log.h"
+#include "qxhash.h"
+#include "upload_internal.h"
+
+#define SIMPLE_MAX (4 * 1024 * 1024)    /* larger files go through a session */
+#define SESSION_MARGIN_S 60             /* a stored session this close to expiry is dropped */
+#define SESSION_STALLS 6                /* chunk failures without progress per run */
+#define HASH_MISMATCH_MAX 3             /* then accept the service's bytes (quirk 8) */
+#define PATH_DEPTH_MAX 256
+
+/* One staged file being read for an upload, hashing as it goes. */
+struct reader {
+	struct upload_queue *q;
+	struct job *job;        /* read-only here: its forgotten flag */
+	int fd;
+	int64_t size;
+	int64_t pos;            /* next byte the current request reads */
+	int64_t hashed;         /* bytes [0, hashed) are in h */
+	struct qxhash h;
+};
+
+static int64_t wall_seconds(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec;
+}
+
+/* ---- names and paths ---- */
+
+/* "Docs/a.txt" for messages (malloc'd; "?" parts when the cache lacks them). */
+static char *path_of(struct upload_queue *q, uint64_t ino)
+{
+	char *parts[PATH_DEPTH_MAX], *out;
+	struct cache_entry e;
+	size_t n = 0, len = 1, i;
+
+	while (ino != CACHE_ROOT_INO && n < PATH_DEPTH_MAX && cache_get(q->cache, ino, &e) == 0) {
+		parts[n] = e.item.name ? strdup(e.item.name) : NULL;
+		len += parts[n] ? strlen(parts[n]) + 1 : 2;
+		n++;
+		ino = e.parent_ino;
+		cache_entry_release(&e);
+		if (ino == 0)
+			break;
+	}
+	out = malloc(len);
+	if (out) {
+		out[0] = '\0';
+		for (i = n; i-- > 0;) {
+			strcat(out, parts[i] ? parts[i] : "?");
+			if (i)
+				strcat(out, "/");
+		}
+	}
+	for (i = 0; i < n; i++)
+		free(parts[i]);
+	return out;
+}
+
+/* "a (conflict 2026-11-29 031500).txt": before the last extension, UTC. */
+static char *conflict_name(const char *name)
+{
+	const char *dot = strrchr(name, '.');
+	char stamp[32], *out;
+	struct tm tm;
+	time_t t = time(NULL);
+	size_t base;
+
+	if (!gmtime_r(&t, &tm))
+		return NULL;
+	strftime(stamp, sizeof(stamp), "%Y-%m-%d %H%M%S", &tm);
+	base = dot && dot != name ? (size_t)(dot - name) : strlen(name);
+	if (asprintf(&out, "%.*s (conflict %s)%s", (int)base, name, stamp, name + base) < 0)
+		return NULL;
+	return out;
+}
+
+/* ---- reading the staged bytes ---- */
+
+static int cancelled(const struct reader *r)
+{
+	return __atomic_load_n(&r->q->stopping, __ATOMIC_RELAXED) ||
+	       __atomic_load_n(&r->job->forgotten, __ATOMIC_RELAXED);
+}
+
+static ssize_t pread_full(int fd, char *buf, size_t len, int64_t off)
+{
+	size_t got = 0;
+	ssize_t n;
+
+	while (got < len) {
+		n = pread(fd, buf + got, len - got, (off_t)(off + (int64_t)got));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			break;
+		got += (size_t)n;
+	}
+	return (ssize_t)got;
+}
+
+/* Hash bytes [r->hashed, upto) straight from the file (a resumed session). */
+static int hash_until(struct reader *r, int64_t upto)
+{
+	char buf[65536];
+	ssize_t n;
+
+	while (r->hashed < upto) {
+		n = pread_full(r->fd, buf, (size_t)(upto - r->hashed < (int64_t)sizeof(buf) ?
+						     upto - r->hashed : (int64_t)sizeof(buf)),
+			       r->hashed);
+		if (n <= 0)
+			return n < 0 ? (int)n : -EIO;
+		qxhash_update(&r->h, buf, (size_t)n);
+		r->hashed += n;
+	}
+	return 0;
+}
+
+/* http_source_fn: the next bytes at r->pos, hashed once each. */
+static ssize_t reader_source(void *ctx, char *buf, size_t len)
+{
+	struct reader *r = ctx;
+	int64_t skip;
+	ssize_t n;
+	int rc;
+
+	if (cancelled(r))
+		return -ECANCELED;
+	if (r->pos > r->hashed && (rc = hash_until(r, r->pos)) < 0)
+		return rc;
+	n = pread_full(r->fd, buf, len, r->pos);
+	if (n <= 0)
+		return n < 0 ? n : -EIO;   /* the staged file is shorter than staged */
+	if (r->pos + n > r->hashed) {
+		skip = r->hashed - r->pos;
+		qxhash_update(&r->h, buf + skip, (size_t)(n - skip));
+		r->hashed = r->pos + n;
+	}
+	r->pos += n;
+	return n;
+}
+
+/* 1 if the service's hash matches the bytes (or it sent none), else 0; <0 on read errors. */
+static int hash_matches(struct reader *r, const char *remote)
+{
+	char local[QXHASH_BASE64_LEN + 1];
+	int rc = hash_until(r, r->size);
+
+	if (rc < 0)
+		return rc;
+	qxhash_final_base64(&r->h, local);
+	return !remote || strcmp(local, remote) == 0;
+}
+
+/* ---- one upload ---- */
+
+/* Where and how a run uploads; strings borrowed from the cache entries. */
+struct run {
+	struct upload_queue *q;
+	struct job *job;
+	struct cache_entry e;         /* the file, as the run started */
+	struct cache_entry parent;
+	char *path;                   /* for messages */
+	char *err;                    /* graph's message of the last failure */
+	struct content_stage st;
+	int staged;
+};
+
+/* Remember the live session (NULL: none) in the job and in the journal, for resuming. */
+static void remember_session(struct run *r, const struct graph_upload_session *s)
+{
+	struct job *j = r->job;   /* session fields: only the running worker touches them */
+
+	free(j->session_url);
+	j->session_url = s && s->upload_url ? strdup(s->upload_url) : NULL;
+	j->session_size = j->session_url ? r->st.size : 0;
+	j->session_expires = j->session_url ? (int64_t)s->expires.tv_sec : 0;
+	upload_db_run(r->q, "UPDATE upload_jobs SET session_url = ?, session_size = ?, "
+		      "session_expires = ? WHERE ino = ?", "tiii", j->session_url, j->session_size,
+		      j->session_expires, (int64_t)j->ino);
+}
+
+/* The item after a completed session whose answer had no body (quirk 12). */
+static int fetch_result(struct run *r, const struct graph_upload_target *t,
+			struct drive_item *out)
+{
+	if (t->item_id)
+		return graph_get_item(r->q->graph, t->item_id, out, &r->err);
+	return graph_get_child(r->q->graph, t->parent_id, t->name, out, &r->err);
+}
+
+/*
+ * Replace *s (if any) by a new session for t.  The old one is cancelled
+ * first: a session the service still holds for the same name makes the
+ * new one fail (409), and a "not found" may have been a passing one (quirk 13).
+ */
+static int new_session(struct run *r, const struct graph_upload_target *t, int64_t size,
+		       struct graph_upload_session *s)
+{
+	int rc;
+
+	if (s->upload_url)
+		graph_upload_session_cancel(r->q->graph, s, NULL);
+	graph_upload_session_release(s);
+	rc = graph_upload_session_create(r->q->graph, t, size, s, &r->err);
+	if (rc == 0)
+		remember_session(r, s);
+	return rc;
+}
+
+/* Upload through a session, resuming the journalled one when it is alive. */
+static int upload_session(struct run *r, struct reader *rd, const struct graph_upload_target *t,
+			  int resume, struct drive_item *out)
+{
+	struct upload_queue *q = r->q;
+	struct graph_upload_session s;
+	int64_t off, n, chunk = q->cfg->upload_chunk > 0 ? q->cfg->upload_chunk : 10485760;
+	int rc = -ENOENT, done = 0, stalls = 0, restarts = 0;
+
+	memset(&s, 0, sizeof(s));
+	if (resume && r->job->session_url && r->job->session_size == rd->size &&
+	    r->job->session_expires > wall_seconds() + SESSION_MARGIN_S) {
+		s.upload_url = strdup(r->job->session_url);
+		rc = s.upload_url ? graph_upload_session_status(q->graph, &s, &r->err) : -ENOMEM;
+		if (rc == 0)
+			log_debug("resuming the upload of '%s' at byte %" PRId64, r->path,
+				  s.next_offset);
+	}
+	if (rc < 0) {
+		rc = new_session(r, t, rd->size, &s);
+		if (rc < 0)
+			return rc;
+	}
+	off = s.next_offset;
+	while (!done) {
+		if (cancelled(rd)) {
+			rc = -ECANCELED;
+			break;
+		}
+		if (off < 0 || off >= rd->size) {
+			/* the service has every byte but did not say done: ask again */
+			rc = -ERANGE;
+		} else {
+			n = rd->size - off < chunk ? rd->size - off : chunk;
+			rd->pos = off;
+			rc = graph_upload_session_put(q->graph, &s, off, n, rd->size, reader_source, rd,
+						      &done, out, &r->err);
+		}
+		if (rc == 0) {
+			stalls = 0;
+			off = s.next_offset;
+			continue;
+		}
+		if (rc == -ECANCELED)
+			break;
+		if (rc == -ENOENT && restarts++ == 0) {
+			/* expired, or its credential did (quirk 14): a new session, once per run */
+			log_debug("the upload session of '%s' expired: starting over", r->path);
+			rc = new_session(r, t, rd->size, &s);
+			if (rc < 0)
+				break;
+			off = s.next_offset;
+			continue;
+		}
+		if (rc != -ERANGE && rc != -EAGAIN && rc != -ECONNRESET && rc != -ETIMEDOUT &&
+		    rc != -EIO && rc != -ECONNREFUSED)
+			break;
+		if (++stalls > SESSION_STALLS)
+			break;
+		/* where does the service want us to go on? (quirk 15) */
+		rc = graph_upload_session_status(q->graph, &s, &r->err);
+		if (rc < 0 && rc != -ENOENT)
+			break;
+		if (rc == 0)
+			off = s.next_offset;
+		else
+			off = -1;   /* gone: the next turn restarts it */
+		if (rc == -ENOENT) {
+			if (restarts > 1)
+				break;
+			restarts++;
+			rc = new_session(r, t, rd->size, &s);
+			if (rc < 0)
+				break;
+			off = s.next_offset;
+		}
+	}
+	if (rc == -ECANCELED && __atomic_load_n(&r->job->forgotten, __ATOMIC_RELAXED))
+		graph_upload_session_cancel(q->graph, &s, NULL);
+	/* a failed run leaves the session remembered: the next run resumes it */
+	if (done || rc == -ENOENT || rc == -ESTALE || rc == -EEXIST)
+		remember_session(r, NULL);
+	if (rc == 0 && !out->id)
+		rc = fetch_result(r, t, out);
+	graph_upload_session_release(&s);
+	return rc;
+}
+
+/* Upload the staged bytes to t, small or by session; out gets the item. */
+static int upload_to(struct run *r, const struct graph_upload_target *t, int resume,
+		     struct reader *rd, struct drive_item *out)
+{
+	memset(out, 0, sizeof(*out));
+	rd->pos = 0;
+	rd->hashed = 0;
+	qxhash_init(&rd->h);
+	if (rd->size <= SIMPLE_MAX)
+		return graph_upload_small(r->q->graph, t, reader_source, rd, rd->size, out, &r->err);
+	return upload_session(r, rd, t, resume, out);
+}
+
+/*
+ * The service's version of the file changed since the edit started (or the
+ * name was taken by another device): upload the local bytes beside it under
+ * a conflict name, make this inode that copy, and let the original name show
+ * the remote version again.
+ */
+static int save_conflict(struct run *r, struct reader *rd, int created_elsewhere,
+			 const struct drive_item *remote)
+{
+	struct upload_queue *q = r->q;
+	struct graph_upload_target t;
+	struct drive_item item;
+	char *name, *old_id = r->e.item.id;
+	int rc, clean;
+
+	name = conflict_name(r->e.item.name);
+	if (!name)
+		return -ENOMEM;
+	memset(&t, 0, sizeof(t));
+	t.parent_id = r->parent.item.id;
+	t.name = name;
+	t.mtime = r->e.item.mtime.tv_sec > 0 ? &r->e.item.mtime : NULL;
+	t.crtime = r->e.item.ctime_created.tv_sec > 0 ? &r->e.item.ctime_created : NULL;
+	rc = upload_to(r, &t, 0, rd, &item);
+	if (rc < 0)
+		goto out_free_name;
+	if (__atomic_load_n(&r->job->forgotten, __ATOMIC_RELAXED)) {
+		graph_delete_item(q->graph, item.id, NULL);
+		rc = -ECANCELED;
+		goto out_release;
+	}
+	clean = content_stage_done(q->content, old_id, &r->st, item.id, item.ctag);
+	cache_set_id(q->cache, r->e.ino, item.id);
+	cache_move(q->cache, r->e.ino, r->e.parent_ino, name);
+	cache_update_remote(q->cache, r->e.ino, &item, clean == 1);
+	/* the original name shows the service's version again */
+	if (cache_upsert(q->cache, remote, NULL) < 0)
+		cache_set_listed_at(q->cache, r->e.parent_ino, 0);
+	if (q->notify) {
+		q->notify(q->notify_ctx, r->e.parent_ino, r->e.item.name);
+		q->notify(q->notify_ctx, r->e.parent_ino, name);
+	}
+	log_warnx("'%s' was %s on another device; your version was saved as '%s'", r->path,
+		  created_elsewhere ? "also created" : "changed", name);
+out_release:
+	drive_item_release(&item);
+out_free_name:
+	free(name);
+	return rc;
+}
+
+/* A new file's name or folder changed while it uploaded: follow with a PATCH. */
+static void follow_rename(struct run *r, const struct drive_item *item)
+{
+	struct upload_queue *q = r->q;
+	struct cache_entry now, parent;
+	struct drive_item moved;
+	const char *new_parent = NULL;
+	char *err = NULL;
+
+	if (cache_get(q->cache, r->e.ino, &now) < 0)
+		return;
+	if (now.parent_ino != r->e.parent_ino &&
+	    cache_get(q->cache, now.parent_ino, &parent) == 0) {
+		new_parent = strncmp(parent.item.id, CACHE_LOCAL_PREFIX,
+				     strlen(CACHE_LOCAL_PREFIX)) ? parent.item.id : NULL;
+	} else {
+		memset(&parent, 0, sizeof(parent));
+	}
+	if (new_parent || strcmp(now.item.name, item->name) != 0) {
+		if (graph_update_item(q->graph, item->id, strcmp(now.item.name, item->name) ?
+				      now.item.name : NULL, new_parent, NULL, NULL, NULL, &moved,
+				      &err) == 0) {
+			cache_update_remote(q->cache, r->e.ino, &moved, 0);
+			drive_item_release(&moved);
+		} else {
+			log_error("cannot rename '%s' to '%s' on the service: %s", r->path,
+				  now.item.name, err ? err : "unknown error");
+		}
+	}
+	free(err);
+	cache_entry_release(&parent);
+	cache_entry_release(&now);
+}
+
+static int is_local_id(const char *id)
+{
+	return id && strncmp(id, CACHE_LOCAL_PREFIX, strlen(CACHE_LOCAL_PREFIX)) == 0;
+}
+
+static int forgotten(const struct run *r)
+{
+	return __atomic_load_n(&r->job->forgotten, __ATOMIC_RELAXED);
+}
+
+/*
+ * A utimens that landed while the bytes travelled only changed the cache
+ * (the upload was to carry the time, and carried the old one): if the
+ * cache's time is not the one item has, PATCH it.  *item may be replaced by
+ * the answer.  Best effort: on failure the service keeps its time.
+ */
+static void follow_mtime(struct run *r, struct drive_item *item)
+{
+	struct cache_entry now;
+	struct drive_item patched;
+	const struct timespec *crtime;
+	char *err = NULL;
+
+	if (cache_get(r->q->cache, r->e.ino, &now) < 0)
+		return;
+	if (now.item.mtime.tv_sec > 0 && now.item.mtime.tv_sec != r->e.item.mtime.tv_sec &&
+	    now.item.mtime.tv_sec != item->mtime.tv_sec) {
+		crtime = now.item.ctime_created.tv_sec > 0 ? &now.item.ctime_created : NULL;
+		memset(&patched, 0, sizeof(patched));
+		if (graph_update_item(r->q->graph, item->id, NULL, NULL, &now.item.mtime, crtime,
+				      NULL, &patched, &err) == 0) {
+			drive_item_release(item);
+			*item = patched;
+		} else {
+			log_warnx("cannot set the time of '%s': %s", r->path,
+				  err ? err : "unknown error");
+		}
+		free(err);
+	}
+	cache_entry_release(&now);
+}
+
+/* The upload landed as item: tell the content and the cache. */
+static int landed(struct run *r, struct reader *rd, struct drive_item *item, int was_new)
+{
+	struct upload_queue *q = r->q;
+	int match, clean;
+
+	/* deleted (or taken over) locally meanwhile: the cache is no longer ours to change */
+	if (forgotten(r))
+		return -ECANCELED;
+	match = hash_matches(rd, item->qxhash);
+	if (match < 0)
+		return match;
+	if (!match && ++r->job->mismatches <= HASH_MISMATCH_MAX) {
+		/* keep it dirty, take the ids and tags (our own), upload again later */
+		log_warnx("'%s' arrived with another hash than it was sent with; uploading it again",
+			  r->path);
+		if (strcmp(item->id, r->e.item.id) != 0)
+			content_rename_id(q->content, r->e.item.id, item->id);
+		if (was_new)
+			cache_set_id(q->cache, r->e.ino, item->id);
+		cache_update_remote(q->cache, r->e.ino, item, 0);
+		free(r->err);
+		r->err = strdup("the service stored other bytes than were sent");
+		return -EIO;
+	}
+	r->job->mismatches = 0;
+	clean = content_stage_done(q->content, r->e.item.id, &r->st, item->id, item->ctag);
+	if (clean == 1)
+		follow_mtime(r, item);   /* (written again: the next upload carries the time) */
+	if (forgotten(r))
+		return -ECANCELED;
+	if (was_new)
+		cache_set_id(q->cache, r->e.ino, item->id);
+	cache_update_remote(q->cache, r->e.ino, item, clean == 1);
+	if (was_new)
+		follow_rename(r, item);
+	return 0;
+}
+
+
+/* 1 if remote holds exactly the staged bytes (say, our own upload whose answer was lost). */
+static int same_bytes(struct reader *rd, const struct drive_item *remote)
+{
+	char local[QXHASH_BASE64_LEN + 1];
+
+	if (!remote->qxhash || remote->size != rd->size || hash_until(rd, rd->size) < 0)
+		return 0;
+	qxhash_final_base64(&rd->h, local);
+	return strcmp(local, remote->qxhash) == 0;
+}
+
+/*
+ * The service refused the upload as a conflict (-ESTALE, -EEXIST), or the
+ * item's tags moved.  Unless it already holds exactly the local bytes, keep
+ * both versions.  remote: the service's item when already fetched, or NULL.
+ */
+static int resolve_conflict(struct run *r, struct reader *rd, const struct graph_upload_target *t,
+			    int created_elsewhere, const struct drive_item *remote)
+{
+	struct drive_item cur;
+	int rc;
+
+	memset(&cur, 0, sizeof(cur));
+	if (!remote) {
+		rc = t->item_id ? graph_get_item(r->q->graph, t->item_id, &cur, &r->err) :
+		     graph_get_child(r->q->graph, t->parent_id, t->name, &cur, &r->err);
+		if (rc < 0)
+			return rc == -ENOENT ? -EAGAIN : rc;   /* gone meanwhile: try again */
+		remote = &cur;
+	}
+	if (same_bytes(rd, remote)) {
+		log_debug("'%s' is already on the service", r->path);
+		rc = remote == &cur ? 0 : drive_item_copy(&cur, remote);
+		if (rc == 0)
+			rc = landed(r, rd, &cur, t->item_id == NULL);
+	} else {
+		rc = save_conflict(r, rd, created_elsewhere, remote);
+		rc = rc == 0 ? RUN_CONFLICT : rc;
+	}
+	drive_item_release(&cur);
+	return rc;
+}
+
+/* Did the service's item change since the cache entry's tags? */
+static int tags_differ(const struct drive_item *base, const struct drive_item *remote)
+{
+	if (base->ctag && remote->ctag)
+		return strcmp(base->ctag, remote->ctag) != 0;
+	if (base->etag && remote->etag)
+		return strcmp(base->etag, remote->etag) != 0;
+	return 0;
+}
+
+static void run_release(struct run *r)
+{
+	if (r->staged)
+		content_stage_close(&r->st);
+	cache_entry_release(&r->parent);
+	cache_entry_release(&r->e);
+	free(r->err);
+}
+
+/*
+ * Was the file deleted here while its new item was uploading (forgotten, or
+ * its cache row gone)?  Then that item must not stay on the service.
+ */
+static int gone_meanwhile(struct run *r)
+{
+	struct cache_entry now;
+	int rc;
+
+	if (forgotten(r))
+		return 1;
+	rc = cache_get(r->q->cache, r->e.ino, &now);
+	if (rc == 0)
+		cache_entry_release(&now);
+	return rc == -ENOENT;
+}
+
+/* Stage the file and pick its target; RUN_DROP when there is nothing to upload. */
+static int run_prepare(struct run *r, int *was_new)
+{
+	struct upload_queue *q = r->q;
+	int rc;
+
+	rc = cache_get(q->cache, r->job->ino, &r->e);
+	if (rc == -ENOENT)
+		return RUN_DROP;   /* deleted before its upload started */
+	if (rc < 0)
+		return rc;
+	if (r->e.item.is_dir)
+		return RUN_DROP;   /* folders are created synchronously */
+	*was_new = r->e.is_local || is_local_id(r->e.item.id);
+	if (!*was_new && !r->e.dirty && !content_is_dirty(q->content, r->e.item.id))
+		return RUN_DROP;   /* nothing local left (a stale journal row) */
+	r->path = path_of(q, r->e.ino);
+	rc = cache_get(q->cache, r->e.parent_ino, &r->parent);
+	if (rc < 0)
+		return rc == -ENOENT ? RUN_DROP : rc;
+	if (is_local_id(r->parent.item.id)) {
+		r->err = strdup("waiting for its folder to be created");
+		return -EAGAIN;
+	}
+	rc = content_stage_open(q->content, &r->e.item, &r->st, &r->err);
+	if (rc == -ENOENT && *was_new) {
+		/* created and closed without a byte written: an empty file */
+		memset(&r->st, 0, sizeof(r->st));
+		r->st.fd = -1;
+		return 0;
+	}
+	if (rc == -ENOENT)
+		return RUN_DROP;
+	if (rc < 0)
+		return rc;
+	r->staged = 1;
+	return 0;
+}
+
+int upload_run_job(struct upload_queue *q, struct job *job, struct outcome *oc)
+{
+	struct run r = { .q = q, .job = job };
+	struct graph_upload_target t;
+	struct drive_item remote, item;
+	struct reader rd;
+	int rc, was_new = 0, new_target = 0;
+
+	memset(&item, 0, sizeof(item));
+	rc = run_prepare(&r, &was_new);
+	if (rc != 0)
+		goto out;
+	memset(&rd, 0, sizeof(rd));
+	rd.q = q;
+	rd.job = job;
+	rd.fd = r.st.fd;
+	rd.size = r.st.size;
+	qxhash_init(&rd.h);
+
+	memset(&t, 0, sizeof(t));
+	t.mtime = r.e.item.mtime.tv_sec > 0 ? &r.e.item.mtime : NULL;
+	t.crtime = r.e.item.ctime_created.tv_sec > 0 ? &r.e.item.ctime_created : NULL;
+	new_target = was_new;
+	if (!was_new) {
+		t.item_id = r.e.item.id;
+		t.if_match = r.e.item.ctag ? r.e.item.ctag : r.e.item.etag;
+		if (rd.size > SIMPLE_MAX && !job->session_url) {
+			/* no If-Match on createUploadSession (quirk 16): compare tags first */
+			rc = graph_get_item(q->graph, t.item_id, &remote, &r.err);
+			if (rc == 0 && tags_differ(&r.e.item, &remote)) {
+				rc = resolve_conflict(&r, &rd, &t, 0, &remote);
+				drive_item_release(&remote);
+				goto out;
+			}
+			if (rc == 0)
+				drive_item_release(&remote);
+			if (rc < 0 && rc != -ENOENT)
+				goto out;
+		}
+		if (rc == 0)
+			rc = upload_to(&r, &t, 1, &rd, &item);
+		if (rc == -ENOENT) {
+			/* deleted on the service meanwhile: the local bytes come back as new */
+			log_info("'%s' was deleted on another device; uploading your version again",
+				 r.path);
+			t.item_id = NULL;
+			t.if_match = NULL;
+			new_target = 1;
+		} else if (rc == -ESTALE) {
+			rc = resolve_conflict(&r, &rd, &t, 0, NULL);
+			goto out;
+		}
+	}
+	if (new_target) {
+		t.parent_id = r.parent.item.id;
+		t.name = r.e.item.name;
+		drive_item_release(&item);
+		rc = upload_to(&r, &t, was_new, &rd, &item);
+		if (rc == -EEXIST) {
+			rc = resolve_conflict(&r, &rd, &t, 1, NULL);
+			goto out;
+		}
+	}
+	if (rc < 0)
+		goto out;
+	rc = landed(&r, &rd, &item, new_target);
+	if ((rc == 0 || rc == -ECANCELED) && new_target && gone_meanwhile(&r)) {
+		/* deleted locally while it uploaded: a new file must not stay behind */
+		graph_delete_item(q->graph, item.id, NULL);
+		rc = -ECANCELED;
+	}
+out:
+	drive_item_release(&item);
+	oc->rc = rc;
+	oc->path = r.path;
+	r.path = NULL;
+	if (rc == -ENOSPC) {
+		oc->message = strdup(UPLOAD_QUOTA_TEXT);
+	} else if (rc == -EACCES && !graph_sign_in_expired(q->graph)) {
+		/* 403 accessDenied: a read-only (shared) folder; retrying will not help */
+		oc->permanent = 1;
+		oc->message = strdup(UPLOAD_READ_ONLY_TEXT);
+	} else if ((rc == -EINVAL || rc == -ENAMETOOLONG) && new_target && r.e.item.name) {
+		/* 400 invalidRequest: a name the service refuses (names.c missed a rule) */
+		oc->permanent = 1;
+		if (asprintf(&oc->message, "the service refuses the name '%s'%s%s", r.e.item.name,
+			     r.err ? ": " : "", r.err ? r.err : "") < 0)
+			oc->message = NULL;
+	} else if (rc < 0) {
+		oc->message = r.err ? strdup(r.err) : strdup(errmap_strerror(rc));
+	}
+	run_release(&r);
+	return rc;
+}
