@@ -198,28 +198,42 @@ struct cache_change {
 	char *new_name;
 	char *id;               /* its id (the content cache's key) */
 	int is_dir;
-	int content_changed;    /* cTag (or, without one, hash or size) differs: cached bytes are stale */
+	int content_changed;    /* cTag (else hash, else size and time) differs:
+	                           the cached bytes are stale */
 };
 
 /* The items are the whole drive (a full enumeration): clean items not among them go. */
 #define CACHE_APPLY_COMPLETE 1
 
 /*
+ * What the cache held when a round started (a fingerprint per row).  The
+ * round's items describe the service at about that moment; a row changed
+ * here meanwhile (a rename, an upload that landed, a new or removed item)
+ * is newer than the round, so the round leaves it alone: the service
+ * reports that item again in the next round.
+ */
+struct cache_snapshot;
+int cache_snapshot_take(struct cache *c, struct cache_snapshot **out);
+void cache_snapshot_free(struct cache_snapshot *s);
+
+/*
  * Apply the items of one complete delta round (duplicates already dropped)
  * in one transaction.  Parents go before children whatever the order of
- * items; an item whose parent is neither cached nor in the round is
- * skipped.  Deleted items are removed with their subtree; the root item and
- * unchanged items change nothing.  A name held by another clean item in the
- * target folder is taken over (that item goes).  Dirty and local items, and
- * folders holding one, are never removed or overwritten, nor is a name one
- * of them holds taken over (the remote item waits for the next round).
- * Every folder with listed_at 0 gets listed_at (when non-zero): delta
- * delivers all their children from now on.  *changes (caller frees with
- * cache_changes_free) receives what changed, *nchanges its length.
+ * items; an item whose parent is neither cached nor in the round (or is
+ * not a folder) is skipped.  Deleted items are removed with their subtree;
+ * the root item and unchanged items change nothing.  A name held by
+ * another clean item in the target folder is taken over (that item goes).
+ * Dirty and local items, and folders holding one, are never removed or
+ * overwritten, nor is a name one of them holds taken over (the remote item
+ * waits for the next round); with before (may be NULL), neither are rows
+ * that changed since it was taken.  Every folder with listed_at 0 gets
+ * listed_at (when non-zero): delta delivers all their children from now
+ * on.  *changes (caller frees with cache_changes_free) receives what
+ * changed, *nchanges its length.
  */
 int cache_apply_remote_changes(struct cache *c, const struct drive_item *items, size_t n,
-			       int flags, int64_t listed_at, struct cache_change **changes,
-			       size_t *nchanges);
+			       int flags, int64_t listed_at, const struct cache_snapshot *before,
+			       struct cache_change **changes, size_t *nchanges);
 void cache_changes_free(struct cache_change *changes, size_t n);
 
 #endif

@@ -10,8 +10,11 @@
  * still inside); then, for a full enumeration, whatever the round did not
  * name.  Dirty and local items (cache.h, "Local changes") and folders that
  * hold one are never removed or overwritten: the service does not know
- * them yet.  What changed is collected for the caller, who tells the kernel
- * once the lock is released.  See cache.c for the storage.
+ * them yet.  Neither are rows that changed here after the round started
+ * (a cache_snapshot of fingerprints taken then tells): the round is older
+ * than them, and the service reports those items again next time.  What
+ * changed is collected for the caller, who tells the kernel once the lock
+ * is released.  See cache.c for the storage.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -24,6 +27,21 @@
 #include "names.h"
 
 #define CHAIN_MAX 4096          /* deeper parent chains in one round are cut (a cycle) */
+
+#define FP_COLUMNS "id, parent_ino, name, etag, ctag, size, mtime_sec, mtime_nsec, dirty"
+
+/* A row's fingerprint, by inode. */
+struct row_fp {
+	uint64_t ino;
+	uint64_t fp;
+};
+
+struct cache_snapshot {
+	struct row_fp *rows;          /* sorted by ino */
+	size_t nrows;
+	uint64_t *ids;                /* hashes of the ids then cached, sorted */
+	size_t nids;
+};
 
 /* A round's item ids, sorted, to find an item's parent within the round. */
 struct id_pos {
@@ -38,6 +56,9 @@ struct apply {
 	struct id_pos *ids;           /* live items only, sorted by id */
 	size_t nids;
 	unsigned char *state;         /* per item: 0 to do, 1 in a chain, 2 done */
+	unsigned char *gone;          /* per item: removed here after the round started */
+	const struct cache_snapshot *before;  /* may be NULL */
+	sqlite3_stmt *fp_stmt;        /* FP_COLUMNS of one row, when before is set */
 	char *root_id;
 	struct cache_change *changes;
 	size_t nchanges, cap;
@@ -60,6 +81,159 @@ static long find_in_round(const struct apply *ap, const char *id)
 	hit = bsearch(&key, ap->ids, ap->nids, sizeof(*ap->ids), compare_id_pos);
 	return hit ? (long)hit->pos : -1;
 }
+
+/* ---- snapshots ---------------------------------------------------------- */
+
+/* FNV-1a, 64 bits. */
+static uint64_t fnv(uint64_t h, const void *data, size_t len)
+{
+	const unsigned char *p = data;
+
+	for (size_t i = 0; i < len; i++) {
+		h ^= p[i];
+		h *= 0x100000001b3ULL;
+	}
+	return h;
+}
+
+static uint64_t hash_id(const char *id)
+{
+	return fnv(0xcbf29ce484222325ULL, id, strlen(id));
+}
+
+/* The fingerprint of the FP_COLUMNS (9 of them) from column first of st's row. */
+static uint64_t row_fingerprint(sqlite3_stmt *st, int first)
+{
+	uint64_t h = 0xcbf29ce484222325ULL;
+
+	for (int col = first; col < first + 9; col++) {
+		const void *v = sqlite3_column_blob(st, col);
+		int len = sqlite3_column_bytes(st, col);
+		unsigned char sep = sqlite3_column_type(st, col) == SQLITE_NULL ? 0 : 1;
+
+		h = fnv(h, &sep, 1);
+		if (v && len > 0)
+			h = fnv(h, v, (size_t)len);
+	}
+	return h;
+}
+
+static int compare_fp(const void *a, const void *b)
+{
+	uint64_t x = ((const struct row_fp *)a)->ino, y = ((const struct row_fp *)b)->ino;
+
+	return x < y ? -1 : x > y;
+}
+
+static int compare_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+void cache_snapshot_free(struct cache_snapshot *s)
+{
+	if (!s)
+		return;
+	free(s->rows);
+	free(s->ids);
+	free(s);
+}
+
+static int snapshot_locked(struct cache *c, struct cache_snapshot *s)
+{
+	sqlite3_stmt *st = NULL;
+	size_t cap = 0;
+	int rc, ret = 0;
+
+	rc = sqlite3_prepare_v2(c->db, "SELECT ino, " FP_COLUMNS " FROM items", -1, &st, NULL);
+	if (rc != SQLITE_OK)
+		return cache_db_fail(c, rc, "read the items");
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		const char *id = (const char *)sqlite3_column_text(st, 1);
+
+		if (s->nrows == cap) {
+			size_t ncap = cap ? cap * 2 : 256;
+			struct row_fp *rows = realloc(s->rows, ncap * sizeof(*rows));
+			uint64_t *ids = rows ? realloc(s->ids, ncap * sizeof(*ids)) : NULL;
+
+			if (rows)
+				s->rows = rows;
+			if (ids)
+				s->ids = ids;
+			if (!rows || !ids) {
+				ret = -ENOMEM;
+				goto out_finalize;
+			}
+			cap = ncap;
+		}
+		s->rows[s->nrows].ino = (uint64_t)sqlite3_column_int64(st, 0);
+		s->rows[s->nrows++].fp = row_fingerprint(st, 1);
+		s->ids[s->nids++] = hash_id(id ? id : "");
+	}
+	if (rc != SQLITE_DONE)
+		ret = cache_db_fail(c, rc, "read the items");
+out_finalize:
+	sqlite3_finalize(st);
+	return ret;
+}
+
+int cache_snapshot_take(struct cache *c, struct cache_snapshot **out)
+{
+	struct cache_snapshot *s = calloc(1, sizeof(*s));
+	int ret;
+
+	*out = NULL;
+	if (!s)
+		return -ENOMEM;
+	pthread_mutex_lock(&c->lock);
+	ret = snapshot_locked(c, s);
+	pthread_mutex_unlock(&c->lock);
+	if (ret < 0) {
+		cache_snapshot_free(s);
+		return ret;
+	}
+	qsort(s->rows, s->nrows, sizeof(*s->rows), compare_fp);
+	qsort(s->ids, s->nids, sizeof(*s->ids), compare_u64);
+	*out = s;
+	return 0;
+}
+
+/* 1 when id was cached when the snapshot was taken. */
+static int id_was_cached(const struct apply *ap, const char *id)
+{
+	uint64_t h = hash_id(id);
+
+	return ap->before && bsearch(&h, ap->before->ids, ap->before->nids, sizeof(h), compare_u64);
+}
+
+/*
+ * 1 when row ino changed (or appeared) since the round started, 0 if not,
+ * or -errno.  Without a snapshot nothing counts as changed.
+ */
+static int changed_since(struct apply *ap, uint64_t ino)
+{
+	struct row_fp key = { ino, 0 }, *was;
+	uint64_t now = 0;
+	int rc;
+
+	if (!ap->before)
+		return 0;
+	was = bsearch(&key, ap->before->rows, ap->before->nrows, sizeof(key), compare_fp);
+	if (!was)
+		return 1;
+	sqlite3_bind_int64(ap->fp_stmt, 1, (sqlite3_int64)ino);
+	rc = sqlite3_step(ap->fp_stmt);
+	if (rc == SQLITE_ROW)
+		now = row_fingerprint(ap->fp_stmt, 0);
+	sqlite3_reset(ap->fp_stmt);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		return cache_db_fail(ap->c, rc, "read an item");
+	return rc == SQLITE_ROW && now != was->fp;
+}
+
+/* ---- applying ------------------------------------------------------------ */
 
 void cache_changes_free(struct cache_change *changes, size_t n)
 {
@@ -201,6 +375,8 @@ static int take_name(struct apply *ap, uint64_t parent_ino, const char *fold, co
 		if (ret < 0 || !holder)
 			return ret;
 		ret = cache_tree_protected(ap->c, holder);
+		if (ret == 0)
+			ret = changed_since(ap, holder);
 		if (ret != 0)
 			return ret;
 		ret = remove_reported(ap, holder);
@@ -273,9 +449,16 @@ static int apply_item(struct apply *ap, const struct drive_item *item)
 	if (have_old && (old.dirty || old.is_local)) {
 		/* the local edit wins; its upload meets the remote change (If-Match) */
 		ap->kept++;
+		ret = 0;
 		goto out_release_old;
 	}
-	ret = 0;
+	/* changed here since the round started, or removed here meanwhile: newer */
+	ret = have_old ? changed_since(ap, old.ino) : ap->gone[item - ap->items];
+	if (ret != 0) {
+		ap->kept += ret > 0;
+		ret = ret < 0 ? ret : 0;
+		goto out_release_old;
+	}
 	fold = names_fold(item->name);
 	if (!fold) {
 		ret = -ENOMEM;
@@ -410,6 +593,8 @@ out_finalize:
 	/* parents come before their children in inode order, mostly: fewer reports */
 	for (size_t i = 0; ret == 0 && i < ngone; i++) {
 		ret = cache_tree_protected(ap->c, gone[i]);
+		if (ret == 0)
+			ret = changed_since(ap, gone[i]);   /* new here since the round began */
 		if (ret == 1) {
 			ret = 0;       /* local changes, or a folder holding some */
 			continue;
@@ -445,6 +630,18 @@ static int apply_locked(struct apply *ap, int flags, int64_t listed_at)
 	ret = cache_kind(ap->c, CACHE_ROOT_INO, &is_dir, &ap->root_id);
 	if (ret < 0 && ret != -ENOENT)
 		return ret;
+	/* before anything moves: which items did this cache drop since the round began */
+	for (i = 0; ap->before && i < ap->n; i++) {
+		uint64_t ino;
+
+		if (ap->items[i].is_deleted || !id_was_cached(ap, ap->items[i].id))
+			continue;
+		ret = cache_ino_of_id(ap->c, ap->items[i].id, &ino);
+		if (ret == -ENOENT)
+			ap->gone[i] = 1;
+		else if (ret < 0)
+			return ret;
+	}
 	for (i = 0, ret = 0; ret == 0 && i < ap->n; i++)
 		if (!ap->items[i].is_deleted && ap->state[i] == 0)
 			ret = apply_chain(ap, i);
@@ -459,10 +656,10 @@ static int apply_locked(struct apply *ap, int flags, int64_t listed_at)
 }
 
 int cache_apply_remote_changes(struct cache *c, const struct drive_item *items, size_t n,
-			       int flags, int64_t listed_at, struct cache_change **changes,
-			       size_t *nchanges)
+			       int flags, int64_t listed_at, const struct cache_snapshot *before,
+			       struct cache_change **changes, size_t *nchanges)
 {
-	struct apply ap = { .c = c, .items = items, .n = n };
+	struct apply ap = { .c = c, .items = items, .n = n, .before = before };
 	size_t i;
 	int ret;
 
@@ -470,7 +667,8 @@ int cache_apply_remote_changes(struct cache *c, const struct drive_item *items, 
 	*nchanges = 0;
 	ap.ids = malloc((n ? n : 1) * sizeof(*ap.ids));
 	ap.state = calloc(n ? n : 1, 1);
-	if (!ap.ids || !ap.state) {
+	ap.gone = calloc(n ? n : 1, 1);
+	if (!ap.ids || !ap.state || !ap.gone) {
 		ret = -ENOMEM;
 		goto out_free;
 	}
@@ -487,9 +685,19 @@ int cache_apply_remote_changes(struct cache *c, const struct drive_item *items, 
 	qsort(ap.ids, ap.nids, sizeof(*ap.ids), compare_id_pos);
 
 	pthread_mutex_lock(&c->lock);
-	ret = cache_begin(c);
+	ret = 0;
+	if (before) {
+		int rc = sqlite3_prepare_v2(c->db, "SELECT " FP_COLUMNS " FROM items WHERE ino = ?1",
+					    -1, &ap.fp_stmt, NULL);
+
+		if (rc != SQLITE_OK)
+			ret = cache_db_fail(c, rc, "read an item");
+	}
+	if (ret == 0)
+		ret = cache_begin(c);
 	if (ret == 0)
 		ret = cache_finish(c, apply_locked(&ap, flags, listed_at));
+	sqlite3_finalize(ap.fp_stmt);
 	pthread_mutex_unlock(&c->lock);
 	if (ret == 0 && (ap.skipped || ap.kept))
 		log_debug("delta: %zu items under unknown folders skipped, %zu local changes kept",
@@ -497,6 +705,7 @@ int cache_apply_remote_changes(struct cache *c, const struct drive_item *items, 
 out_free:
 	free(ap.ids);
 	free(ap.state);
+	free(ap.gone);
 	free(ap.root_id);
 	if (ret < 0) {
 		cache_changes_free(ap.changes, ap.nchanges);

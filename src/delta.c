@@ -270,10 +270,15 @@ static int run_round(struct delta *d, char **link, char **err)
 {
 	struct round r = { .d = d };
 	struct cache_change *changes = NULL;
+	struct cache_snapshot *before = NULL;
 	size_t nchanges = 0;
 	char *next = NULL;
 	int full = *link == NULL, rc;
 
+	/* what the cache held before the service was asked: local news since wins */
+	rc = cache_snapshot_take(d->cache, &before);
+	if (rc < 0)
+		return rc;
 	rc = graph_delta(d->graph, *link, collect_item, &r, &next, err);
 	if (rc < 0)
 		goto out_release;
@@ -282,7 +287,7 @@ static int run_round(struct delta *d, char **link, char **err)
 		goto out_release;
 	rc = cache_apply_remote_changes(d->cache, r.items, r.n,
 					full ? CACHE_APPLY_COMPLETE : 0, (int64_t)time(NULL),
-					&changes, &nchanges);
+					before, &changes, &nchanges);
 	if (rc < 0)
 		goto out_release;
 	/* The link last: a crash before it replays the round, which is harmless. */
@@ -303,6 +308,7 @@ static int run_round(struct delta *d, char **link, char **err)
 out_free_changes:
 	cache_changes_free(changes, nchanges);
 out_release:
+	cache_snapshot_free(before);
 	round_release(&r);
 	free(next);
 	return rc;

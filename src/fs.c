@@ -37,6 +37,7 @@
 #include "delta.h"
 #include "fs.h"
 #include "fs_internal.h"
+#include "fs_virtual.h"
 #include "graph.h"
 #include "log.h"
 #include "upload.h"
@@ -857,6 +858,8 @@ static void fs_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t
 	size_t i;
 	int rc;
 
+	if (fs_feature_getxattr(req, ino, name, size))
+		return;
 	for (i = 0; i < XATTR_COUNT; i++)
 		if (strcmp(name, xattr_names[i]) == 0)
 			break;
@@ -908,6 +911,8 @@ static void fs_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 static void fs_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
 			size_t size, int flags)
 {
+	if (fs_feature_setxattr(req, ino, name, value, size))
+		return;
 	fuse_reply_err(req, strncmp(name, XATTR_PREFIX, strlen(XATTR_PREFIX)) ? ENOTSUP : EPERM);
 }
 
@@ -948,9 +953,11 @@ static const struct fuse_lowlevel_ops fs_ops = {
 	.removexattr = fs_removexattr,
 	.create = fs_create,
 	.fallocate = fs_fallocate,
+	.copy_file_range = fs_copy_file_range,
 };
 
+/* The trash and versions folders (fs_virtual.c) answer before these. */
 const struct fuse_lowlevel_ops *fs_operations(void)
 {
-	return &fs_ops;
+	return fs_virtual_ops(&fs_ops);
 }

@@ -169,4 +169,13 @@ void fs_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t n
 void fs_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length,
 		  struct fuse_file_info *fi);
 
+/* fs_features.c: versions, restore, copy and link attributes (see its header). */
+/* 1 when name is one of its attributes (the request is answered), else 0. */
+int fs_feature_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size);
+int fs_feature_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
+			size_t size);
+void fs_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
+			struct fuse_file_info *fi_in, fuse_ino_t ino_out, off_t off_out,
+			struct fuse_file_info *fi_out, size_t len, int flags);
+
 #endif

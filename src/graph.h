@@ -221,4 +221,50 @@ int graph_upload_session_cancel(struct graph *g, struct graph_upload_session *s,
 int graph_delta(struct graph *g, const char *link, graph_item_fn fn, void *ctx,
 		char **delta_link, char **err);
 
+/* ---- Features (implemented in graph_features.c) -------------------------- */
+
+/* One version of a file (graph-notes 9), newest first in a listing. */
+struct graph_version {
+	char *id;                  /* "current", "3.0", "107-70": ids may change later */
+	struct timespec mtime;     /* lastModifiedDateTime; 0 when absent */
+	int64_t size;              /* -1 when absent */
+	char *who;                 /* lastModifiedBy display name or NULL */
+};
+void graph_versions_free(struct graph_version *v, size_t n);
+
+/* GET .../versions: *out (caller frees with graph_versions_free) holds *n entries. */
+int graph_list_versions(struct graph *g, const char *item_id, struct graph_version **out,
+			size_t *n, char **err);
+
+/*
+ * GET .../versions/{vid}/content without following: the pre-authenticated
+ * URL (malloc'd) to fetch with graph_download().  -ENOENT for an unknown id.
+ */
+int graph_version_url(struct graph *g, const char *item_id, const char *version_id, char **url,
+		      char **err);
+
+/* POST .../versions/{vid}/restoreVersion: the old bytes become a new current version. */
+int graph_restore_version(struct graph *g, const char *item_id, const char *version_id,
+			  char **err);
+
+/*
+ * POST .../copy of item_id into folder parent_id as name (no conflictBehavior:
+ * -EEXIST when the name is taken), then poll the monitor URL (without
+ * Authorization) for up to timeout seconds.  *new_id (malloc'd) receives the
+ * copy's id.  Folders are copied whole.  -EXDEV across drives, -ETIMEDOUT
+ * when the copy is still running at the deadline (it may still complete).
+ */
+int graph_copy_item(struct graph *g, const char *item_id, const char *parent_id,
+		    const char *name, int timeout, char **new_id, char **err);
+
+/*
+ * POST .../createLink {type: view|edit|embed, scope (NULL: the service's
+ * default), expirationDateTime (NULL: none)}: *link (malloc'd) = link.webUrl.
+ */
+int graph_create_link(struct graph *g, const char *item_id, const char *type,
+		      const char *scope, const char *expiry, char **link, char **err);
+
+/* The item's webUrl (malloc'd); -ENODATA when it has none. */
+int graph_web_url(struct graph *g, const char *item_id, char **web, char **err);
+
 #endif

@@ -33,7 +33,6 @@
 #define SIMPLE_UPLOAD_MAX (4 * 1024 * 1024)  /* larger files take a session */
 #define SESSION_BODY_MAX (1024 * 1024)       /* session status/progress JSON */
 #define RETRY_AFTER_MAX 300.0                /* seconds, as http.c caps it */
-#define MTIME_SLACK 2                        /* seconds the service's own time may differ */
 
 /* ---- helpers ---- */
 
@@ -378,11 +377,10 @@ int graph_upload_small(struct graph *g, const struct graph_upload_target *t,
 	http_response_release(&resp);
 	/*
 	 * A PUT cannot carry fileSystemInfo: the service stamps its own time.
-	 * Correct it only when that is visibly off (cp -p, touch, a late
-	 * upload), since every PATCH makes another version (quirk 2).
+	 * Tools compare whole seconds (rsync, make, cp -p), so any difference
+	 * is corrected, although each PATCH makes another version (quirk 2).
 	 */
-	if (rc == 0 && t->mtime &&
-	    llabs((long long)(out->mtime.tv_sec - t->mtime->tv_sec)) > MTIME_SLACK) {
+	if (rc == 0 && t->mtime && out->mtime.tv_sec != t->mtime->tv_sec) {
 		if (graph_update_item(g, out->id, NULL, NULL, t->mtime, t->crtime, NULL, &patched,
 				      &perr) == 0) {
 			drive_item_release(out);

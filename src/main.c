@@ -23,6 +23,7 @@
 #include "account.h"
 #include "auth.h"
 #include "cache.h"
+#include "cmd_features.h"
 #include "config.h"
 #include "content.h"
 #include "delta.h"
@@ -43,6 +44,8 @@ static const char usage_text[] =
 "       onedrivefs login [--browser | --device-code] [--profile NAME] [-o KEY=VALUE,...]\n"
 "       onedrivefs logout [--revoke] [--profile NAME] [-o KEY=VALUE,...]\n"
 "       onedrivefs drives [--profile NAME] [-o KEY=VALUE,...]\n"
+"       onedrivefs versions PATH [--get ID] | restore PATH ID | cp SRC DST\n"
+"       onedrivefs share PATH [--edit] [--expiry DATE]   (PATH inside a mount)\n"
 "       onedrivefs --help | --version\n"
 "\n"
 "commands:\n"
@@ -743,6 +746,8 @@ int main(int argc, char *argv[])
 
 	log_init("onedrivefs", 0);
 	fuse_set_log_func(fuse_log_to_log);
+	if (argc > 1 && cmd_features_is(argv[1]))
+		return cmd_features_main(argc - 1, argv + 1);
 	memset(&cl, 0, sizeof(cl));
 	if (config_init(&cfg) < 0) {
 		log_error("out of memory");

@@ -487,3 +487,16 @@ def read_back(path):
     """The bytes of a file (through the mount)."""
     with open(str(path), "rb") as f:
         return f.read()
+
+
+def wait_equal(get, want, timeout, what):
+    """Wait until get() == want; the error shows the last value seen."""
+    last = [None]
+
+    def cond():
+        last[0] = get()
+        return last[0] == want
+    try:
+        wait_until(cond, timeout, what)
+    except AssertionError as e:
+        raise AssertionError("%s; last value %r, want %r" % (e, last[0], want))

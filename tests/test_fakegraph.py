@@ -1458,6 +1458,66 @@ def test_versions(fake, token):
     assert [x["size"] for x in r] == [2, 9, 2]
 
 
+# ------------------------------------------------------- copy and createLink
+def test_copy_with_monitor(fake, token):
+    fake.seed(tree=[{"path": "A/f.txt", "content": "copy me"}, {"path": "A/S/g.txt", "content": "deep"},
+                    {"path": "B", "folder": True}])
+    fid, bid = fake.item_id("/A/f.txt"), fake.item_id("/B")
+    body = json.dumps({"parentReference": {"driveId": fake.drive_id, "id": bid}, "name": "f2.txt"}).encode()
+    fake.reset_stats()
+    r = g(fake, token, "/me/drive/items/%s/copy" % fid, "POST", JSON_CT, body)
+    assert r.status == 202 and r.body == b""
+    mon = r.header("location")
+    assert "/_monitor/" in mon
+    j = req("GET", mon).json()
+    assert j["status"] == "inProgress" and j["operation"] == "ItemCopy"
+    j = req("GET", mon).json()
+    assert j["status"] == "completed" and j["percentageComplete"] == 100.0
+    assert j["resourceId"] == fake.item_id("/B/f2.txt")
+    assert fake.content("/B/f2.txt") == b"copy me"
+    st = fake.stats()
+    assert st["requests"] == {"POST copy": 1, "GET monitor": 2}
+    assert st["bytes_received_content"] == 0 and st["bytes_sent_content"] == 0
+    # a name in use: 409 by default, rename on request
+    assert_graph_error(g(fake, token, "/me/drive/items/%s/copy" % fid, "POST", JSON_CT, body), 409,
+                       "nameAlreadyExists")
+    r = g(fake, token, "/me/drive/items/%s/copy?@microsoft.graph.conflictBehavior=rename" % fid, "POST",
+          JSON_CT, body)
+    assert r.status == 202 and fake.content("/B/f2 1.txt") == b"copy me"
+    # folders go whole; no parentReference copies next to the source
+    r = g(fake, token, "/me/drive/root:/A:/copy", "POST", JSON_CT, b'{"name": "A2"}')
+    assert r.status == 202 and fake.content("/A2/S/g.txt") == b"deep"
+    assert_graph_error(g(fake, token, "/me/drive/root:/A:/copy", "POST", JSON_CT,
+                         json.dumps({"parentReference": {"id": fake.item_id("/A/S")}}).encode()),
+                       400, "invalidRequest")
+    # the monitor is pre-authenticated: a bearer token there is a violation
+    assert req("GET", mon, {"Authorization": "Bearer " + token}).status == 401
+    assert len(fake.stats()["auth_violations"]) == 1
+    assert req("GET", fake.url + "/_monitor/nope").status == 404
+
+
+def test_create_link(fake, token):
+    fake.seed(tree=[{"path": "s.txt", "content": "share me"}])
+    url = "/me/drive/root:/s.txt:/createLink"
+    r = g(fake, token, url, "POST", JSON_CT, b'{"type": "view"}')
+    assert r.status == 201
+    p = r.json()
+    assert p["roles"] == ["read"] and p["link"]["type"] == "view" and p["link"]["scope"] == "anonymous"
+    assert p["link"]["webUrl"].startswith("http")
+    again = g(fake, token, url, "POST", JSON_CT, b'{"type": "view"}')
+    assert again.status == 200 and again.json()["link"]["webUrl"] == p["link"]["webUrl"]
+    e = g(fake, token, url, "POST", JSON_CT, b'{"type": "edit", "expirationDateTime": "2099-01-01T00:00:00Z"}')
+    assert e.status == 201 and e.json()["roles"] == ["write"]
+    assert e.json()["expirationDateTime"] == "2099-01-01T00:00:00Z"
+    assert e.json()["link"]["webUrl"] != p["link"]["webUrl"]
+    assert_graph_error(g(fake, token, url, "POST", JSON_CT, b'{"type": "bogus"}'), 400, "invalidRequest")
+    assert_graph_error(g(fake, token, url, "POST", JSON_CT,
+                         b'{"type": "view", "expirationDateTime": "2001-01-01T00:00:00Z"}'), 400, "invalidRequest")
+    assert_graph_error(g(fake, token, url, "POST", JSON_CT, b'{"type": "view", "scope": "organization"}'),
+                       400, "invalidRequest")
+    assert "webUrl" in g(fake, token, "/me/drive/root:/s.txt").json()
+
+
 # ------------------------------------------------------------------- delta
 def delta_round(fake, token, url="/me/drive/root/delta", headers=None):
     """All pages of one round: (items, deltaLink, pages)."""

@@ -32,7 +32,8 @@ def tree(fake):
 
 
 def mount_tree(mounter, **opts):
-    o = {"page_size": 100}
+    # These tests fault folder listings, so they use them: no delta thread.
+    o = {"page_size": 100, "poll_interval": 0}
     o.update(opts)
     return mounter.mount(opts=o)
 
@@ -145,7 +146,8 @@ BAD_NAME = re.compile(r"'/?bad'")
 
 
 def _broken_listing(tree, fake, mounter, rule):
-    m = mounter.mount(opts={"page_size": 100, "max_retries": 2}, expect_errors=[BAD_NAME.pattern])
+    m = mounter.mount(opts={"page_size": 100, "max_retries": 2, "poll_interval": 0},
+                      expect_errors=[BAD_NAME.pattern])
     fake.faults({"rules": children_rules(tree["bad"]["id"], rule)})
     seen = len(m.stderr_text())
     with pytest.raises(OSError) as ei:

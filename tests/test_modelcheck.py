@@ -26,8 +26,8 @@ FIXED_SEEDS = [1, 2, 3]
 RANDOM_SEED = int(os.environ.get("MODELCHECK_SEED") or random.SystemRandom().randrange(1000, 1 << 31))
 
 
-def run_seed(seed, workdir, **kw):
-    text, res = modelcheck.check_seed(seed, OPS, shrink_seconds=SHRINK, log_dir=LOG_DIR, workdir=workdir,
+def run_seed(seed, workdir, ops=OPS, **kw):
+    text, res = modelcheck.check_seed(seed, ops, shrink_seconds=SHRINK, log_dir=LOG_DIR, workdir=workdir,
                                       out=print, **kw)
     if text is not None:
         pytest.fail(text, pytrace=False)
@@ -47,7 +47,7 @@ def test_model_random_ops(seed, session_root):
 def test_model_with_faults(session_root):
     """A short fault soak: the fake throttles, fails, drops, stalls,
     expires tokens and upload sessions and restarts; nothing may fail."""
-    run_seed(RANDOM_SEED ^ 0x5a5a, session_root, faults=True, kill_rate=0.004, remount_rate=0.004)
+    run_seed(RANDOM_SEED ^ 0x5a5a, session_root, ops=OPS // 2, faults=True, kill_rate=0.004, remount_rate=0.004)
 
 
 def scripted(ops, workdir, **kw):

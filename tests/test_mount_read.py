@@ -128,6 +128,7 @@ def drop_page_cache(path):
 
 # ------------------------------------------------------------------ listing
 @pytest.mark.valgrind
+@pytest.mark.mount_opts(poll_interval=0)
 def test_find_lists_exactly_the_server_tree(tree, mnt, fake):
     # count the requests for the pages of 'Many' (a rule that changes nothing)
     fake.faults({"rules": children_rules(tree["Many"]["id"], {"stall_ms": 0})})

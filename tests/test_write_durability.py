@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from helpers import (MIB, call_with_deadline, kill_daemon, meta_db_integrity, pattern, qxhash, read_back,
+from helpers import (MIB, call_with_deadline, kill_daemon, meta_db_integrity, pattern, qxhash, read_back, versions,
                      upload_sessions, expire_upload_sessions, wait_landed, wait_settled, wait_until)
 
 SESSION_SIZE = 30 * MIB
@@ -148,3 +148,69 @@ def test_fsync_waits_until_landed(fake, mounter):
     rec = fake.dump_by_path().get("later.txt")
     assert rec is not None and rec["quickXorHash"] == qxhash(data), "sync returned before the upload landed"
     assert fake.content("later.txt") == data
+
+
+def test_nothing_is_uploaded_twice_after_a_remount_or_a_kill(fake, mounter, env):
+    m = mounter.mount(opts={"upload_workers": 1})
+    files = {"done/f%d.bin" % i: pattern(3000 * i + 1, 300 + i) for i in range(10)}
+    files["done/big.bin"] = pattern(5 * MIB, 310)
+    os.mkdir(m.p("done"))
+    for rel, data in files.items():
+        write(m.p(rel), data)
+    wait_landed(fake, files, timeout=60)
+    wait_settled(m.p("done"))
+    m = mounter.remount(m)
+    fake.stats_reset()
+    # the queue is FIFO: with one worker, anything resumed would go before this
+    write(m.p("marker1.txt"), b"one\n")
+    wait_landed(fake, {"marker1.txt": b"one\n"})
+    assert fake.stats()["requests"].get("PUT content", 0) == 1, fake.stats()["requests"]
+    assert fake.stats()["requests"].get("POST createUploadSession", 0) == 0
+    # fsync returned: a kill -9 right after it does not make the next mount upload again
+    fd = os.open(m.p("synced.txt"), os.O_CREAT | os.O_WRONLY, 0o644)
+    os.write(fd, b"synced\n")
+    os.fsync(fd)
+    os.close(fd)
+    kill_daemon(m)
+    assert meta_db_integrity(env) == "ok"
+    fake.stats_reset()
+    m = mounter.mount(path=m.path, opts={"upload_workers": 1})
+    write(m.p("marker2.txt"), b"two\n")
+    wait_landed(fake, {"marker2.txt": b"two\n", "synced.txt": b"synced\n"})
+    st = fake.stats()
+    assert st["requests"].get("PUT content", 0) == 1, st["requests"]
+    assert st["bytes_received_content"] == len(b"two\n")
+    assert len(versions(fake, "synced.txt")) == 1
+
+
+def test_kill9_while_a_partial_edit_of_a_remote_file_waits_for_its_download(fake, mounter, env):
+    """A write into the middle of a remote file, and a truncate up of
+    another: their uploads first need the rest of the bytes, which hang.
+    The local changes survive a kill -9 and land after the remount."""
+    size = 6 * MIB
+    fake.seed([{"path": "r/edit.bin", "content": {"size": size, "seed": 320}},
+               {"path": "r/grow.bin", "content": {"size": 300000, "seed": 321}}])
+    m = mounter.mount()
+    orig = fake.content("r/edit.bin")
+    grow = fake.content("r/grow.bin")
+    os.listdir(m.p("r"))
+    fake.faults({"rules": [{"match": "GET download", "stall_ms": 60000, "drop": True}]})
+    patch = b"CRASH-SAFE" * 500
+    fd = os.open(m.p("r/edit.bin"), os.O_WRONLY)
+    try:
+        os.pwrite(fd, patch, 4000000)
+    finally:
+        os.close(fd)
+    os.truncate(m.p("r/grow.bin"), 1000000)
+    wait_until(lambda: fake.stats()["requests"].get("GET download", 0) >= 1, 20,
+               "an upload to ask for the missing bytes")
+    kill_daemon(m)
+    assert meta_db_integrity(env) == "ok"
+    fake.faults({})
+    m2 = mounter.mount(path=m.path)
+    want = {"r/edit.bin": orig[:4000000] + patch + orig[4000000 + len(patch):],
+            "r/grow.bin": grow + b"\0" * (1000000 - len(grow))}
+    wait_landed(fake, want, timeout=60)
+    wait_settled(m2.p("r"))
+    for rel, data in want.items():
+        assert read_back(m2.p(rel)) == data, rel

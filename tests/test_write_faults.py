@@ -13,7 +13,8 @@ import time
 import pytest
 
 from helpers import (MIB, call_with_deadline, expire_upload_sessions, log_lines_matching, pattern, peer, quota,
-                     read_back, set_quota, upload_sessions, wait_landed, wait_settled, wait_until, xattr)
+                     read_back, set_quota, upload_sessions, wait_equal, wait_landed, wait_settled, wait_until,
+                     xattr)
 
 CONFLICT_NAME = re.compile(r"^doc \(conflict (\d{4}-\d{2}-\d{2} \d{6})\)\.(txt|bin)$")
 
@@ -259,3 +260,45 @@ def test_outage_then_recovery(fake, mounter):
     fake.faults({})
     wait_landed(fake, files, timeout=120, what="the uploads after the outage")
     wait_settled(m.p("offline"))
+
+
+@pytest.mark.parametrize("size", [20, 5 * MIB], ids=["simple", "session"])
+def test_remote_rename_during_local_edit_is_no_conflict(fake, mounter, size):
+    """A rename changes the eTag but not the cTag: the edit lands on the
+    item under its new name, and no conflict copy is made."""
+    original = pattern(size, 83)
+    fake.seed([{"path": "doc.bin", "content": {"base64": base64.b64encode(original).decode()}}])
+    item_id = fake.dump_by_path()["doc.bin"]["id"]
+    m = mounter.mount()
+    assert read_back(m.p("doc.bin")) == original
+    local = pattern(size + 5, 84)
+    with open(m.p("doc.bin"), "wb") as f:
+        f.write(local[:10])
+        f.flush()
+        peer(fake).rename("/doc.bin", "renamed.bin")
+        f.write(local[10:])
+    dump = wait_landed(fake, {"renamed.bin": local}, timeout=60)
+    assert dump["renamed.bin"]["id"] == item_id
+    wait_equal(lambda: [p for p in fake.dump_by_path() if p], ["renamed.bin"], 30, "no other file on the server")
+    assert "conflict" not in m.stderr_text()
+
+
+def test_editor_save_over_a_remotely_changed_file_keeps_both(fake, mounter):
+    """The editor read the file, another device changed it, then the editor
+    saved (temp file renamed over it): neither version is lost."""
+    fake.seed([{"path": "doc.txt", "content": "original\n"}])
+    m = mounter.mount(expect_errors=[r"conflict"])
+    assert read_back(m.p("doc.txt")) == b"original\n"
+    peer(fake).put_content("/doc.txt", data=b"remote edit\n")
+    write(m.p(".doc.txt.tmp"), b"local save\n")
+    os.rename(m.p(".doc.txt.tmp"), m.p("doc.txt"))
+
+    def copies():
+        return [p for p in fake.dump_by_path() if CONFLICT_NAME.match(p)] or None
+    hits = wait_until(copies, 60, "the conflict copy on the server")
+    assert len(hits) == 1, hits
+    assert fake.content(hits[0]) == b"local save\n"
+    assert fake.content("doc.txt") == b"remote edit\n"
+    wait_until(lambda: read_back(m.p("doc.txt")) == b"remote edit\n", 30, "the mount to show the remote version")
+    assert read_back(m.p(hits[0])) == b"local save\n"
+    assert not [p for p in fake.dump_by_path() if p.endswith(".tmp")]

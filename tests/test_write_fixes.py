@@ -188,14 +188,18 @@ def test_delete_while_new_file_uploads(fake, mounter):
 
 # ----------------------------------------------------------------- listing
 def test_unusable_item_in_listing_is_skipped(fake, mounter):
-    fake.seed([{"path": "mixed/a.txt", "content": "a\n"}, {"path": "mixed/b.txt", "content": "b\n"}])
+    """One bad item in a valid page is skipped (as delta does), with one
+    warning naming the folder; a page that is not JSON still fails."""
+    fake.seed([{"path": "mixed/a.txt", "content": "a\n"}, {"path": "mixed/b.txt", "content": "b\n"},
+               {"path": "broken/c.txt", "content": "c\n"}])
     folder_id = fake.dump_by_path()["mixed"]["id"]
+    broken_id = fake.dump_by_path()["broken"]["id"]
     items = peer(fake).children("/mixed")
     bad = dict(items[0])
     bad["id"] = folder_id.split("!")[0] + "!9999"
     bad["name"] = "a/b"                # no usable file name
     body = json.dumps({"value": [items[0], bad, items[1]]})
-    m = mounter.mount(opts={"poll_interval": "0"})
+    m = mounter.mount(opts={"poll_interval": "0"}, expect_errors=[r"'/?broken'"])
     seen = len(m.stderr_text())
     fake.faults({"rules": children_rules(folder_id, {"status": 200, "body": body})})
     assert sorted(os.listdir(m.p("mixed"))) == ["a.txt", "b.txt"]
@@ -205,8 +209,15 @@ def test_unusable_item_in_listing_is_skipped(fake, mounter):
     assert len(warnings) == 1, text
     assert "warning:" in warnings[0] and folder_id in warnings[0] and "1 item " in warnings[0], warnings
     # a page that is not JSON at all still fails the listing (EIO, one error line)
-    fake.faults({"rules": children_rules(folder_id, {"status": 200, "body": "{not json"})})
-    m.stop()
+    fake.faults({"rules": children_rules(broken_id, {"status": 200, "body": "{not json"})})
+    seen = len(m.stderr_text())
+    with pytest.raises(OSError) as ei:
+        os.listdir(m.p("broken"))
+    assert ei.value.errno == errno.EIO
+    errors = [l for l in m.stderr_text()[seen:].splitlines() if "error:" in l]
+    assert len(errors) == 1 and "broken" in errors[0], errors
+    fake.faults({})
+    assert os.listdir(m.p("broken")) == ["c.txt"]
 
 
 # ------------------------------------------------------------------- EXDEV

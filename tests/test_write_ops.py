@@ -13,9 +13,10 @@ from calendar import timegm
 
 import pytest
 
-from helpers import (MIB, assert_remote_tree, binary_has_sanitizer, deadline, local_tree, log_lines_matching, message_lines,
-                     pattern, pattern_chunks, pattern_range, qxhash, recycle_bin, remote_under, rss_anon_kib,
-                     versions, wait_gone, wait_landed, wait_settled, wait_until, xattr, VALGRIND)
+from helpers import (MIB, VALGRIND, assert_remote_tree, binary_has_sanitizer, deadline, local_tree,
+                     log_lines_matching, message_lines, pattern, pattern_chunks, pattern_range, qxhash,
+                     recycle_bin, remote_under, rss_anon_kib, versions, wait_equal, wait_gone, wait_landed,
+                     wait_settled, wait_until, xattr)
 
 BIG_REMOTE = "remote/big.bin"
 BIG_REMOTE_SIZE = 6 * MIB
@@ -365,8 +366,8 @@ def test_real_vim_save(tree, mnt, fake, env):
     assert read(mnt.p(path)) == want
     wait_landed(fake, {path: want})
     # no swap file, vim's 4913 probe or backup left anywhere
-    wait_until(lambda: sorted(remote_under(fake, "docs")) == ["note.txt", "x.odt"], 30,
-               "only note.txt and x.odt in docs on the server (have %r)" % sorted(remote_under(fake, "docs")))
+    wait_equal(lambda: sorted(remote_under(fake, "docs")), ["note.txt", "x.odt"], 30,
+               "only note.txt and x.odt in docs on the server")
     assert sorted(os.listdir(mnt.p("docs"))) == ["note.txt", "x.odt"]
 
 
@@ -645,6 +646,10 @@ def test_names_onedrive_refuses_are_einval(tree, mnt, fake):
                        "log lines about %r" % name[:20])
             assert len(log_lines_matching(mnt.stderr_text(), rx)) == nlines + 3, mnt.stderr_text()
         assert not os.path.lexists(mnt.p(name))
+    # a name that is not valid UTF-8 cannot be sent to the service at all
+    bad = os.fsencode(mnt.p("")) + b"/bad\xff\xfe.txt"
+    assert errno_of(os.open, bad, os.O_CREAT | os.O_WRONLY, 0o644) == errno.EINVAL
+    assert errno_of(os.mkdir, bad) == errno.EINVAL
     # a path over 400 characters
     deep = "/".join(["d" * 120] * 3)
     os.makedirs(mnt.p(deep))
@@ -747,8 +752,7 @@ def test_sqlite_database_in_the_mount(tree, mnt, fake, env):
             con.executemany("INSERT INTO t (v) VALUES (?)", [("row %d-%d" % (tx, i),) for i in range(100)])
     con.close()
     wait_settled(mnt.p("data"), timeout=60)
-    wait_until(lambda: sorted(remote_under(fake, "data")) == ["app.db"], 30,
-               "only app.db in data on the server (have %r)" % sorted(remote_under(fake, "data")))
+    wait_equal(lambda: sorted(remote_under(fake, "data")), ["app.db"], 30, "only app.db in data on the server")
     local = read(mnt.p("data/app.db"))
     wait_landed(fake, {"data/app.db": local})
     copy = env.base / "copy.db"
@@ -818,3 +822,59 @@ def test_rename_over_a_large_remote_file(tree, mnt, fake):
     wait_settled(mnt.p("remote"))
     assert ".big.bin.partial" not in os.listdir(mnt.p("remote"))
     assert not [p for p in remote_under(fake, "remote") if "partial" in p]
+
+
+def test_utimens_close_to_now_is_kept(tree, mnt, fake):
+    """A time a second or two before the upload (what rsync -a, cp -p and
+    tar set for files made just now) must reach the server exactly: tools
+    compare whole seconds."""
+    want = {}
+    for i in range(4):
+        rel = "recent%d.txt" % i
+        write(mnt.p(rel), b"recent %d\n" % i)
+        t = int(time.time()) - 1 - (i % 2)
+        os.utime(mnt.p(rel), (t, t))
+        want[rel] = t
+    wait_landed(fake, {rel: b"recent %d\n" % i for i, rel in enumerate(want)})
+    wait_settled(mnt.p(""))
+    d = fake.dump_by_path()
+    got = {rel: (d[rel]["mtime"], int(os.stat(mnt.p(rel)).st_mtime)) for rel in want}
+    assert got == {rel: (iso(t), t) for rel, t in want.items()}, "(server, mount) times: %r, want %r" % (
+        got, want)
+
+
+AGREEMENT_NAMES = ["con.txt", "Aux.c", "nul", "LPT1.txt", "com0", "com10", "console", ".lock", "x.lock",
+                   "desktop.ini", "Desktop.INI", "~$", "a~$b", "foo_VTI_bar", "_vti", " lead", "trail ",
+                   "tab\tname", "a|b", 'a"b', "a*b", "a?b", "a<b", "a>b", "a\\b", ".hidden", "..x", "x..y",
+                   "#", "%20", "a;b", "n" * 255, "é" * 127, "日" * 85, "emoji 😀", "ends.", "ends. "]
+
+
+@pytest.mark.expect_errors(r"cannot create")
+def test_name_rules_agree_with_the_service(tree, mnt, fake):
+    """Every name the mount accepts, the service accepts too (else the file
+    would be stuck locally); every name it refuses, the service refuses."""
+    from fakegraph import naming
+    os.mkdir(mnt.p("n"))
+    accepted = {}
+    disagree = []
+    for name in AGREEMENT_NAMES:
+        try:
+            naming.validate_name(name)
+            naming.check_path_length(["n", name])
+            service_ok = True
+        except naming.InvalidName:
+            service_ok = False
+        e = errno_of(write, mnt.p("n/" + name), b"name test\n")
+        if e == 0:
+            accepted["n/" + name] = b"name test\n"
+            if not service_ok:
+                disagree.append("%r: the mount accepts it, the service refuses it" % name)
+        elif e in (errno.EINVAL, errno.ENAMETOOLONG):
+            if service_ok:
+                disagree.append("%r: the mount refuses it (%s), the service accepts it" % (
+                    name, errno.errorcode[e]))
+        else:
+            disagree.append("%r: %s" % (name, errno.errorcode.get(e, e)))
+    assert not disagree, "\n".join(disagree)
+    wait_landed(fake, accepted, timeout=60)
+    wait_settled(mnt.p("n"))

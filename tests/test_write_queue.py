@@ -9,7 +9,7 @@ import time
 import pytest
 
 from helpers import (MIB, deadline, log_lines_matching, pattern, peer, read_back, recycle_bin, upload_sessions,
-                     versions, wait_landed, wait_settled, wait_until, xattr)
+                     versions, wait_equal, wait_landed, wait_settled, wait_until, xattr)
 
 
 def write(path, data):
@@ -231,6 +231,6 @@ def test_utimens_while_uploading(fake, mounter, size):
     os.utime(m.p("timed.bin"), (1234567890, 1234567890))
     wait_landed(fake, {"timed.bin": data}, timeout=60)
     wait_settled(m.p(""))
-    wait_until(lambda: fake.dump_by_path()["timed.bin"]["mtime"] == "2009-02-13T23:31:30Z", 20,
-               "the time set during the upload on the server (have %s)" % fake.dump_by_path()["timed.bin"]["mtime"])
+    wait_equal(lambda: fake.dump_by_path()["timed.bin"]["mtime"], "2009-02-13T23:31:30Z", 20,
+               "the time set during the upload on the server")
     assert int(os.stat(m.p("timed.bin")).st_mtime) == 1234567890

@@ -52,6 +52,7 @@ from .control import Control
 from .delta import Delta
 from .directory import Directory
 from .download import Downloads
+from .features import Features
 from .drive import Drive, normalize_drive_id
 from .faults import Faults
 from .graph import GraphApi
@@ -82,6 +83,7 @@ class Config:
         "upload_session_conflict": True,  # 409 for a second session on the same parent+name
         "delta_duplicates": False,        # re-send every third item of a delta round at its end
         "delta_child_first": False,       # send delta rounds in reverse order (children first)
+        "copy_polls_in_progress": 1,      # monitor polls answering inProgress before completed
     }
     BOOLEAN = {"upload_session_conflict", "delta_duplicates", "delta_child_first", "auto_consent"}
 
@@ -156,6 +158,7 @@ class FakeGraph:
         self.writes = Writes(self)
         self.uploads = Uploads(self)
         self.versions = Versions(self)
+        self.features = Features(self)
         self.delta = Delta(self)
         self.downloads = Downloads(self)
         self.control = Control(self)
@@ -390,6 +393,7 @@ class FakeGraph:
         with self.lock:
             self.drive.reset()
             self.uploads.reset()
+            self.features.reset()
             keep = [u for u in self.users if u is self.me]
             self.users = keep
             self.drives = {self.drive.drive_id: self.drive}

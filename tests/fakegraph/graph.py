@@ -47,7 +47,7 @@ from .web import GraphError, graph_empty, graph_json
 # Real API segments (drive- or item-level) that are not implemented: they
 # answer 501 notSupported.
 FUTURE_SEGMENTS = {
-    "thumbnails", "copy", "permissions", "invite", "createLink", "preview", "checkin", "checkout",
+    "thumbnails", "permissions", "invite", "preview", "checkin", "checkout",
     "follow", "unfollow", "restore", "special", "recent", "sharedWithMe", "search", "following",
     "bundles", "analytics", "workbook", "listItem", "subscriptions", "activities", "items", "list",
 }
@@ -63,6 +63,8 @@ ITEM_OPS = {
     "version": ("GET",),
     "versionContent": ("GET",),
     "restoreVersion": ("POST",),
+    "copy": ("POST",),
+    "createLink": ("POST",),
 }
 # real-API method/op pairs not implemented yet (501 rather than 405)
 FUTURE_METHODS = {(None, "PUT"), ("version", "DELETE")}
@@ -77,7 +79,7 @@ _SITE = re.compile(r"^/sites/([^/:]+)(/drives)?/?$")
 SITE_BY_PATH = "\x00path"         # owner ref of a /sites/{host}:/{path} route
 _ITEM_BASE = re.compile(r"^/(root|items/([^/:]+))(?=[/:]|$)")
 _DELTA_FN = re.compile(r"^/delta\((?:token='([^']*)')?\)$")
-_SIMPLE_OPS = ("children", "content", "createUploadSession", "permanentDelete", "delta")
+_SIMPLE_OPS = ("children", "content", "createUploadSession", "permanentDelete", "delta", "copy", "createLink")
 
 
 class GraphRoute:

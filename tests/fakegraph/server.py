@@ -65,6 +65,10 @@ def route(fake, req):
         req.label = method + " download"
         token = path[len("/_download/"):]
         return "download", lambda: fake.downloads.handle(req, token)
+    if path.startswith("/_monitor/"):
+        req.label = method + " monitor"
+        token = path[len("/_monitor/"):]
+        return "monitor", lambda: fake.features.monitor(req, token)
     if path == "/_control" or path.startswith("/_control/"):
         req.label = "control"
         return "control", lambda: fake.control.handle(req, path[len("/_control/"):])

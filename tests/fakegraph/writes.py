@@ -169,6 +169,10 @@ class Writes:
         item = self.fake.graph._resolve(route)
         if op == "children":
             return self.create_folder(req, item)
+        if op == "copy":
+            return self.fake.features.copy(req, route, item)
+        if op == "createLink":
+            return self.fake.features.create_link(req, route, item)
         if op == "permanentDelete":
             return self.delete(req, item, permanent=True)
         if method == "PATCH":

@@ -6,8 +6,8 @@
  * deleted subtrees, a move out of a folder deleted in the same round, the
  * root in the feed, items under unknown folders, content changes by cTag,
  * full enumerations dropping what they do not name, local changes that no
- * round may touch, name takeover, listed_at, items inside packages, and an
- * 11,000-item round.
+ * round may touch, local changes newer than the round (snapshots), name
+ * takeover, listed_at, items inside packages, and an 11,000-item round.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -79,7 +79,8 @@ static long apply(struct cache *c, const struct drive_item *items, size_t n, int
 {
 	struct cache_change *changes = NULL;
 	size_t nchanges = 0;
-	int rc = cache_apply_remote_changes(c, items, n, flags, 1700000000, &changes, &nchanges);
+	int rc = cache_apply_remote_changes(c, items, n, flags, 1700000000, NULL, &changes,
+					    &nchanges);
 
 	if (ch) {
 		*ch = changes;
@@ -282,6 +283,55 @@ static void test_complete_drops_unnamed_and_takeover(void)
 	cache_close(c);
 }
 
+static void test_snapshot_keeps_newer_local_state(void)
+{
+	struct cache *c = fresh();
+	struct drive_item base[] = {
+		mk("a!1", "root!1", "A", 1),
+		mk("f!3", "a!1", "f.txt", 0),
+		mk("g!4", "a!1", "g.txt", 0),
+	};
+	struct drive_item uploaded = mk("u!9", "a!1", "up.txt", 0);
+	struct timespec now = { 1700000001, 0 };
+	struct cache_snapshot *snap = NULL;
+	struct cache_change *changes = NULL;
+	size_t nchanges = 0;
+	uint64_t a, f, local;
+	char *id = NULL;
+
+	CHECK_INT(apply(c, base, 3, CACHE_APPLY_COMPLETE, NULL), 3);
+	a = ino_at(c, 1, "A");
+	f = ino_at(c, a, "f.txt");
+	CHECK_INT(cache_snapshot_take(c, &snap), 0);
+	/* while the round is on its way: a rename, a delete, an upload that landed */
+	CHECK_INT(cache_move(c, f, a, "renamed.txt"), 0);
+	CHECK_INT(cache_remove(c, ino_at(c, a, "g.txt")), 0);
+	CHECK_INT(cache_create_local(c, a, "up.txt", 0, &now, &local, &id), 0);
+	free(id);
+	CHECK_INT(cache_set_id(c, local, "u!9"), 0);
+	CHECK_INT(cache_update_remote(c, local, &uploaded, 1), 0);
+	/* the round (a resync) still knows the old state: it must not undo ours */
+	CHECK_INT(cache_apply_remote_changes(c, base, 3, CACHE_APPLY_COMPLETE, 1700000000, snap,
+					     &changes, &nchanges), 0);
+	CHECK_INT(nchanges, 0);
+	cache_changes_free(changes, nchanges);
+	CHECK_INT(ino_at(c, a, "renamed.txt"), f);
+	CHECK_INT(ino_at(c, a, "f.txt"), 0);
+	CHECK_INT(ino_at(c, a, "g.txt"), 0);
+	CHECK_INT(ino_at(c, a, "up.txt"), local);
+	cache_snapshot_free(snap);
+	/* the next round, taken after, applies as usual */
+	CHECK_INT(cache_snapshot_take(c, &snap), 0);
+	CHECK_INT(cache_apply_remote_changes(c, base, 3, CACHE_APPLY_COMPLETE, 1700000000, snap,
+					     &changes, &nchanges), 0);
+	cache_changes_free(changes, nchanges);
+	CHECK_INT(ino_at(c, a, "f.txt"), f);
+	CHECK(ino_at(c, a, "g.txt") != 0);
+	CHECK_INT(ino_at(c, a, "up.txt"), 0);
+	cache_snapshot_free(snap);
+	cache_close(c);
+}
+
 static void test_package_children_skipped(void)
 {
 	struct cache *c = fresh();
@@ -350,6 +400,7 @@ int main(void)
 	RUN(test_rename_move_delete);
 	RUN(test_local_changes_win);
 	RUN(test_complete_drops_unnamed_and_takeover);
+	RUN(test_snapshot_keeps_newer_local_state);
 	RUN(test_package_children_skipped);
 	RUN(test_big_round);
 	remove_db();
