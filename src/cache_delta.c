@@ -606,14 +606,18 @@ out_finalize:
 	return ret;
 }
 
-/* Folders never listed: delta brings all their children from now on. */
+/*
+ * Folders never listed: delta brings all their children from now on.  Not
+ * folders on other drives (shortcuts, "remote:" ids): the drive's delta
+ * never reports their contents, so they stay to be listed.
+ */
 static int mark_listed(struct cache *c, int64_t listed_at)
 {
 	sqlite3_stmt *st = NULL;
 	int rc;
 
 	rc = sqlite3_prepare_v2(c->db, "UPDATE items SET listed_at = ?1 WHERE is_dir = 1"
-				" AND listed_at = 0", -1, &st, NULL);
+				" AND listed_at = 0 AND id NOT LIKE 'remote:%'", -1, &st, NULL);
 	if (rc == SQLITE_OK) {
 		sqlite3_bind_int64(st, 1, listed_at);
 		rc = sqlite3_step(st);

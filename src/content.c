@@ -63,6 +63,7 @@
 
 #include <openssl/evp.h>
 
+#include "cache.h"
 #include "config.h"
 #include "content_internal.h"
 #include "log.h"
@@ -527,6 +528,10 @@ void content_close(struct content_cache *cc)
 	}
 	for (i = 0; i < CONTENT_URL_SLOTS; i++)
 		hint_clear(&cc->hints[i]);
+	for (i = 0; i < CONTENT_ALIAS_SLOTS; i++) {
+		free(cc->aliases[i].from);
+		free(cc->aliases[i].to);
+	}
 	pthread_mutex_unlock(&cc->lock);
 	content_index_close(cc);
 	pthread_cond_destroy(&cc->work);
@@ -534,6 +539,53 @@ void content_close(struct content_cache *cc)
 	pthread_mutex_destroy(&cc->lock);
 	free(cc->dir);
 	free(cc);
+}
+
+/*
+ * A local id's bytes are the only copy: whatever is stored for it is
+ * current, whatever its tag (its upload may have landed and tagged it
+ * while the caller still had the local id from the cache).  When they
+ * moved to the real id meanwhile, that item.  -ENOENT when nothing is
+ * stored (a new file).  Lock held.
+ */
+static int local_get(struct content_cache *cc, const char *id, int64_t size,
+		     struct content_item **out)
+{
+	unsigned i;
+	int rc;
+
+	*out = content_item_find(cc, id);
+	if (*out)
+		return 0;
+	rc = content_item_get(cc, id, NULL, size, out);
+	if (rc != -ENOENT)
+		return rc;
+	for (i = 0; i < CONTENT_ALIAS_SLOTS; i++) {
+		if (cc->aliases[i].from && strcmp(cc->aliases[i].from, id) == 0)
+			return content_item_get(cc, cc->aliases[i].to, NULL, size, out);
+	}
+	return -ENOENT;
+}
+
+void content_alias_add(struct content_cache *cc, const char *from, const char *to)
+{
+	struct content_alias *a;
+	char *f, *t;
+
+	if (strncmp(from, CACHE_LOCAL_PREFIX, strlen(CACHE_LOCAL_PREFIX)) != 0)
+		return;
+	f = strdup(from);
+	t = strdup(to);
+	if (!f || !t) {
+		free(f);
+		free(t);
+		return;
+	}
+	a = &cc->aliases[cc->alias_next++ % CONTENT_ALIAS_SLOTS];
+	free(a->from);
+	free(a->to);
+	a->from = f;
+	a->to = t;
 }
 
 int content_file_open_mode(struct content_cache *cc, const struct drive_item *item, int writable,
@@ -555,7 +607,11 @@ int content_file_open_mode(struct content_cache *cc, const struct drive_item *it
 		return -ENOMEM;
 	pthread_mutex_lock(&cc->lock);
 	content_stream_start_workers(cc);
-	rc = content_item_get(cc, item->id, tag, size, &it);
+	rc = -ENOENT;
+	if (strncmp(item->id, CACHE_LOCAL_PREFIX, strlen(CACHE_LOCAL_PREFIX)) == 0)
+		rc = local_get(cc, item->id, size, &it);
+	if (rc == -ENOENT)
+		rc = content_item_get(cc, item->id, tag, size, &it);
 	if (rc) {
 		pthread_mutex_unlock(&cc->lock);
 		free(f);

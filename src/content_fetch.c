@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cache.h"
 #include "config.h"
 #include "content_internal.h"
 #include "graph.h"
@@ -267,6 +268,13 @@ static int fetch_url(struct content_cache *cc, struct content_item *it, int rene
 	pthread_mutex_unlock(&cc->lock);
 	if (!id)
 		return -ENOMEM;
+	/* a local id names bytes that exist only here: the service has none to give */
+	if (strncmp(id, CACHE_LOCAL_PREFIX, strlen(CACHE_LOCAL_PREFIX)) == 0) {
+		if (err && !*err)
+			*err = strdup("its local copy is missing and it was never uploaded");
+		free(id);
+		return -EIO;
+	}
 
 	rc = graph_download_url(cc->g, id, url, err);
 	free(id);

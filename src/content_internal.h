@@ -15,6 +15,7 @@
 #include "content.h"
 
 #define CONTENT_URL_SLOTS  1024       /* download URLs remembered from listings */
+#define CONTENT_ALIAS_SLOTS 64        /* local ids recently replaced by real ones */
 #define CONTENT_FAIL_SLOTS 64         /* recent read failures remembered */
 #define CONTENT_WORKERS    4          /* prefetch streams at once */
 #define CONTENT_KEY_LEN    (2 * 20)   /* hex SHA-1 */
@@ -85,6 +86,12 @@ struct content_stream_job {
 };
 
 /* A download URL from a listing, for an item not open yet. */
+/* A local id whose content moved to its real id: a reader that looked the id up just before still finds the bytes. */
+struct content_alias {
+	char *from;
+	char *to;
+};
+
 struct content_url_hint {
 	char *id;
 	char *url;
@@ -117,6 +124,8 @@ struct content_cache {
 	int stopping;                 /* lock */
 	int db_warned;                /* lock: an index failure was logged */
 	struct content_url_hint hints[CONTENT_URL_SLOTS];   /* lock: by hash of the id */
+	struct content_alias aliases[CONTENT_ALIAS_SLOTS];  /* lock: a ring, oldest replaced */
+	unsigned alias_next;          /* lock */
 	struct content_failure failures[CONTENT_FAIL_SLOTS]; /* lock: by hash of the id */
 	pthread_t workers[CONTENT_WORKERS];
 	int nworkers;                 /* lock; started at the first open, after any fork */
@@ -159,6 +168,8 @@ int content_item_drop_present(struct content_cache *cc, struct content_item *it,
 int content_item_rename(struct content_cache *cc, struct content_item *it, const char *new_id);
 /* Drop what is stored for id and is not in memory: file and row.  Lock held. */
 void content_drop_stored(struct content_cache *cc, const char *id);
+/* Remember that local id from now lives under to (content_rename_id).  Lock held. */
+void content_alias_add(struct content_cache *cc, const char *from, const char *to);
 /* content_file_open(), as a writer (counted in it->writers) when writable. */
 int content_file_open_mode(struct content_cache *cc, const struct drive_item *item, int writable,
 			   struct content_file **out);

@@ -301,6 +301,7 @@ void content_stage_close(struct content_stage *st)
 static int rename_stored(struct content_cache *cc, const char *old_id, const char *new_id)
 {
 	char okey[CONTENT_KEY_LEN + 1], nkey[CONTENT_KEY_LEN + 1], from[4096], to[4096];
+	struct content_row row;
 	struct content_item *other;
 	int rc;
 
@@ -308,6 +309,10 @@ static int rename_stored(struct content_cache *cc, const char *old_id, const cha
 		return 0;
 	if ((rc = content_key_of(old_id, okey)) || (rc = content_key_of(new_id, nkey)))
 		return rc;
+	/* nothing stored under old_id (moved already): keep what new_id has */
+	if ((rc = content_index_load(cc, old_id, &row)) < 0)
+		return rc;
+	content_row_release(&row);
 	other = content_item_find(cc, new_id);
 	if (other)
 		content_item_detach(cc, other);
@@ -404,6 +409,8 @@ int content_rename_id(struct content_cache *cc, const char *old_id, const char *
 	pthread_mutex_lock(&cc->lock);
 	it = content_item_find(cc, old_id);
 	rc = it ? content_item_rename(cc, it, new_id) : rename_stored(cc, old_id, new_id);
+	if (rc == 0)
+		content_alias_add(cc, old_id, new_id);
 	pthread_mutex_unlock(&cc->lock);
 	return rc;
 }

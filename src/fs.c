@@ -75,6 +75,16 @@ void fs_reply_failure(fuse_req_t req, int rc)
 	fuse_reply_err(req, e);
 }
 
+/*
+ * An inode whose row is gone, reached through a kernel dentry that
+ * outlived it (another spelling of a name that was unlinked): -ESTALE makes
+ * the kernel look the path up again and retry, instead of failing.
+ */
+int fs_stale(int rc)
+{
+	return rc == -ENOENT ? -ESTALE : rc;
+}
+
 struct fs_context *fs_ctx(fuse_req_t req)
 {
 	return fuse_req_userdata(req);
@@ -174,6 +184,11 @@ void fs_fill_entry(struct fs_context *ctx, const struct cache_entry *e,
 	fs_fill_attr(ctx, e, &ep->attr);
 	ep->attr_timeout = fs_timeout(ctx);
 	ep->entry_timeout = fs_timeout(ctx);
+	/* on another drive (a shortcut): delta reports no change, dir_ttl rules */
+	if (ctx->delta && graph_id_is_remote(e->item.id)) {
+		ep->attr_timeout = (double)ctx->cfg->attr_timeout;
+		ep->entry_timeout = (double)ctx->cfg->attr_timeout;
+	}
 }
 
 /* ---- folder listings ------------------------------------------------- */
@@ -257,6 +272,15 @@ static void log_list_failure(struct fs_context *ctx, const struct cache_entry *d
 		log_error("cannot list '%s': %s", path, why);
 }
 
+/*
+ * 1 when delta keeps folder dir fresh: not a folder on another drive (a
+ * shortcut), whose contents the drive's delta never reports.
+ */
+static int delta_covers(const struct fs_context *ctx, const struct cache_entry *dir)
+{
+	return ctx->delta && !graph_id_is_remote(dir->item.id);
+}
+
 /* 1 when the cached listing of folder ino is younger than dir_ttl. */
 static int listing_age_ok(struct fs_context *ctx, uint64_t ino)
 {
@@ -265,7 +289,8 @@ static int listing_age_ok(struct fs_context *ctx, uint64_t ino)
 
 	if (cache_get(ctx->cache, ino, &d))
 		return 0;
-	ok = d.listed_at && (ctx->delta || (int64_t)time(NULL) - d.listed_at < ctx->cfg->dir_ttl);
+	ok = d.listed_at && (delta_covers(ctx, &d) ||
+			     (int64_t)time(NULL) - d.listed_at < ctx->cfg->dir_ttl);
 	cache_entry_release(&d);
 	return ok;
 }
@@ -287,11 +312,11 @@ int fs_refresh_dir(struct fs_context *ctx, const struct cache_entry *dir)
 		return -ENOTDIR;
 	if (dir->listed_at && now - dir->listed_at < ctx->cfg->dir_ttl)
 		return 0;
-	if (ctx->delta && dir->listed_at) {
+	if (delta_covers(ctx, dir) && dir->listed_at) {
 		delta_wake(ctx->delta, ctx->cfg->dir_ttl);
 		return 0;
 	}
-	if (ctx->delta && delta_wait_ready(ctx->delta, DELTA_WAIT_MS) == 0 &&
+	if (delta_covers(ctx, dir) && delta_wait_ready(ctx->delta, DELTA_WAIT_MS) == 0 &&
 	    listing_age_ok(ctx, dir->ino))
 		return 0;
 
@@ -405,6 +430,7 @@ static void fs_destroy(void *userdata)
 		}
 	}
 	fs_writers_free(st);
+	fs_opened_free(st);
 	pthread_cond_destroy(&st->listed);
 	pthread_mutex_destroy(&st->lock);
 	free(st);
@@ -433,17 +459,16 @@ static void fs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	if (rc)
 		goto out_release_dir;
 	rc = cache_lookup(ctx->cache, parent, name, &e);
-	if (rc == -ENOENT) {
-		/* A fresh listing does not have it: let the kernel remember that too. */
-		memset(&ep, 0, sizeof(ep));
-		ep.entry_timeout = fs_timeout(ctx);
-		fuse_reply_entry(req, &ep);
-		rc = 0;
-		goto out_release_dir;
-	}
-	if (rc)
+	if (rc)   /* not remembered by the kernel: another spelling may be created next */
 		goto out_release_dir;
 	fs_fill_entry(ctx, &e, &ep);
+	/*
+	 * Another spelling of the stored name (names ignore case) gives the
+	 * inode one more kernel dentry; cached, it would outlive a rename or
+	 * unlink through the stored one.  Aliases are looked up every time.
+	 */
+	if (e.item.name && strcmp(e.item.name, name) != 0)
+		ep.entry_timeout = 0;
 	fuse_reply_entry(req, &ep);
 	cache_entry_release(&e);
 out_release_dir:
@@ -470,8 +495,12 @@ static void fs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	int rc;
 
 	rc = cache_get(ctx->cache, ino, &e);
+	if (rc == -ENOENT && fs_orphan_attr(ctx, ino, fi, &st) == 0) {
+		fuse_reply_attr(req, &st, 0);   /* unlinked while open */
+		return;
+	}
 	if (rc) {
-		fs_reply_failure(req, rc);
+		fs_reply_failure(req, fs_stale(rc));
 		return;
 	}
 	fs_fill_attr(ctx, &e, &st);
@@ -715,8 +744,12 @@ static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	}
 	rc = cache_get(ctx->cache, ino, &e);
 	if (rc) {
-		fs_reply_failure(req, rc);
+		fs_reply_failure(req, fs_stale(rc));
 		return;
+	}
+	if (fs_alias_take(ctx->state, ino)) {
+		rc = -ESTALE;   /* maybe through a stale dentry: the kernel retries */
+		goto out_release;
 	}
 	if (e.item.is_dir) {
 		rc = -EISDIR;
@@ -741,12 +774,16 @@ static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		free(h);
 		goto out_release;
 	}
+	h->mtime = e.item.mtime;
+	rc = fs_opened_add(ctx->state, ino, h);
+	if (rc) {
+		fs_file_put(ctx, h);
+		goto out_release;
+	}
 	fi->keep_cache = fs_tag_unchanged(ctx->state, ino, e.item.ctag ? e.item.ctag : e.item.etag);
 	fi->fh = (uint64_t)(uintptr_t)h;
-	if (fuse_reply_open(req, fi)) {
-		content_file_close(h->cf);  /* interrupted: no release will come */
-		free(h);
-	}
+	if (fuse_reply_open(req, fi))
+		fs_file_close(ctx, h);  /* interrupted: no release will come */
 out_release:
 	cache_entry_release(&e);
 	if (rc)

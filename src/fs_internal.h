@@ -28,6 +28,7 @@
 #define WRITER_BUCKETS   64
 #define RECENT_SLOTS     64            /* files whose content was written here lately */
 #define LIST_LOG_SLOTS   64            /* folders whose listing failure was logged lately */
+#define ALIAS_SLOTS      64            /* files renamed through another spelling lately */
 #define FS_PATH_MAX      1024          /* buffer for paths in messages */
 
 /* A folder listing in flight: later callers wait for it instead of listing again. */
@@ -54,12 +55,24 @@ struct fs_writer {
 	struct timespec mtime;
 };
 
+/*
+ * An inode with open handles: through any of them an inode unlinked or
+ * replaced while open is still served (POSIX keeps such a file usable
+ * until its last close; its cache row is gone by then).
+ */
+struct fs_opened {
+	struct fs_opened *next;
+	uint64_t ino;
+	struct fs_file *files;        /* chained by fs_file.next_open */
+};
+
 struct fs_state {
 	pthread_mutex_t lock;
 	pthread_cond_t listed;                /* lock: some listing finished */
 	struct listing *listings;             /* lock */
 	struct open_tag *tags[TAG_BUCKETS];   /* lock */
 	struct fs_writer *writers[WRITER_BUCKETS];  /* lock */
+	struct fs_opened *opened[WRITER_BUCKETS];   /* lock */
 	time_t quota_at;                      /* lock: last quota refresh (or attempt) */
 	struct {
 		uint64_t ino;
@@ -70,6 +83,7 @@ struct fs_state {
 		uint64_t ino;
 		time_t at;
 	} recent[RECENT_SLOTS];               /* lock: direct-mapped by inode */
+	uint64_t alias_moved[ALIAS_SLOTS];    /* lock: direct-mapped by inode */
 };
 
 /* fi->fh of every open file. */
@@ -77,6 +91,10 @@ struct fs_file {
 	struct content_file *cf;
 	int writable;                 /* opened for writing: has a writer record */
 	atomic_int changed;           /* written or truncated since the last commit */
+	atomic_int refs;              /* the kernel's, plus borrowers' (fs_write.c) */
+	uint64_t ino;
+	struct timespec mtime;        /* at open, or set since: shown once unlinked */
+	struct fs_file *next_open;    /* fs_state lock: the other handles on ino */
 };
 
 static inline struct fs_file *fs_file_of(const struct fuse_file_info *fi)
@@ -86,6 +104,8 @@ static inline struct fs_file *fs_file_of(const struct fuse_file_info *fi)
 
 struct fs_context *fs_ctx(fuse_req_t req);
 void fs_reply_failure(fuse_req_t req, int rc);
+/* -ESTALE for -ENOENT: an inode gone, reached through a stale dentry (fs.c). */
+int fs_stale(int rc);
 double fs_timeout(const struct fs_context *ctx);
 /* err when set, else the text for rc (into buf). */
 const char *fs_error_text(int rc, const char *err, char *buf, size_t size);
@@ -114,11 +134,39 @@ void fs_writer_set(struct fs_state *st, uint64_t ino, const int64_t *size,
 /* 1 and the values if ino is open for writing. */
 int fs_writer_peek(struct fs_state *st, uint64_t ino, int64_t *size, struct timespec *mtime);
 void fs_writers_free(struct fs_state *st);
+void fs_opened_free(struct fs_state *st);
 /*
  * 1 if ino's content was committed here within the last seconds: its bytes
  * are almost surely all in the content cache (fs_names.c's rename uses it).
  */
 int fs_written_lately(struct fs_state *st, uint64_t ino, time_t seconds);
+/*
+ * File ino was renamed through another spelling of its name: the kernel
+ * may still hold a dentry of the stored spelling in the old folder,
+ * pointing at ino.  The next open of ino is answered -ESTALE once
+ * (fs_alias_take), so the kernel looks its path up again and drops that
+ * dentry; an open through the right path simply succeeds on the retry.
+ */
+void fs_alias_note(struct fs_state *st, uint64_t ino);
+int fs_alias_take(struct fs_state *st, uint64_t ino);
+
+/* Open handles (fs_write.c): h, new with one reference, is open on ino. */
+int fs_opened_add(struct fs_state *st, uint64_t ino, struct fs_file *h);
+/* 1 while ino has open handles. */
+int fs_is_open(struct fs_state *st, uint64_t ino);
+/* Drop a reference to h; the last one closes it. */
+void fs_file_put(struct fs_context *ctx, struct fs_file *h);
+/* The kernel is done with h (release, or an open it never saw). */
+void fs_file_close(struct fs_context *ctx, struct fs_file *h);
+/*
+ * Attributes and setattr of an inode whose row is gone (unlinked or
+ * replaced while open), served from fi's handle or another one open on
+ * ino: -ENOENT when there is none.
+ */
+int fs_orphan_attr(struct fs_context *ctx, uint64_t ino, struct fuse_file_info *fi,
+		   struct stat *st);
+int fs_orphan_setattr(struct fs_context *ctx, uint64_t ino, const struct stat *attr,
+		      int to_set, struct fuse_file_info *fi, struct stat *st);
 
 /* Shared helpers of fs_write.c. */
 struct timespec fs_now(void);

@@ -30,6 +30,8 @@
 #define PATH_CHARS_MAX 400    /* OneDrive: the full path must be shorter */
 #define PATH_WALK_MAX  4096   /* deeper than this is a broken cache */
 #define WRITTEN_LATELY 600    /* seconds a file written here counts as an editor's save */
+#define RENAME_POLL_NS 50000000L   /* a target's first upload: checked every 50 ms */
+#define RENAME_WAIT_POLLS 600      /* ... for at most 30 s */
 
 /* Code points in a UTF-8 string (what OneDrive's path limit counts). */
 static size_t utf8_chars(const char *s)
@@ -110,6 +112,26 @@ int fs_fresh_dir(struct fs_context *ctx, uint64_t ino, struct cache_entry *dir)
 	if (rc)
 		cache_entry_release(dir);
 	return rc;
+}
+
+static int make_content_local(struct fs_context *ctx, const struct cache_entry *src);
+
+/*
+ * File e is about to be deleted on the service while still open here: its
+ * handles must go on reading it (POSIX), so every byte comes here first.
+ */
+static void keep_open_content(struct fs_context *ctx, const struct cache_entry *e)
+{
+	char path[FS_PATH_MAX];
+	int rc;
+
+	if (e->item.is_dir || e->is_local || !fs_is_open(ctx->state, e->ino))
+		return;
+	rc = make_content_local(ctx, e);
+	if (rc) {
+		fs_path_of(ctx, e->ino, path, sizeof(path));
+		fs_log_failure("keep the content of the open file", path, NULL, rc, NULL);
+	}
 }
 
 static int has_child(void *vctx, const struct cache_entry *e)
@@ -252,6 +274,7 @@ static void remove_entry(fuse_req_t req, fuse_ino_t parent, const char *name, in
 	else if (want_dir)
 		rc = fs_check_empty(ctx, &e);
 	if (rc == 0 && !e.is_local) {
+		keep_open_content(ctx, &e);
 		/* to the recycle bin; gone already is just as good */
 		rc = graph_delete_item(ctx->graph, e.item.id, &err);
 		if (rc == -ENOENT)
@@ -334,7 +357,7 @@ static int rename_take_over(struct rename_op *op)
 {
 	struct fs_context *ctx = op->ctx;
 	struct cache_entry *src = &op->src, *dst = &op->dst;
-	struct drive_item base;
+	struct drive_item base, renamed;
 	struct timespec mtime = src->item.mtime;
 	int64_t size = src->item.size;
 	char path[FS_PATH_MAX], *err = NULL;
@@ -343,14 +366,26 @@ static int rename_take_over(struct rename_op *op)
 	if (!src->is_local && make_content_local(ctx, src))
 		return -EAGAIN;
 	fs_writer_peek(ctx->state, src->ino, &size, &mtime);
+	/*
+	 * Over another spelling of the target's name: the upload replaces the
+	 * content of the item, not its name, so the name changes now.
+	 */
+	memset(&renamed, 0, sizeof(renamed));
+	if (dst->item.name && strcmp(dst->item.name, op->newname) != 0) {
+		rc = graph_update_item(ctx->graph, dst->item.id, op->newname, NULL, NULL, NULL,
+				       NULL, &renamed, &op->err);
+		if (rc)
+			return rc;
+	}
 	/* a running upload of the source under its old name is abandoned */
 	if (ctx->upload) {
 		upload_forget(ctx->upload, src->ino);
 		upload_forget(ctx->upload, dst->ino);
 	}
+	keep_open_content(ctx, dst);
 	rc = cache_move(ctx->cache, src->ino, op->newdir.ino, op->newname);
 	if (rc)
-		return rc;
+		goto out_release;
 	content_discard(ctx->content, dst->item.id);
 	rc = content_rename_id(ctx->content, src->item.id, dst->item.id);
 	if (rc == 0)
@@ -360,8 +395,8 @@ static int rename_take_over(struct rename_op *op)
 		base.id = dst->item.id;
 		base.parent_id = dst->item.parent_id;
 		base.name = (char *)op->newname;
-		base.etag = dst->item.etag;
-		base.ctag = dst->item.ctag;
+		base.etag = renamed.etag ? renamed.etag : dst->item.etag;
+		base.ctag = renamed.ctag ? renamed.ctag : dst->item.ctag;
 		base.size = size;
 		base.mtime = mtime;
 		base.ctime_created = dst->item.ctime_created;
@@ -372,14 +407,17 @@ static int rename_take_over(struct rename_op *op)
 	if (rc == 0)
 		rc = fs_queue_upload(ctx, src->ino);
 	if (rc || src->is_local)
-		return rc;
+		goto out_release;
 	rc = graph_delete_item(ctx->graph, src->item.id, &err);
 	if (rc && rc != -ENOENT) {
 		fs_child_path(ctx, op->dir.ino, src->item.name, path, sizeof(path));
 		fs_log_failure("remove the uploaded temporary file", path, NULL, rc, err);
 	}
 	free(err);
-	return 0;
+	rc = 0;
+out_release:
+	drive_item_release(&renamed);
+	return rc;
 }
 
 /* Source never uploaded: the cache alone changes. */
@@ -410,6 +448,7 @@ static int rename_remote(struct rename_op *op, const char *name)
 	int local_changes, rc;
 
 	if (op->has_dst && !op->dst.is_local) {
+		keep_open_content(ctx, &op->dst);
 		rc = graph_delete_item(ctx->graph, op->dst.item.id, &op->err);
 		if (rc && rc != -ENOENT)
 			return rc;
@@ -475,6 +514,41 @@ static int take_over_wanted(struct rename_op *op)
 		(ctx->upload && upload_pending(ctx->upload, op->src.ino));
 }
 
+/*
+ * A target created here whose first upload is running may appear on the
+ * service at any moment, and a PATCH of the source onto its name would
+ * then fail.  Let that upload land (bounded), so the target is an item
+ * on the service like any other, replaced the usual way.  has_dst is
+ * cleared (and dst released) when the target is gone meanwhile or on error.
+ */
+static int wait_target_upload(struct rename_op *op)
+{
+	struct fs_context *ctx = op->ctx;
+	struct timespec pause = { 0, RENAME_POLL_NS };
+	struct cache_entry fresh;
+	char *status;
+	int waited, rc, running;
+
+	if (!op->has_dst || !op->dst.is_local || op->dst.item.is_dir || !ctx->upload)
+		return 0;
+	status = upload_status(ctx->upload, op->dst.ino);
+	running = status && strcmp(status, "uploading") == 0;
+	free(status);
+	if (!running)
+		return 0;
+	for (waited = 0; waited < RENAME_WAIT_POLLS && upload_pending(ctx->upload, op->dst.ino);
+	     waited++)
+		nanosleep(&pause, NULL);
+	rc = cache_get(ctx->cache, op->dst.ino, &fresh);
+	cache_entry_release(&op->dst);
+	if (rc) {
+		op->has_dst = 0;
+		return rc == -ENOENT ? 0 : rc;   /* gone meanwhile: nothing to replace */
+	}
+	op->dst = fresh;
+	return 0;
+}
+
 /* Type rules of rename(2) for a target that exists. */
 static int check_target(struct rename_op *op)
 {
@@ -530,6 +604,11 @@ void fs_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t n
 	} else if (rc != -ENOENT) {
 		goto out_release_src;
 	}
+	if (!op.src.is_local) {
+		rc = wait_target_upload(&op);
+		if (rc)
+			goto out_release_dst;
+	}
 	rc = -EAGAIN;
 	if (op.src.is_local)
 		rc = rename_local(&op);
@@ -537,6 +616,10 @@ void fs_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t n
 		rc = rename_take_over(&op);
 	if (rc == -EAGAIN)
 		rc = rename_remote(&op, name);
+	/* the kernel's dentry of the stored spelling may outlive this rename */
+	if (rc == 0 && !op.src.item.is_dir && op.src.item.name &&
+	    strcmp(op.src.item.name, name) != 0)
+		fs_alias_note(ctx->state, op.src.ino);
 out_release_dst:
 	if (op.has_dst)
 		cache_entry_release(&op.dst);

@@ -133,6 +133,105 @@ void fs_writers_free(struct fs_state *st)
 	}
 }
 
+/* ---- open handles ------------------------------------------------------- */
+
+static struct fs_opened **opened_slot(struct fs_state *st, uint64_t ino)
+{
+	struct fs_opened **pp = &st->opened[ino % WRITER_BUCKETS];
+
+	while (*pp && (*pp)->ino != ino)
+		pp = &(*pp)->next;
+	return pp;
+}
+
+int fs_opened_add(struct fs_state *st, uint64_t ino, struct fs_file *h)
+{
+	struct fs_opened **pp, *o;
+	int rc = 0;
+
+	h->ino = ino;
+	atomic_store(&h->refs, 1);
+	pthread_mutex_lock(&st->lock);
+	pp = opened_slot(st, ino);
+	o = *pp;
+	if (!o) {
+		o = calloc(1, sizeof(*o));
+		if (!o) {
+			rc = -ENOMEM;
+			goto out_unlock;
+		}
+		o->ino = ino;
+		*pp = o;
+	}
+	h->next_open = o->files;
+	o->files = h;
+out_unlock:
+	pthread_mutex_unlock(&st->lock);
+	return rc;
+}
+
+/* h is closing: it no longer counts nor serves ino. */
+static void opened_remove(struct fs_state *st, struct fs_file *h)
+{
+	struct fs_opened **pp, *o;
+	struct fs_file **fp;
+
+	pthread_mutex_lock(&st->lock);
+	pp = opened_slot(st, h->ino);
+	o = *pp;
+	if (o) {
+		for (fp = &o->files; *fp && *fp != h; fp = &(*fp)->next_open)
+			;
+		if (*fp)
+			*fp = h->next_open;
+		if (!o->files) {
+			*pp = o->next;
+			free(o);
+		}
+	}
+	pthread_mutex_unlock(&st->lock);
+}
+
+int fs_is_open(struct fs_state *st, uint64_t ino)
+{
+	int open;
+
+	pthread_mutex_lock(&st->lock);
+	open = *opened_slot(st, ino) != NULL;
+	pthread_mutex_unlock(&st->lock);
+	return open;
+}
+
+/* A handle open on ino, with a reference for the caller (NULL if none). */
+static struct fs_file *handle_borrow(struct fs_state *st, uint64_t ino)
+{
+	struct fs_opened *o;
+	struct fs_file *h = NULL;
+
+	pthread_mutex_lock(&st->lock);
+	o = *opened_slot(st, ino);
+	if (o && o->files) {
+		h = o->files;
+		atomic_fetch_add(&h->refs, 1);
+	}
+	pthread_mutex_unlock(&st->lock);
+	return h;
+}
+
+void fs_opened_free(struct fs_state *st)
+{
+	size_t i;
+
+	for (i = 0; i < WRITER_BUCKETS; i++) {
+		while (st->opened[i]) {
+			struct fs_opened *o = st->opened[i];
+
+			st->opened[i] = o->next;
+			free(o);
+		}
+	}
+}
+
 static void note_written(struct fs_state *st, uint64_t ino)
 {
 	size_t slot = ino % RECENT_SLOTS;
@@ -141,6 +240,26 @@ static void note_written(struct fs_state *st, uint64_t ino)
 	st->recent[slot].ino = ino;
 	st->recent[slot].at = time(NULL);
 	pthread_mutex_unlock(&st->lock);
+}
+
+void fs_alias_note(struct fs_state *st, uint64_t ino)
+{
+	pthread_mutex_lock(&st->lock);
+	st->alias_moved[ino % ALIAS_SLOTS] = ino;
+	pthread_mutex_unlock(&st->lock);
+}
+
+int fs_alias_take(struct fs_state *st, uint64_t ino)
+{
+	size_t slot = ino % ALIAS_SLOTS;
+	int taken;
+
+	pthread_mutex_lock(&st->lock);
+	taken = st->alias_moved[slot] == ino;
+	if (taken)
+		st->alias_moved[slot] = 0;
+	pthread_mutex_unlock(&st->lock);
+	return taken;
 }
 
 int fs_written_lately(struct fs_state *st, uint64_t ino, time_t seconds)
@@ -280,12 +399,109 @@ out_failed:
 	return rc;
 }
 
+void fs_file_put(struct fs_context *ctx, struct fs_file *h)
+{
+	if (atomic_fetch_sub(&h->refs, 1) != 1)
+		return;
+	content_file_close(h->cf);
+	if (h->writable) {
+		fs_writer_put(ctx->state, h->ino);
+		upload_writer_close(ctx->upload, h->ino);
+	}
+	free(h);
+}
+
+void fs_file_close(struct fs_context *ctx, struct fs_file *h)
+{
+	opened_remove(ctx->state, h);
+	fs_file_put(ctx, h);
+}
+
 static void close_file(struct fs_context *ctx, uint64_t ino, struct fs_file *h)
 {
-	content_file_close(h->cf);
-	if (h->writable)
-		fs_writer_put(ctx->state, ino);
-	free(h);
+	fs_file_close(ctx, h);
+}
+
+/* Attributes from handle h alone: its row is gone (unlinked while open). */
+static void handle_attr(struct fs_context *ctx, struct fs_file *h, struct stat *st)
+{
+	struct timespec mtime = h->mtime;
+	int64_t size = content_file_size(h->cf);
+
+	fs_writer_peek(ctx->state, h->ino, &size, &mtime);
+	memset(st, 0, sizeof(*st));
+	st->st_ino = h->ino;
+	st->st_mode = S_IFREG | 0644;
+	st->st_nlink = 0;
+	st->st_uid = ctx->uid;
+	st->st_gid = ctx->gid;
+	st->st_size = size > 0 ? size : 0;
+	st->st_blksize = 4096;
+	st->st_blocks = (st->st_size + 511) / 512;
+	st->st_mtim = mtime;
+	st->st_atim = mtime;
+	st->st_ctim = mtime;
+}
+
+/* fi's handle, or one borrowed from ino's open handles (put it when borrowed). */
+static struct fs_file *orphan_handle(struct fs_context *ctx, uint64_t ino,
+				     struct fuse_file_info *fi, int *borrowed)
+{
+	*borrowed = 0;
+	if (fi && fi->fh)
+		return fs_file_of(fi);
+	*borrowed = 1;
+	return handle_borrow(ctx->state, ino);
+}
+
+int fs_orphan_attr(struct fs_context *ctx, uint64_t ino, struct fuse_file_info *fi,
+		   struct stat *st)
+{
+	int borrowed;
+	struct fs_file *h = orphan_handle(ctx, ino, fi, &borrowed);
+
+	if (!h)
+		return -ENOENT;
+	handle_attr(ctx, h, st);
+	if (borrowed)
+		fs_file_put(ctx, h);
+	return 0;
+}
+
+int fs_orphan_setattr(struct fs_context *ctx, uint64_t ino, const struct stat *attr,
+		      int to_set, struct fuse_file_info *fi, struct stat *st)
+{
+	struct timespec now = fs_now();
+	int borrowed, rc = 0;
+	struct fs_file *h = orphan_handle(ctx, ino, fi, &borrowed);
+	int64_t size = (int64_t)attr->st_size;
+
+	if (!h)
+		return -ENOENT;
+	if (to_set & FUSE_SET_ATTR_SIZE) {
+		if (!h->writable)
+			rc = -EBADF;
+		else if (size < 0)
+			rc = -EINVAL;
+		else
+			rc = content_truncate(h->cf, size);
+		if (rc == 0) {
+			atomic_store(&h->changed, 1);
+			h->mtime = now;
+			fs_writer_set(ctx->state, ino, &size, &now);
+		}
+	}
+	if (rc == 0 && (to_set & (FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_MTIME_NOW))) {
+		h->mtime = to_set & FUSE_SET_ATTR_MTIME_NOW ? now : attr->st_mtim;
+		fs_writer_set(ctx->state, ino, NULL, &h->mtime);
+		if (!(to_set & FUSE_SET_ATTR_MTIME_NOW))
+			upload_times_set(ctx->upload, ino, &h->mtime);
+	}
+	if (rc == 0)
+		handle_attr(ctx, h, st);
+	if (borrowed)
+		fs_file_put(ctx, h);
+	return rc;
 }
 
 void fs_open_write(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -301,8 +517,12 @@ void fs_open_write(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 
 	rc = cache_get(ctx->cache, ino, &e);
 	if (rc) {
-		fs_reply_failure(req, rc);
+		fs_reply_failure(req, fs_stale(rc));
 		return;
+	}
+	if (fs_alias_take(ctx->state, ino)) {
+		rc = -ESTALE;   /* maybe through a stale dentry: the kernel retries */
+		goto out_release;
 	}
 	if (e.item.is_dir) {
 		rc = -EISDIR;
@@ -328,12 +548,19 @@ void fs_open_write(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		goto out_release;
 	}
 	h->writable = 1;
+	h->mtime = truncate ? now : e.item.mtime;
 	size = content_file_size(h->cf);
 	rc = writer_get(ctx->state, ino, size >= 0 ? size : e.item.size,
 			truncate ? &now : &e.item.mtime, truncate);
 	if (rc) {
 		content_file_close(h->cf);
 		free(h);
+		goto out_release;
+	}
+	upload_writer_open(ctx->upload, ino);
+	rc = fs_opened_add(ctx->state, ino, h);
+	if (rc) {
+		fs_file_put(ctx, h);
 		goto out_release;
 	}
 	if (truncate)
@@ -396,9 +623,17 @@ void fs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 	if (rc)
 		goto out_remove;
 	h->writable = 1;
+	h->mtime = now;
 	rc = writer_get(ctx->state, ino, 0, &now, 1);
 	if (rc) {
 		content_file_close(h->cf);
+		goto out_remove;
+	}
+	upload_writer_open(ctx->upload, ino);
+	rc = fs_opened_add(ctx->state, ino, h);
+	if (rc) {
+		fs_file_put(ctx, h);
+		h = NULL;
 		goto out_remove;
 	}
 	/* even an empty new file goes up at close */
@@ -605,6 +840,15 @@ void fs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 	int rc;
 
 	rc = cache_get(ctx->cache, ino, &e);
+	if (rc == -ENOENT) {
+		/* unlinked or replaced while open: the handle still works */
+		rc = fs_orphan_setattr(ctx, ino, attr, to_set, fi, &st);
+		if (rc == 0)
+			fuse_reply_attr(req, &st, 0);
+		else
+			fs_reply_failure(req, fs_stale(rc));
+		return;
+	}
 	if (rc) {
 		fs_reply_failure(req, rc);
 		return;
@@ -617,6 +861,8 @@ void fs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 
 		if (to_set & FUSE_SET_ATTR_MTIME_NOW)
 			mtime = fs_now();
+		else
+			upload_times_set(ctx->upload, ino, &mtime);
 		what = "set the time of";
 		if (to_set & FUSE_SET_ATTR_SIZE) {
 			/* re-read: the size change made the item dirty */

@@ -35,6 +35,7 @@
 #include "http.h"
 #include "log.h"
 
+#define GRAPH_REFRESHES 2                  /* refreshes per call on 401 */
 #define GRAPH_MAX_PAGES 100000             /* a nextLink loop must end */
 #define GRAPH_MAX_REDIRECTS 5              /* download host hops */
 
@@ -279,7 +280,7 @@ int graph_call(struct graph *g, struct http_request *req, struct http_response *
 		      const char *what, char **err)
 {
 	char *token = NULL, *aerr = NULL;
-	int rc;
+	int rc, refreshes = 0;
 
 	/* Callers release resp whatever happens, even when no request was sent. */
 	memset(resp, 0, sizeof(*resp));
@@ -290,7 +291,8 @@ int graph_call(struct graph *g, struct http_request *req, struct http_response *
 		goto out_auth_error;
 	req->bearer = token;
 	rc = http_perform(g->http, req, resp);
-	if (rc == 0 && resp->status == 401) {
+	/* twice: a token can expire again between a refresh and its use (a 401 would read as EACCES) */
+	while (rc == 0 && resp->status == 401 && refreshes++ < GRAPH_REFRESHES) {
 		rc = auth_refresh(g->auth, token, &aerr);
 		free_token(token);
 		token = NULL;

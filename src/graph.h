@@ -164,6 +164,7 @@ struct graph_upload_target {
 	const char *name;
 	const char *if_match;          /* cTag or eTag the edit started from, or NULL */
 	const struct timespec *mtime;  /* fileSystemInfo to record, or NULL */
+	int mtime_explicit;            /* set by utimens: record it to the second */
 	const struct timespec *crtime;
 };
 

@@ -30,9 +30,11 @@
 #include "log.h"
 #include "names.h"
 
+#define MTIME_SLACK 2   /* seconds an implicit time may differ from the service's stamp */
 #define SIMPLE_UPLOAD_MAX (4 * 1024 * 1024)  /* larger files take a session */
 #define SESSION_BODY_MAX (1024 * 1024)       /* session status/progress JSON */
 #define RETRY_AFTER_MAX 300.0                /* seconds, as http.c caps it */
+#define CREATE_FOLDER_TRIES 3                /* POSTs whose answer was lost, then give up */
 
 /* ---- helpers ---- */
 
@@ -97,9 +99,21 @@ static int fail_write(char **err, const char *what, const struct http_response *
 }
 
 /* Send a JSON body with the token; resp is filled (release it). */
+static int call_json_once(struct graph *g, const char *method, const char *url, json_t *body,
+			  const char *if_match, int no_resend, struct http_response *resp,
+			  const char *what, char **err);
+
 static int call_json(struct graph *g, const char *method, const char *url, json_t *body,
 		     const char *if_match, struct http_response *resp, const char *what,
 		     char **err)
+{
+	return call_json_once(g, method, url, body, if_match, 0, resp, what, err);
+}
+
+/* call_json(); no_resend: see struct http_request (for a POST that creates). */
+static int call_json_once(struct graph *g, const char *method, const char *url, json_t *body,
+			  const char *if_match, int no_resend, struct http_response *resp,
+			  const char *what, char **err)
 {
 	struct http_request req;
 	const char *headers[2] = { NULL, NULL };
@@ -122,6 +136,7 @@ static int call_json(struct graph *g, const char *method, const char *url, json_
 	http_request_init(&req, method, url);
 	req.max_body = GRAPH_MAX_PAGE;
 	req.headers = headers;
+	req.no_resend = no_resend;
 	if (text) {
 		req.content_type = "application/json";
 		req.body = text;
@@ -159,7 +174,7 @@ int graph_create_folder(struct graph *g, const char *parent_id, const char *name
 	struct http_response resp;
 	char what[320], *url;
 	json_t *body;
-	int rc;
+	int rc, found, tries;
 
 	memset(out, 0, sizeof(*out));
 	snprintf(what, sizeof(what), "cannot create folder '%s'", name);
@@ -170,14 +185,41 @@ int graph_create_folder(struct graph *g, const char *parent_id, const char *name
 		rc = graph_fail_errno(err, what, -ENOMEM);
 		goto out_free;
 	}
-	rc = call_json(g, "POST", url, body, NULL, &resp, what, err);
-	if (rc == 0) {
-		if (resp.status == 201 || resp.status == 200)
-			rc = parse_answer_item(&resp, out, what, err);
-		else
-			rc = fail_write(err, what, &resp);
+	for (tries = 0;; tries++) {
+		rc = call_json_once(g, "POST", url, body, NULL, 1, &resp, what, err);
+		if (rc == 0) {
+			if (resp.status == 201 || resp.status == 200)
+				rc = parse_answer_item(&resp, out, what, err);
+			else
+				rc = fail_write(err, what, &resp);
+		}
+		http_response_release(&resp);
+		if ((rc != -ECONNRESET && rc != -ETIMEDOUT && rc != -ECONNREFUSED) ||
+		    tries >= CREATE_FOLDER_TRIES)
+			break;
+		/*
+		 * The answer was lost: the folder may exist now.  A POST sent
+		 * again would get 409 for our own folder, so look first.
+		 */
+		found = graph_get_child(g, parent_id, name, out, NULL);
+		if (found == 0 && out->is_dir && out->name && strcmp(out->name, name) == 0) {
+			log_debug("'%s' was created though the answer was lost", name);
+			if (err) {
+				free(*err);   /* what the failed POST said */
+				*err = NULL;
+			}
+			rc = 0;
+			break;
+		}
+		if (found == 0)
+			drive_item_release(out);    /* a file of that name: the POST says 409 */
+		else if (found != -ENOENT)
+			break;
+		if (err) {
+			free(*err);
+			*err = NULL;
+		}
 	}
-	http_response_release(&resp);
 out_free:
 	json_decref(body);
 	free(url);
@@ -377,10 +419,14 @@ int graph_upload_small(struct graph *g, const struct graph_upload_target *t,
 	http_response_release(&resp);
 	/*
 	 * A PUT cannot carry fileSystemInfo: the service stamps its own time.
-	 * Tools compare whole seconds (rsync, make, cp -p), so any difference
-	 * is corrected, although each PATCH makes another version (quirk 2).
+	 * A time set on purpose (rsync, cp -p, tar, touch) is corrected to the
+	 * second, since tools compare whole seconds; a time that only comes
+	 * from writing is corrected when visibly off (a late upload), since
+	 * every PATCH makes another version (quirk 2).
 	 */
-	if (rc == 0 && t->mtime && out->mtime.tv_sec != t->mtime->tv_sec) {
+	if (rc == 0 && t->mtime &&
+	    (t->mtime_explicit ? out->mtime.tv_sec != t->mtime->tv_sec :
+	     llabs((long long)(out->mtime.tv_sec - t->mtime->tv_sec)) > MTIME_SLACK)) {
 		if (graph_update_item(g, out->id, NULL, NULL, t->mtime, t->crtime, NULL, &patched,
 				      &perr) == 0) {
 			drive_item_release(out);

@@ -914,7 +914,8 @@ int http_perform(struct http_client *client, const struct http_request *req,
 		}
 		if (rc == -ECONNREFUSED || rc == -EHOSTUNREACH) {
 			/* Offline: say so soon rather than hang the caller. */
-			if (offline >= HTTP_OFFLINE_RETRIES || retries >= max_retries)
+			/* (curl may have sent it on a reused connection that died first) */
+			if (offline >= HTTP_OFFLINE_RETRIES || retries >= max_retries || req->no_resend)
 				return rc;
 			delay = HTTP_OFFLINE_DELAY * (offline + 1);
 			log_debug("cannot reach '%s': %s: retrying in %.1f s", host,
@@ -926,7 +927,7 @@ int http_perform(struct http_client *client, const struct http_request *req,
 			continue;
 		}
 		if (rc == -ECONNRESET || rc == -ETIMEDOUT) {
-			if (retries >= max_retries)
+			if (retries >= max_retries || req->no_resend)
 				return rc;
 			delay = backoff_delay(backoffs++);
 			log_debug("connection to '%s' failed: %s: retrying in %.1f s (retry %d of %ld)",

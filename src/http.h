@@ -63,6 +63,11 @@ struct http_request {
 	void *sink_ctx;
 	int no_retry;                 /* return the first answer, whatever it is */
 	http_begin_fn begin;          /* optional, see above; used with sink */
+	int no_resend;                /* not idempotent (a POST that creates): after a dropped,
+	                               * refused (curl retries a dead reused connection itself) or
+	                               * timed-out connection, when the request may have been
+	                               * carried out, return the error instead of sending it again
+	                               * (the caller finds out what happened) */
 };
 
 /* Initialise a request to GET url with no range and defaults elsewhere. */

@@ -109,6 +109,7 @@ struct cmdline {
 	char *profile;         /* --profile NAME (fuse_opt fills it) */
 	int help, version, foreground, debug;
 	char *mountpoint;
+	int had_source;         /* an fstab source came before the mountpoint */
 	char **pairs;          /* "key=value" or "key", ours only */
 	size_t npairs;
 	char *error;           /* first problem found */
@@ -186,6 +187,16 @@ static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outa
 	case FUSE_OPT_KEY_NONOPT:
 		if (!cl->login && !cl->mountpoint) {
 			cl->mountpoint = strdup(arg);
+			return 0;
+		}
+		if (!cl->login && !cl->had_source) {
+			/*
+			 * mount.fuse3 (fstab) calls "onedrivefs SOURCE MOUNTPOINT":
+			 * the first argument was the source, which means nothing here.
+			 */
+			free(cl->mountpoint);
+			cl->mountpoint = strdup(arg);
+			cl->had_source = 1;
 			return 0;
 		}
 		cmdline_error(cl, msgf("unexpected argument '%s' (see 'onedrivefs --help')", arg));

@@ -163,6 +163,10 @@ static int journal_open(struct upload_queue *q, char **err)
 	}
 	if (rc == SQLITE_OK)
 		rc = sqlite3_exec(q->db, journal_sql, NULL, NULL, NULL);
+	/* added later: fails harmlessly ("duplicate column") on a journal that has it */
+	if (rc == SQLITE_OK)
+		sqlite3_exec(q->db, "ALTER TABLE upload_jobs ADD COLUMN moving_from TEXT", NULL, NULL,
+			     NULL);
 	if (rc != SQLITE_OK) {
 		if (err && asprintf(err, "cannot open the upload journal in '%s': %s", path,
 				    q->db ? sqlite3_errmsg(q->db) : sqlite3_errstr(rc)) < 0)
@@ -274,6 +278,103 @@ static void set_conflict(struct upload_queue *q, uint64_t ino, int on)
 	}
 }
 
+/* ---- marks: open writers and explicit times ---- */
+
+/* The mark of ino, created when create is set (NULL on ENOMEM).  Lock held. */
+static struct ino_mark *mark_of(struct upload_queue *q, uint64_t ino, int create)
+{
+	struct ino_mark *m;
+
+	for (m = q->marks; m; m = m->next)
+		if (m->ino == ino)
+			return m;
+	if (create && (m = calloc(1, sizeof(*m)))) {
+		m->ino = ino;
+		m->next = q->marks;
+		q->marks = m;
+	}
+	return m;
+}
+
+/* Drop ino's mark once it says nothing any more.  Lock held. */
+static void mark_trim(struct upload_queue *q, uint64_t ino)
+{
+	struct ino_mark **pp, *m;
+
+	for (pp = &q->marks; (m = *pp); pp = &m->next) {
+		if (m->ino == ino) {
+			if (!m->writers && !m->times_set) {
+				*pp = m->next;
+				free(m);
+			}
+			return;
+		}
+	}
+}
+
+static int being_written(struct upload_queue *q, uint64_t ino)
+{
+	struct ino_mark *m = mark_of(q, ino, 0);
+
+	return m && m->writers > 0;
+}
+
+void upload_writer_open(struct upload_queue *q, uint64_t ino)
+{
+	struct ino_mark *m;
+
+	if (!q)
+		return;
+	pthread_mutex_lock(&q->lock);
+	m = mark_of(q, ino, 1);
+	if (m)
+		m->writers++;
+	pthread_mutex_unlock(&q->lock);
+}
+
+void upload_writer_close(struct upload_queue *q, uint64_t ino)
+{
+	struct ino_mark *m;
+
+	if (!q)
+		return;
+	pthread_mutex_lock(&q->lock);
+	m = mark_of(q, ino, 0);
+	if (m && m->writers > 0 && --m->writers == 0) {
+		mark_trim(q, ino);
+		pthread_cond_broadcast(&q->work);   /* its upload may start now */
+	}
+	pthread_mutex_unlock(&q->lock);
+}
+
+void upload_times_set(struct upload_queue *q, uint64_t ino, const struct timespec *mtime)
+{
+	struct ino_mark *m;
+
+	if (!q)
+		return;
+	pthread_mutex_lock(&q->lock);
+	m = mark_of(q, ino, 1);
+	if (m) {
+		m->times_set = 1;
+		m->mtime = *mtime;
+	}
+	pthread_mutex_unlock(&q->lock);
+}
+
+int upload_times_explicit(struct upload_queue *q, uint64_t ino, const struct timespec *mtime)
+{
+	struct ino_mark *m;
+	int explicit_time;
+
+	pthread_mutex_lock(&q->lock);
+	m = mark_of(q, ino, 0);
+	/* a write after the utimens gave the file a new time: that one is implicit */
+	explicit_time = m && m->times_set && m->mtime.tv_sec == mtime->tv_sec;
+	pthread_mutex_unlock(&q->lock);
+	return explicit_time;
+}
+
 /* ---- workers ---- */
 
 /* The first ready job, or NULL with *wake (monotonic ms, 0 = none) set. */
@@ -284,6 +385,9 @@ static struct job *next_ready(struct upload_queue *q, int64_t *wake)
 	*wake = 0;
 	for (struct job *j = q->head; j; j = j->next) {
 		if (j->state != JOB_QUEUED || j->failed)
+			continue;
+		/* still being written: upload_writer_close() wakes the workers */
+		if (!j->urgent && being_written(q, j->ino))
 			continue;
 		if (j->not_before <= now)
 			return j;
@@ -323,6 +427,7 @@ static void finish(struct upload_queue *q, struct job *j, struct outcome *oc)
 
 	j->state = JOB_QUEUED;
 	j->finished++;
+	j->urgent = 0;
 	if (j->forgotten && j->again) {
 		/* forgotten, then queued anew (a rename over another file): run the new one */
 		j->forgotten = 0;
@@ -437,6 +542,76 @@ static void *worker_main(void *arg)
 
 /* ---- the API ---- */
 
+/*
+ * A crash came between an upload's cache commit (the inode got its new id)
+ * and the move of its content from the old id: finish the move, so the
+ * bytes are found under the id the cache now has.  Lock not held.
+ */
+static void recover_move(struct upload_queue *q, uint64_t ino, const char *from)
+{
+	struct cache_entry e;
+	int rc;
+
+	if (cache_get(q->cache, ino, &e) < 0)
+		return;
+	if (strcmp(e.item.id, from) != 0) {
+		rc = content_rename_id(q->content, from, e.item.id);
+		if (rc == 0)
+			log_info("recovered the local copy of '%s' after a crash", e.item.name);
+		else if (rc != -ENOENT)
+			log_warnx("cannot recover the local copy of '%s': %s", e.item.name,
+				  errmap_strerror(rc));
+	}
+	cache_entry_release(&e);
+}
+
+/* Content moves a crash interrupted (see upload_run.c, landed()). */
+static int recover_moves(struct upload_queue *q)
+{
+	sqlite3_stmt *st;
+	struct {
+		uint64_t ino;
+		char *from;
+	} *moves = NULL, *grown;
+	size_t n = 0, i;
+	int rc;
+
+	pthread_mutex_lock(&q->db_lock);
+	rc = sqlite3_prepare_v2(q->db, "SELECT ino, moving_from FROM upload_jobs "
+				"WHERE moving_from IS NOT NULL", -1, &st, NULL);
+	while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		rc = SQLITE_OK;
+		grown = realloc(moves, (n + 1) * sizeof(*moves));
+		if (!grown) {
+			rc = SQLITE_NOMEM;
+			break;
+		}
+		moves = grown;
+		moves[n].ino = (uint64_t)sqlite3_column_int64(st, 0);
+		moves[n].from = strdup((const char *)sqlite3_column_text(st, 1));
+		if (!moves[n].from) {
+			rc = SQLITE_NOMEM;
+			break;
+		}
+		n++;
+	}
+	sqlite3_finalize(st);
+	pthread_mutex_unlock(&q->db_lock);
+	/* outside db_lock: the cache and the content take their own locks */
+	for (i = 0; i < n; i++) {
+		if (rc == SQLITE_DONE) {
+			recover_move(q, moves[i].ino, moves[i].from);
+			upload_db_run(q, "UPDATE upload_jobs SET moving_from = NULL WHERE ino = ?", "i",
+				      (int64_t)moves[i].ino);
+		}
+		free(moves[i].from);
+	}
+	free(moves);
+	if (rc != SQLITE_DONE)
+		log_error("cannot read the upload journal: %s", sqlite3_errstr(rc));
+	return rc == SQLITE_DONE ? 0 : -EIO;
+}
+
 /* Jobs and conflict marks the journal holds from an earlier mount. */
 static int load_journal(struct upload_queue *q)
 {
@@ -445,6 +620,9 @@ static int load_journal(struct upload_queue *q)
 	const char *state, *url;
 	int rc;
 
+	rc = recover_moves(q);
+	if (rc < 0)
+		return rc;
 	pthread_mutex_lock(&q->db_lock);
 	rc = sqlite3_prepare_v2(q->db, "SELECT ino, queued_at, attempts, session_url, session_size, "
 				"session_expires, state FROM upload_jobs ORDER BY queued_at", -1,
@@ -661,6 +839,12 @@ void upload_close(struct upload_queue *q)
 		q->conflicts = m->next;
 		free(m);
 	}
+	while (q->marks) {
+		struct ino_mark *im = q->marks;
+
+		q->marks = im->next;
+		free(im);
+	}
 	if (q->db)
 		sqlite3_close(q->db);
 	pthread_cond_destroy(&q->work);
@@ -702,9 +886,10 @@ int upload_wait(struct upload_queue *q, uint64_t ino)
 			rc = j->last_error;
 			goto out_unlock;
 		}
-		if (j->state == JOB_QUEUED && j->not_before > now_ms()) {
-			/* someone waits: no settle time, no back-off */
+		if (j->state == JOB_QUEUED && (j->not_before > now_ms() || !j->urgent)) {
+			/* someone waits: no settle time, no back-off, no waiting for writers */
 			j->not_before = now_ms();
+			j->urgent = 1;
 			pthread_cond_signal(&q->work);
 		}
 		pthread_cond_wait(&q->done, &q->lock);
@@ -788,6 +973,14 @@ void upload_forget(struct upload_queue *q, uint64_t ino)
 	else if (j)
 		remove_job(q, j);
 	set_conflict(q, ino, 0);
+	{
+		struct ino_mark *m = mark_of(q, ino, 0);
+
+		if (m) {
+			m->times_set = 0;
+			mark_trim(q, ino);
+		}
+	}
 	upload_db_run(q, "DELETE FROM upload_jobs WHERE ino = ?", "i", (int64_t)ino);
 	pthread_cond_broadcast(&q->done);
 	pthread_mutex_unlock(&q->lock);

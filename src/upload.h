@@ -61,6 +61,22 @@ int upload_pending(struct upload_queue *q, uint64_t ino);
 /* "clean", "dirty", "uploading", "conflict" or "error: <message>"; malloc'd. */
 char *upload_status(struct upload_queue *q, uint64_t ino);
 
+/*
+ * ino gained or lost a handle open for writing.  While one is open its
+ * upload does not start (unless upload_wait() asks for it), so a file that
+ * is still being written is never sent half-done.
+ */
+void upload_writer_open(struct upload_queue *q, uint64_t ino);
+void upload_writer_close(struct upload_queue *q, uint64_t ino);
+
+/*
+ * The modification time of ino was set on purpose (utimens) to *mtime: the
+ * upload records it to the second.  A time that only comes from writing is
+ * left to the service when it is within a few seconds of the upload, since
+ * every correction makes another version.
+ */
+void upload_times_set(struct upload_queue *q, uint64_t ino, const struct timespec *mtime);
+
 /* ino was deleted locally: drop its queued upload (a running one is abandoned). */
 void upload_forget(struct upload_queue *q, uint64_t ino);
 

@@ -33,6 +33,7 @@ struct job {
 	int finished;           /* runs ended (waiters compare) */
 	int last_error;         /* -errno of the last run, 0 */
 	int mismatches;         /* hash mismatches in a row */
+	int urgent;             /* upload_wait() waits for it: writers do not hold it back */
 	char *message;          /* status text of the last failure, or NULL */
 	char *session_url;      /* journalled session to resume, or NULL */
 	int64_t session_size;
@@ -43,6 +44,15 @@ struct job {
 struct conflict_mark {
 	uint64_t ino;
 	struct conflict_mark *next;
+};
+
+/* Per-inode facts kept in memory: open write handles, times set on purpose. */
+struct ino_mark {
+	uint64_t ino;
+	unsigned writers;               /* handles open for writing */
+	int times_set;                  /* mtime below was set by utimens */
+	struct timespec mtime;
+	struct ino_mark *next;
 };
 
 struct upload_queue {
@@ -59,6 +69,7 @@ struct upload_queue {
 	pthread_cond_t done;             /* a run ended */
 	struct job *head, *tail;         /* FIFO of all jobs */
 	struct conflict_mark *conflicts; /* inodes whose status is "conflict" */
+	struct ino_mark *marks;          /* writers and explicit times, by inode */
 	uint64_t next_serial;
 	int64_t last_stamp;
 	int started, stopping;
@@ -91,5 +102,8 @@ int upload_db_run(struct upload_queue *q, const char *sql, const char *types, ..
  * in oc (with the path and a failure message, malloc'd).
  */
 int upload_run_job(struct upload_queue *q, struct job *job, struct outcome *oc);
+
+/* 1 if ino's mtime was set on purpose to exactly *mtime (takes q->lock). */
+int upload_times_explicit(struct upload_queue *q, uint64_t ino, const struct timespec *mtime);
 
 #endif

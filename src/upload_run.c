@@ -13,6 +13,7 @@
 #define _GNU_SOURCE   /* asprintf; pread with _FILE_OFFSET_BITS */
 #include <errno.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -341,6 +342,41 @@ static int upload_to(struct run *r, const struct graph_upload_target *t, int res
 }
 
 /*
+ * Give ino the id of the item its upload became, crash-safely: the journal
+ * row remembers from_id, the cache commits the new id (and tags, via
+ * cache_update_remote in the caller), and only then does the content move;
+ * load_journal() finishes a move a crash interrupted.  Call move_content()
+ * after the cache is committed.
+ */
+static void note_move(struct run *r, const char *from_id)
+{
+	upload_db_run(r->q, "UPDATE upload_jobs SET moving_from = ? WHERE ino = ?", "ti", from_id,
+		      (int64_t)r->e.ino);
+}
+
+/* Test hook, off unless ODFS_TEST_KILL_AT names the point: die there as a crash would. */
+static void test_kill_point(const char *where)
+{
+	const char *at = getenv("ODFS_TEST_KILL_AT");
+
+	if (at && strcmp(at, where) == 0)
+		raise(SIGKILL);
+}
+
+static void move_content(struct run *r, const char *from_id, const char *to_id)
+{
+	int rc;
+
+	test_kill_point("content-move");
+	rc = content_rename_id(r->q->content, from_id, to_id);
+	if (rc < 0 && rc != -ENOENT)
+		log_warnx("cannot move the local copy of '%s' to its new id: %s", r->path,
+			  errmap_strerror(rc));
+	upload_db_run(r->q, "UPDATE upload_jobs SET moving_from = NULL WHERE ino = ?", "i",
+		      (int64_t)r->e.ino);
+}
+
+/*
  * The service's version of the file changed since the edit started (or the
  * name was taken by another device): upload the local bytes beside it under
  * a conflict name, make this inode that copy, and let the original name show
@@ -362,6 +398,7 @@ static int save_conflict(struct run *r, struct reader *rd, int created_elsewhere
 	t.parent_id = r->parent.item.id;
 	t.name = name;
 	t.mtime = r->e.item.mtime.tv_sec > 0 ? &r->e.item.mtime : NULL;
+	t.mtime_explicit = t.mtime && upload_times_explicit(r->q, r->e.ino, t.mtime);
 	t.crtime = r->e.item.ctime_created.tv_sec > 0 ? &r->e.item.ctime_created : NULL;
 	rc = upload_to(r, &t, 0, rd, &item);
 	if (rc < 0)
@@ -371,10 +408,12 @@ static int save_conflict(struct run *r, struct reader *rd, int created_elsewhere
 		rc = -ECANCELED;
 		goto out_release;
 	}
-	clean = content_stage_done(q->content, old_id, &r->st, item.id, item.ctag);
+	note_move(r, old_id);
+	clean = content_stage_done(q->content, old_id, &r->st, NULL, item.ctag);
 	cache_set_id(q->cache, r->e.ino, item.id);
 	cache_move(q->cache, r->e.ino, r->e.parent_ino, name);
 	cache_update_remote(q->cache, r->e.ino, &item, clean == 1);
+	move_content(r, old_id, item.id);
 	/* the original name shows the service's version again */
 	if (cache_upsert(q->cache, remote, NULL) < 0)
 		cache_set_listed_at(q->cache, r->e.parent_ino, 0);
@@ -471,7 +510,7 @@ static void follow_mtime(struct run *r, struct drive_item *item)
 static int landed(struct run *r, struct reader *rd, struct drive_item *item, int was_new)
 {
 	struct upload_queue *q = r->q;
-	int match, clean;
+	int match, clean, moved;
 
 	/* deleted (or taken over) locally meanwhile: the cache is no longer ours to change */
 	if (forgotten(r))
@@ -483,17 +522,24 @@ static int landed(struct run *r, struct reader *rd, struct drive_item *item, int
 		/* keep it dirty, take the ids and tags (our own), upload again later */
 		log_warnx("'%s' arrived with another hash than it was sent with; uploading it again",
 			  r->path);
-		if (strcmp(item->id, r->e.item.id) != 0)
-			content_rename_id(q->content, r->e.item.id, item->id);
+		moved = strcmp(item->id, r->e.item.id) != 0;
+		if (moved)
+			note_move(r, r->e.item.id);
 		if (was_new)
 			cache_set_id(q->cache, r->e.ino, item->id);
 		cache_update_remote(q->cache, r->e.ino, item, 0);
+		if (moved)
+			move_content(r, r->e.item.id, item->id);
 		free(r->err);
 		r->err = strdup("the service stored other bytes than were sent");
 		return -EIO;
 	}
 	r->job->mismatches = 0;
-	clean = content_stage_done(q->content, r->e.item.id, &r->st, item->id, item->ctag);
+	moved = strcmp(item->id, r->e.item.id) != 0;
+	if (moved)
+		note_move(r, r->e.item.id);
+	/* the content keeps the old id until the cache holds the new one (crash safety) */
+	clean = content_stage_done(q->content, r->e.item.id, &r->st, NULL, item->ctag);
 	if (clean == 1)
 		follow_mtime(r, item);   /* (written again: the next upload carries the time) */
 	if (forgotten(r))
@@ -501,6 +547,8 @@ static int landed(struct run *r, struct reader *rd, struct drive_item *item, int
 	if (was_new)
 		cache_set_id(q->cache, r->e.ino, item->id);
 	cache_update_remote(q->cache, r->e.ino, item, clean == 1);
+	if (moved)
+		move_content(r, r->e.item.id, item->id);
 	if (was_new)
 		follow_rename(r, item);
 	return 0;
@@ -646,6 +694,7 @@ int upload_run_job(struct upload_queue *q, struct job *job, struct outcome *oc)
 
 	memset(&t, 0, sizeof(t));
 	t.mtime = r.e.item.mtime.tv_sec > 0 ? &r.e.item.mtime : NULL;
+	t.mtime_explicit = t.mtime && upload_times_explicit(q, r.e.ino, t.mtime);
 	t.crtime = r.e.item.ctime_created.tv_sec > 0 ? &r.e.item.ctime_created : NULL;
 	new_target = was_new;
 	if (!was_new) {

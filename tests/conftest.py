@@ -5,6 +5,9 @@ fake      a started FakeGraph (function scope) wrapped in FakeCtl: control
           config, expire_tokens, revoke_tokens, approve, decline, content).
 env       an OdfsEnv: temp HOME, XDG_CONFIG_HOME, XDG_CACHE_HOME and a
           mountpoint, all under one per-test folder; .environ for subprocesses.
+          Its teardown fails the test when a file below that folder or a
+          captured output holds a secret the fake issued, or a token or
+          secret file is not private (helpers.secret_problems).
 login     runs `onedrivefs login -o ...` against the fake (auto-approved),
           checks exit 0 and tokens.json 0600 / folder 0700; returns the result.
 mounter   factory: mounter.mount(opts={}, expect_errors=(), debug=False)
@@ -140,12 +143,25 @@ class FakeCtl:
         return ",".join(k if v is None else "%s=%s" % (k, v) for k, v in o.items())
 
 
+STARTED_FAKES = []     # FakeGraphs of start_fake() not yet scanned for by an env teardown
+
+
+def _started_fakes_secrets():
+    """issued_secrets() of every fake started since the last env teardown."""
+    out = {}
+    for server in STARTED_FAKES:
+        out.update(server.issued_secrets())
+    del STARTED_FAKES[:]
+    return out
+
+
 def start_fake(**options):
     options.setdefault("auto_approve", True)
     # fast device-code polling so that each login costs about a second
     options.setdefault("device_interval", 1)
     server = FakeGraph(port=0, **options)
     server.start()
+    STARTED_FAKES.append(server)
     return FakeCtl(server)
 
 
@@ -207,8 +223,15 @@ class OdfsEnv:
 def env(session_root, request):
     name = request.node.name[:40].replace("/", "_").replace("[", "_").replace("]", "_")
     base = tempfile.mkdtemp(prefix=name + "-", dir=session_root)
-    yield OdfsEnv(base)
-    # a mount of this env left behind is cleaned by the mounter / safety net
+    e = OdfsEnv(base)
+    yield e
+    # a mount of this env left behind is cleaned by the mounter / safety net.
+    # The mounters depend on env, so the daemons are stopped by now: no file
+    # or output of the test may hold a token, code or client secret the fake
+    # issued, and token/secret files must be private (helpers.secret_problems)
+    problems = helpers.secret_problems(_started_fakes_secrets(), e.base,
+                                       {"captured output %d" % i: t for i, t in enumerate(e.outputs)})
+    assert not problems, "secrets leaked or exposed:\n  " + "\n  ".join(problems)
 
 
 def do_login(fake, env, extra_opts=None):

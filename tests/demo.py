@@ -331,9 +331,10 @@ def start():
     say("  ls -l %s/Documents" % m)
     say("  cat %s/Documents/notes.txt" % m)
     say("  df -h %s" % m)
-    say("  getfattr -d -m - %s/Documents/notes.txt" % m)
+    say("  echo hi > %s/hello.txt" % m)
+    say("  getfattr -d -m - %s/hello.txt      # user.onedrive.status: dirty, then clean" % m)
+    say("  ./onedrivefs versions %s/Documents/notes.txt" % m)
     say("  find %s | head" % m)
-    say("writes fail with 'Read-only file system': this version is read-only.")
     say("stop the demo with:  make demo-stop")
     return 0
 

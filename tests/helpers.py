@@ -7,6 +7,7 @@ hopes.  Deadlines scale with ODFS_VALGRIND=1 (x10) and ODFS_TIMEOUT_FACTOR.
 import os
 import re
 import signal
+import stat
 import subprocess
 import time
 from pathlib import Path
@@ -500,3 +501,119 @@ def wait_equal(get, want, timeout, what):
         wait_until(cond, timeout, what)
     except AssertionError as e:
         raise AssertionError("%s; last value %r, want %r" % (e, last[0], want))
+
+
+# ---------------------------------------------------------------- secrets
+SCAN_MAX_BYTES = 50 * MIB       # larger files are user content, not worth reading
+SECRET_MIN_LEN = 8              # shorter test secrets ("s3cret") would match by chance
+TOKEN_FILE_NAMES = ("tokens.json",)
+
+
+def secret_label(secret, kind):
+    """How a problem names a secret: its kind, first 4 characters and
+    length, never the secret itself."""
+    return "%s %s... (%d chars)" % (kind, secret[:4], len(secret))
+
+
+_WINDOW = 24
+_TOKEN_CHARS = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+_RUN_MAP = bytes(0x61 if c in _TOKEN_CHARS else 0x0a for c in range(256))   # token chars -> 'a', others -> '\n'
+
+
+def _secret_fragments(secrets):
+    """{fragment bytes: (secret, kind)}: a long secret is found by its last
+    24 characters and by 24 from its middle (so a truncated copy counts
+    too; fixed prefixes such as a JWT header are never used), a short one
+    only whole."""
+    frags = {}
+    for s, kind in secrets.items():
+        if len(s) < SECRET_MIN_LEN:
+            continue
+        parts = [s] if len(s) < 64 else [s[-_WINDOW:], s[len(s) // 2 - _WINDOW // 2:len(s) // 2 + _WINDOW // 2]]
+        for p in parts:
+            frags[p.encode("utf-8", "surrogateescape")] = (s, kind)
+    return frags
+
+
+def _fragments_in(data, windows, others):
+    """The fragments present in data.  windows (24 token characters each)
+    can only sit in a run of >= 24 token characters: bytes.translate and
+    bytes.find locate those runs at C speed, and only their 24-byte windows
+    are looked up; others are searched with bytes.find."""
+    found = {f for f in others if f in data}
+    if not windows:
+        return found
+    runs = data.translate(_RUN_MAP)
+    needle = b"a" * _WINDOW
+    pos = runs.find(needle)
+    while pos >= 0:
+        end = runs.find(b"\n", pos)        # the first hit is a run's start: it ends here
+        end = len(runs) if end < 0 else end
+        run = data[pos:end]
+        if end - pos > 4096:                # a long run (user data): one search per fragment
+            found.update(w for w in windows if w in run)
+        else:
+            found.update(w for w in (run[i:i + _WINDOW] for i in range(end - pos - _WINDOW + 1)) if w in windows)
+        pos = runs.find(needle, end)
+    return found
+
+
+def _mode_problem(path, want, what):
+    mode = os.lstat(path).st_mode & 0o777
+    if mode != want:
+        return "%s '%s' has mode %o, want %o" % (what, path, mode, want)
+    return None
+
+
+def secret_problems(secrets, root, texts=None):
+    """Leaks of secrets ({secret: kind}, e.g. FakeGraph.issued_secrets())
+    in the regular files below root (files over SCAN_MAX_BYTES and FUSE
+    mounts are skipped) and in texts ({where: str}, captured outputs), and
+    token or secret files with loose modes.  A file named tokens.json is
+    the token store, and a file holding exactly a client secret is a
+    secret file: neither counts as a leak, but each must be mode 600, and
+    tokens.json's folder 700.  Each file is read once and searched for
+    all secrets at once (_fragments_in).  Returns a list of problems naming
+    the file and the kind of secret (see secret_label)."""
+    frags = _secret_fragments(secrets)
+    windows = {f for f in frags if len(f) == _WINDOW and _TOKEN_CHARS.issuperset(f)}
+    others = set(frags) - windows
+    client_secrets = {s.encode("utf-8", "surrogateescape") for s, k in secrets.items()
+                      if k == "client secret" and len(s) >= SECRET_MIN_LEN}
+    problems = []
+
+    def search(data, where):
+        found = dict(frags[f] for f in _fragments_in(data, windows, others))
+        for s, kind in sorted(found.items(), key=lambda x: x[1]):
+            problems.append("%s holds a secret: %s" % (where, secret_label(s, kind)))
+
+    root = os.path.realpath(str(root))
+    mounted = {mp for mp, _fs, _src in mounts() if mp == root or mp.startswith(root + "/")}
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if os.path.join(dirpath, d) not in mounted]
+        for name in filenames:
+            path = os.path.join(dirpath, name)
+            try:
+                st = os.lstat(path)
+                if not stat.S_ISREG(st.st_mode):
+                    continue
+                if name in TOKEN_FILE_NAMES:
+                    problems += [p for p in (_mode_problem(path, 0o600, "token file"),
+                                             _mode_problem(dirpath, 0o700, "the folder of token file"))
+                                 if p]
+                    continue
+                if st.st_size > SCAN_MAX_BYTES:
+                    continue
+                with open(path, "rb") as f:
+                    data = f.read()
+            except OSError:
+                continue        # gone meanwhile, or not ours to read
+            if len(data) < 4096 and data.strip() in client_secrets:
+                p = _mode_problem(path, 0o600, "secret file")
+                if p:
+                    problems.append(p)
+                continue
+            search(data, "'%s'" % path)
+    for where, text in (texts or {}).items():
+        search(text.encode("utf-8", "surrogateescape") if isinstance(text, str) else bytes(text), where)
+    return problems

@@ -42,9 +42,9 @@ def on_server(fake, path, drive=None):
 
 
 # Folders on another drive are not in the mounted drive's delta (graph-notes
-# quirk 25); until fs.c lists them again after dir_ttl while delta runs
-# (graph_id_is_remote()), the shortcut tests mount without delta.
-SHORTCUT_OPTS = {"poll_interval": "0", "dir_ttl": "1"}
+# quirk 25): fs.c lists them again after dir_ttl even while delta runs
+# (graph_id_is_remote()), so the shortcut tests mount with delta on.
+SHORTCUT_OPTS = {"dir_ttl": "1"}
 
 
 # ------------------------------------------------------ client credentials

@@ -356,3 +356,33 @@ def test_no_token_text_in_any_output(fake, env, login, mounter):
         for s in secrets:
             assert s not in text, "a token appears in %s" % where
             assert s[-24:] not in text, "the tail of a token appears in %s" % where
+
+
+def test_fstab_form_source_then_mountpoint(fake, env, login, tmp_path):
+    """mount.fuse3 runs 'onedrivefs SOURCE MOUNTPOINT -o ...' for fstab lines."""
+    fake.seed([{"path": "Documents/notes.txt", "content": "hello\n"}])
+    mnt = str(env.mnt)
+    # exactly how mount(8) calls us for "onedrivefs /mnt fuse.onedrivefs ..."
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    os.symlink(helpers.BINARY, str(bindir / "onedrivefs"))
+    environ = dict(env.environ)
+    environ["PATH"] = "%s:%s" % (bindir, environ.get("PATH", "/usr/bin:/bin"))
+    try:
+        r = subprocess.run(["mount.fuse3", "onedrivefs", mnt, "-o", fake.opts()], env=environ,
+                           capture_output=True, text=True, timeout=deadline(30))
+        assert r.returncode == 0, r.stderr
+        assert helpers.mount_count(mnt) == 1, r.stderr
+        with open(os.path.join(mnt, "Documents", "notes.txt"), "rb") as f:
+            assert f.read() == b"hello\n"
+    finally:
+        helpers.fuse_unmount(mnt)
+        for pid in helpers.pids_with_cmdline(mnt):
+            helpers.kill_pid(pid)
+
+
+def test_three_arguments_are_refused(fake, env):
+    r = env.run(["-o", fake.opts(), "onedrivefs", str(env.mnt), "extra"], timeout=30)
+    assert r.returncode == 1
+    assert "unexpected argument 'extra'" in error_sentence(r)
+    assert_not_mounted(env.mnt)

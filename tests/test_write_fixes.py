@@ -12,8 +12,9 @@ import time
 
 import pytest
 
-from helpers import (MIB, children_rules, deadline, log_lines_matching, pattern, peer, read_back,
-                     wait_landed, wait_settled, wait_until, xattr)
+from helpers import (MIB, children_rules, deadline, kill_daemon, log_lines_matching, meta_db_integrity,
+                     pattern, peer, read_back,
+                     wait_gone, wait_landed, wait_settled, wait_until, xattr)
 
 # folders on another drive are not in the drive's delta (see test_drives.py)
 SHORTCUT_OPTS = {"poll_interval": "0", "dir_ttl": "1"}
@@ -232,3 +233,263 @@ def test_move_between_drives_is_not_an_error(fake, mounter):
     assert e.value.errno == errno.EXDEV
     m.stop()
     assert not log_lines_matching(m.stderr_text(), r"plan\.txt"), m.stderr_text()
+
+
+# ------------------------------------------- a crash between id and content
+@pytest.mark.parametrize("size", [1000, 5 * MIB], ids=["simple", "session"])
+def test_crash_between_new_id_and_content_move(fake, mounter, env, size):
+    """A new file's upload landed and the cache took the item's real id,
+    then the daemon died before the content followed the id (the test hook
+    ODFS_TEST_KILL_AT=content-move kills it right there).  The next mount
+    finds the bytes under the real id: the file reads back, never asking
+    the service for a local id."""
+    env.environ["ODFS_TEST_KILL_AT"] = "content-move"
+    m = mounter.mount()
+    del env.environ["ODFS_TEST_KILL_AT"]
+    data = pattern(size, 61)
+    write(m.p("new.bin"), data)
+    wait_until(lambda: m.proc.poll() is not None, 60, "the daemon to die at the test hook")
+    kill_daemon(m)
+    assert meta_db_integrity(env) == "ok"
+    wait_landed(fake, {"new.bin": data}, timeout=30)
+    # the bytes must come from the local copy
+    fake.faults({"rules": [{"match": "GET content", "status": 500},
+                           {"match": "GET download", "status": 500}]})
+    m2 = mounter.mount(path=m.path)
+    assert read_back(m2.p("new.bin")) == data
+    fake.faults({})
+    wait_settled(m2.p(""))
+    assert xattr(m2.p("new.bin"), "status") == "clean"
+    assert xattr(m2.p("new.bin"), "id") == fake.dump_by_path()["new.bin"]["id"]
+
+
+# ------------------------------------ found by the model tester (modelcheck)
+def test_unlinked_open_file_stays_usable(fake, mounter):
+    """POSIX: a descriptor of a file since unlinked works until its last
+    close (read, write, ftruncate, fstat, futimens), and nothing of it goes
+    up (modelcheck bugE, bugE2, bugE3)."""
+    m = mounter.mount()
+    data = pattern(100, 1)
+    write(m.p("a"), data)
+    wait_landed(fake, {"a": data}, timeout=30)
+    wait_settled(m.p(""))
+    fd = os.open(m.p("a"), os.O_RDWR)
+    try:
+        os.unlink(m.p("a"))
+        assert os.pwrite(fd, b"0123456789", 0) == 10
+        assert os.pread(fd, 200, 0) == b"0123456789" + data[10:]
+        os.utime(fd, (1000000000, 1000000000))
+        os.ftruncate(fd, 389368)
+        st = os.fstat(fd)
+        assert st.st_size == 389368
+        assert os.pread(fd, 10, 389358) == bytes(10)
+    finally:
+        os.close(fd)
+    # a new file, never uploaded, unlinked while open for appending
+    fd = os.open(m.p("Notes.md"), os.O_CREAT | os.O_WRONLY | os.O_APPEND, 0o644)
+    try:
+        os.unlink(m.p("Notes.md"))
+        os.ftruncate(fd, 389368)
+        assert os.fstat(fd).st_size == 389368
+    finally:
+        os.close(fd)
+    time.sleep(1)
+    wait_settled(m.p(""))
+    assert os.listdir(m.p("")) == []
+    dump = fake.dump_by_path()
+    assert "a" not in dump and "Notes.md" not in dump, sorted(dump)
+
+
+def test_unlinked_file_with_two_descriptors(fake, mounter):
+    """Two descriptors, the first closed, then an unlink: the second still
+    takes a time and a size (modelcheck, test_model_with_faults)."""
+    m = mounter.mount()
+    write(m.p("x y.dat"), b"twice open\n")
+    fd1 = os.open(m.p("x y.dat"), os.O_RDONLY)
+    fd2 = os.open(m.p("X Y.DAT"), os.O_WRONLY)
+    try:
+        os.close(fd1)
+        os.unlink(m.p("X Y.DAT"))
+        os.utime(fd2, (1000000000, 1000000000))
+        assert int(os.fstat(fd2).st_mtime) == 1000000000
+        os.ftruncate(fd2, 3)
+        assert os.fstat(fd2).st_size == 3
+    finally:
+        os.close(fd2)
+    wait_settled(m.p(""))
+    assert os.listdir(m.p("")) == []
+
+
+def test_replaced_open_file_stays_readable(fake, mounter):
+    """A file replaced by a rename while open (its item deleted on the
+    server): the old descriptor still reads the old bytes (modelcheck
+    bugE)."""
+    old = b"old version\n" * 250
+    fake.seed([{"path": "doc.txt", "content": old.decode()},
+               {"path": "other.txt", "content": "other\n"}])
+    m = mounter.mount()
+    fd = os.open(m.p("doc.txt"), os.O_RDONLY)
+    try:
+        os.rename(m.p("other.txt"), m.p("doc.txt"))
+        wait_gone(fake, ["other.txt"])
+        assert os.pread(fd, 5000, 0) == old
+        assert os.fstat(fd).st_size == len(old)
+    finally:
+        os.close(fd)
+    assert read_back(m.p("doc.txt")) == b"other\n"
+    wait_settled(m.p(""))
+
+
+def test_case_alias_does_not_outlive_a_rename(fake, mounter):
+    """Another spelling of a name is not cached by the kernel: after the
+    file is renamed, the spelling means whatever has the name now
+    (modelcheck bugD2)."""
+    m = mounter.mount()
+    write(m.p("Notes.md"), b"first\n")
+    assert read_back(m.p("nOTES.MD")) == b"first\n"
+    os.rename(m.p("Notes.md"), m.p("\u00e4rger.txt"))
+    write(m.p("Notes.md"), b"")
+    os.truncate(m.p("nOTES.MD"), 1000)
+    assert os.stat(m.p("Notes.md")).st_size == 1000
+    assert read_back(m.p("\u00e4rger.txt")) == b"first\n"
+
+
+def test_negative_lookup_is_not_cached(fake, mounter):
+    """stat of a missing name, then a folder made under another case: the
+    first spelling finds it at once (modelcheck bugG)."""
+    m = mounter.mount()
+    with pytest.raises(FileNotFoundError):
+        os.stat(m.p("DOCS"))
+    os.mkdir(m.p("Docs"))
+    assert os.path.isdir(m.p("DOCS"))
+
+
+def test_rename_over_other_case_renames_the_item(fake, mounter):
+    """x renamed over notes.txt as NOTES.TXT: the item keeps its id and
+    takes the new spelling on the server (modelcheck bugF)."""
+    m = mounter.mount()
+    write(m.p("notes.txt"), pattern(10, 1))
+    wait_landed(fake, {"notes.txt": pattern(10, 1)}, timeout=30)
+    wait_settled(m.p(""))
+    item_id = fake.dump_by_path()["notes.txt"]["id"]
+    write(m.p("x"), pattern(20, 2))
+    os.rename(m.p("x"), m.p("NOTES.TXT"))
+    dump = wait_landed(fake, {"NOTES.TXT": pattern(20, 2)}, timeout=30)
+    assert dump["NOTES.TXT"]["id"] == item_id
+    wait_settled(m.p(""))
+    assert "notes.txt" not in fake.dump_by_path()
+    assert os.listdir(m.p("")) == ["NOTES.TXT"]
+
+
+def test_rename_over_file_whose_first_upload_runs(fake, mounter):
+    """A file on the server renamed over a new file while that file's first
+    upload is on its way: no EEXIST, the source's bytes win (modelcheck
+    bugL)."""
+    m = mounter.mount()
+    os.mkdir(m.p("d"))
+    src = pattern(100, 1)
+    write(m.p("d/src.txt"), src)
+    wait_landed(fake, {"d/src.txt": src}, timeout=30)
+    wait_settled(m.p(""))
+    fake.server.set_config(latency_ms=300)
+    write(m.p("dst.txt"), pattern(15377, 2))
+    time.sleep(0.6)
+    os.rename(m.p("d/src.txt"), m.p("dst.txt"))
+    fake.server.set_config(latency_ms=0)
+    assert read_back(m.p("dst.txt")) == src
+    wait_landed(fake, {"dst.txt": src}, timeout=30)
+    wait_gone(fake, ["d/src.txt"])
+    wait_settled(m.p(""))
+
+
+def test_name_unlinked_through_another_spelling(fake, mounter):
+    """unlink through another case of a name the kernel still caches: the
+    cached spelling is looked up again, not answered ENOENT (modelcheck
+    seed 3)."""
+    m = mounter.mount()
+    os.mkdir(m.p("\u00c4-dir"))
+    fd = os.open(m.p("\u00c4-dir/\u03c9"), os.O_CREAT | os.O_WRONLY, 0o644)
+    try:
+        os.unlink(m.p("\u00c4-dir/\u03a9"))
+        data = pattern(44915, 3)
+        write(m.p("\u00c4-dir/\u03c9"), data)
+        assert read_back(m.p("\u00c4-dir/\u03c9")) == data
+        assert os.stat(m.p("\u00c4-dir/\u03c9")).st_size == len(data)
+    finally:
+        os.close(fd)
+    wait_landed(fake, {"\u00c4-dir/\u03c9": data}, timeout=30)
+    wait_settled(m.p(""))
+
+
+def test_file_renamed_through_another_spelling(fake, mounter):
+    """A file renamed through another case of its name: the old name,
+    still cached by the kernel, then means a new file, not the moved one
+    (modelcheck bugD)."""
+    m = mounter.mount()
+    os.mkdir(m.p("\u00c4-dir"))
+    os.mkdir(m.p("sub dir"))
+    os.close(os.open(m.p("sub dir/b.txt"), os.O_CREAT | os.O_RDONLY, 0o644))
+    os.rename(m.p("sub dir/B.TXT"), m.p("\u00c4-dir/Notes.md"))
+    fd = os.open(m.p("sub dir/b.txt"), os.O_CREAT | os.O_WRONLY, 0o644)
+    try:
+        os.write(fd, b"hello")
+    finally:
+        os.close(fd)
+    assert read_back(m.p("sub dir/b.txt")) == b"hello"
+    assert read_back(m.p("\u00c4-dir/Notes.md")) == b""
+    wait_landed(fake, {"sub dir/b.txt": b"hello", "\u00c4-dir/Notes.md": b""}, timeout=30)
+    wait_settled(m.p(""))
+
+
+# ------------------------------------------------ an answer lost on the way
+def test_mkdir_whose_answer_is_lost(fake, mounter):
+    """The folder is created but the connection breaks in the answer: a
+    POST sent again would get 409 for our own folder.  mkdir succeeds and
+    the server holds one folder."""
+    m = mounter.mount()
+    fake.faults({"rules": [{"match": "POST children", "truncate": True, "times": 1}]})
+    os.mkdir(m.p("lost"))
+    assert faults_applied(fake) == 1
+    fake.faults({})
+    assert [p for p in fake.dump_by_path() if p.startswith("lost")] == ["lost"]
+    write(m.p("lost/a.txt"), b"inside\n")
+    wait_landed(fake, {"lost/a.txt": b"inside\n"}, timeout=30)
+    wait_settled(m.p(""))
+    assert os.listdir(m.p("")) == ["lost"]
+
+
+@pytest.mark.parametrize("op", ["rename", "utime"])
+def test_patch_whose_answer_is_lost(fake, mounter, op):
+    """PATCH is idempotent: sent again after the answer broke off."""
+    fake.seed([{"path": "f.txt", "content": "f\n"}])
+    m = mounter.mount()
+    assert read_back(m.p("f.txt")) == b"f\n"
+    fake.faults({"rules": [{"match": "PATCH item", "truncate": True, "times": 1}]})
+    if op == "rename":
+        os.rename(m.p("f.txt"), m.p("g.txt"))
+        want = "g.txt"
+    else:
+        os.utime(m.p("f.txt"), (1500000000, 1500000000))
+        want = "f.txt"
+    wait_until(lambda: faults_applied(fake) >= 1, 20, "the answer to break off")
+    fake.faults({})
+    wait_until(lambda: want in fake.dump_by_path(), 20, "the change on the server")
+    if op == "utime":
+        assert os.stat(m.p("f.txt")).st_mtime == 1500000000
+        wait_until(lambda: "2017-07-14" in json.dumps(fake.dump_by_path()["f.txt"]), 20,
+                   "the time on the server")
+
+
+# ------------------------------------- a token that expires again at once
+def test_upload_401_after_refresh_is_not_read_only(fake, mounter):
+    """A 401 right after a refresh (the token expired again meanwhile) is a
+    sign-in hiccup: the upload refreshes again and lands, instead of being
+    abandoned as "read-only for you"."""
+    m = mounter.mount()
+    fake.faults({"rules": [{"match": "PUT content", "status": 401, "times": 2}]})
+    write(m.p("t.txt"), b"token trouble\n")
+    wait_landed(fake, {"t.txt": b"token trouble\n"}, timeout=30)
+    assert faults_applied(fake) == 2
+    fake.faults({})
+    wait_settled(m.p(""))
+    assert READ_ONLY_TEXT not in m.stderr_text()

@@ -32,7 +32,8 @@ redirect_uris=None, roles=None, name=None); issue_tokens(scope, client_id,
 user=None); issue_app_token(client_id) (client_credentials without HTTP);
 pending_authorizations(), approve_authorization(txn=None, account=None) and
 decline_authorization(txn=None) (return the redirect URL), auth_codes();
-approve_device(user_code=None, account=None); revoke_refresh_tokens(user=None).
+approve_device(user_code=None, account=None); revoke_refresh_tokens(user=None);
+issued_secrets() ({secret: kind} of every token, code and client secret).
 
 reset() empties the primary drive and forgets added users, sites and shares
 (their tokens then answer 401); the account type and tenant stay.
@@ -576,6 +577,18 @@ class FakeGraph:
     def clients(self):
         with self.lock:
             return {cid: {k: v for k, v in c.items() if k != "secret"} for cid, c in self.identity.clients.items()}
+
+    def issued_secrets(self):
+        """{secret: kind} of every credential still known (since the last
+        reset_identity()): access and refresh tokens, device codes,
+        authorization codes and client secrets, for the tests' leak scan."""
+        with self.lock:
+            out = {c["secret"]: "client secret" for c in self.identity.clients.values() if c.get("secret")}
+            out.update((v, "authorization code") for v in self.authorize.codes_by_value)
+            out.update((v, "device code") for v in self.identity.device_codes)
+            out.update((v, "refresh token") for v in self.identity.refresh_tokens)
+            out.update((v, "access token") for v in self.identity.access_tokens)
+            return out
 
     def issue_tokens(self, scope=None, client_id=None, user=None):
         """Token response as if a device-code sign-in had just succeeded
