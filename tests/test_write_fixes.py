@@ -13,7 +13,7 @@ import time
 import pytest
 
 from helpers import (MIB, children_rules, deadline, kill_daemon, log_lines_matching, meta_db_integrity,
-                     pattern, peer, read_back,
+                     pattern, peer, read_back, versions,
                      wait_gone, wait_landed, wait_settled, wait_until, xattr)
 
 # folders on another drive are not in the drive's delta (see test_drives.py)
@@ -493,3 +493,52 @@ def test_upload_401_after_refresh_is_not_read_only(fake, mounter):
     fake.faults({})
     wait_settled(m.p(""))
     assert READ_ONLY_TEXT not in m.stderr_text()
+
+
+# ------------------------------------------ no upload while still open
+def test_no_upload_while_a_handle_is_still_open_for_writing(fake, mounter):
+    """dd and shell redirections close a first descriptor (a flush) before
+    writing through a dup: nothing may go up until the last writer closes,
+    so the service never holds a half-written file."""
+    m = mounter.mount()
+    data = pattern(6 * MIB, 7)
+    fd = os.open(m.p("dd.bin"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    fd2 = os.dup(fd)
+    os.close(fd)                       # flush with nothing written yet: queued
+    for off in range(0, len(data), MIB):
+        os.write(fd2, data[off:off + MIB])
+        time.sleep(0.2)                # well past the queue's settle time
+    assert requests(fake, "PUT content") == 0 and requests(fake, "PUT upload") == 0, \
+        "an upload started while the file was still open for writing"
+    assert "dd.bin" not in fake.dump_by_path()
+    os.close(fd2)
+    wait_landed(fake, {"dd.bin": data})
+    assert requests(fake, "POST createUploadSession") == 1
+    assert fake.stats()["bytes_received_content"] == len(data)
+
+
+def test_fsync_uploads_even_while_open(fake, mounter):
+    m = mounter.mount()
+    data = pattern(300 * 1024, 8)
+    with open(m.p("synced.bin"), "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())           # must not wait for the close
+        assert fake.content("synced.bin") == data
+    wait_settled(m.p(""))
+
+
+def test_explicit_time_kept_without_extra_version_for_plain_writes(fake, mounter):
+    """A plain write leaves the time to the service (no PATCH, one version);
+    a time set with utime reaches the service to the second."""
+    m = mounter.mount()
+    write(m.p("plain.txt"), b"plain\n")
+    write(m.p("timed.txt"), b"timed\n")
+    t = int(time.time()) - 1
+    os.utime(m.p("timed.txt"), (t, t))
+    wait_landed(fake, {"plain.txt": b"plain\n", "timed.txt": b"timed\n"})
+    wait_settled(m.p(""))
+    assert len(versions(fake, "plain.txt")) == 1
+    d = fake.dump_by_path()
+    assert d["timed.txt"]["mtime"] == time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+    assert int(os.stat(m.p("timed.txt")).st_mtime) == t
