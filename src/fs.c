@@ -836,6 +836,12 @@ static char *upload_state_of(struct fs_context *ctx, const struct cache_entry *e
 		free(s);
 		s = strdup("dirty");
 	}
+	/* Nothing can go up or be checked until the user signs in again: say so. */
+	if (s && (strcmp(s, "clean") == 0 || strcmp(s, "dirty") == 0) &&
+	    graph_sign_in_expired(ctx->graph)) {
+		free(s);
+		s = strdup("error: sign-in expired: run 'onedrivefs login'");
+	}
 	return s;
 }
 

@@ -597,6 +597,9 @@ def test_revoke_then_refresh_fails_and_login_recovers(business_fake, env, busine
     def status():
         return os.getxattr(m.p("offline.txt"), "user.onedrive.status").decode()
     wait_until(lambda: "sign-in expired" in status(), 20, "the status of the journalled write")
+    # a file with nothing pending says it too: nothing can be checked until then
+    assert os.getxattr(m.p("kept.txt"), "user.onedrive.status").decode() == \
+        "error: sign-in expired: run 'onedrivefs login'"
     with pytest.raises(KeyError):
         fake.server.item("/offline.txt")
 
@@ -618,3 +621,4 @@ def test_revoke_then_refresh_fails_and_login_recovers(business_fake, env, busine
             return False
         return bytes(data.to_bytes() if hasattr(data, "to_bytes") else data) == b"written while signed out"
     wait_until(uploaded, 60, "the journalled write to be uploaded after the new sign-in")
+    assert os.getxattr(m.p("kept.txt"), "user.onedrive.status").decode() == "clean"
