@@ -155,4 +155,7 @@ def test_thumbnail_storm_moves_little_and_big_cat_completes(fake, mounter):
     assert elapsed < 60, "the storm and the cat took %.1f s" % elapsed
     moved = fake.stats()["bytes_sent_content"] - BIG
     asked = STORM_FILES * HEAD
-    assert moved <= 2 * asked, "the storm asked %d bytes and moved %d" % (asked, moved)
+    # The kernel turns each 64 KiB head read into 128 KiB (2x).  The slack is
+    # for the concurrent cat: when the storm interrupts its sequential run,
+    # its stream may fetch a window of the big file twice.
+    assert moved <= 2 * asked + 2 * MIB, "the storm asked %d bytes and moved %d" % (asked, moved)
