@@ -200,6 +200,13 @@ int graph_split_id(const char *id, char *drive, size_t size, const char **item)
 	return 1;
 }
 
+/* PLACEHOLDER-OFFLINE */
+int64_t graph_offline_since(struct graph *g)
+{
+	(void)g;
+	return 0;
+}
+
 int graph_sign_in_expired(struct graph *g)
 {
 	return g->auth && auth_state(g->auth) == AUTH_EXPIRED;

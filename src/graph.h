@@ -79,6 +79,8 @@ int graph_id_is_remote(const char *id);
  * For status reports (user.onedrive.status).
  */
 int graph_sign_in_expired(struct graph *g);
+/* PLACEHOLDER-OFFLINE: unix time since when the service is out of reach, 0 when it answers. */
+int64_t graph_offline_since(struct graph *g);
 
 /* GET the drive root item. */
 int graph_get_root(struct graph *g, struct drive_item *out, char **err);
