@@ -58,6 +58,8 @@ struct delta {
 	int failed;                        /* lock: the last round failed before ready */
 	struct timespec round_at;          /* lock: CLOCK_MONOTONIC start of the last round */
 	atomic_uint_fast64_t progress;     /* items received, for delta_wait_ready */
+	delta_hold_fn hold;                /* set before start, then read-only */
+	void *hold_ctx;
 	atomic_int abandon;                /* stop asked: leave the round between pages */
 };
 
@@ -358,6 +360,10 @@ static void *delta_main(void *arg)
 	if (link)
 		set_ready(d);   /* a remount: the cache is complete, the round brings news */
 	do {
+		if (d->hold && d->hold(d->hold_ctx)) {
+			log_debug("delta: changes made offline go first; round skipped");
+			continue;
+		}
 		rc = run_round(d, &link, &err);
 		if (rc == -ESTALE) {
 			/* 410: the link is no good; local edits survive a full enumeration */
@@ -395,6 +401,14 @@ static void *delta_main(void *arg)
 }
 
 /* ---- API ----------------------------------------------------------------- */
+
+void delta_set_hold(struct delta *d, delta_hold_fn fn, void *ctx)
+{
+	if (!d)
+		return;
+	d->hold = fn;
+	d->hold_ctx = ctx;
+}
 
 int delta_start(struct delta *d, struct fuse_session *se)
 {

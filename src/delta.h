@@ -71,4 +71,12 @@ void delta_wake(struct delta *d, long min_age);
  */
 int delta_wait_ready(struct delta *d, int timeout_ms);
 
+/*
+ * Hold hook (optional, set before delta_start()): while fn(ctx) returns
+ * non-zero (name operations made offline still wait to be sent), rounds
+ * are skipped: the cache holds newer truth than the service until then.
+ */
+typedef int (*delta_hold_fn)(void *ctx);
+void delta_set_hold(struct delta *d, delta_hold_fn fn, void *ctx);
+
 #endif

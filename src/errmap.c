@@ -288,3 +288,13 @@ const char *errmap_strerror(int err)
 	default: return "unexpected error";
 	}
 }
+
+int errmap_is_transport(int rc)
+{
+	switch (rc < 0 ? -rc : rc) {
+	case ECONNREFUSED: case EHOSTUNREACH: case ENETUNREACH: case ETIMEDOUT:
+	case ECONNRESET: case ECONNABORTED: case EHOSTDOWN:
+		return 1;
+	}
+	return 0;
+}

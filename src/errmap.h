@@ -44,4 +44,11 @@ int errmap_parse_oauth(const char *body, size_t len, char *code, size_t codesz,
  */
 const char *errmap_strerror(int err);
 
+/*
+ * 1 when -errno (or errno) rc says the service could not be reached or
+ * stopped answering (refused, unresolvable, timed out, reset): a failure
+ * of the network, not of the request.
+ */
+int errmap_is_transport(int rc);
+
 #endif

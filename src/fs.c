@@ -39,6 +39,7 @@
 #include "fs_internal.h"
 #include "fs_virtual.h"
 #include "graph.h"
+#include "journal.h"
 #include "log.h"
 #include "upload.h"
 
@@ -311,6 +312,9 @@ int fs_refresh_dir(struct fs_context *ctx, const struct cache_entry *dir)
 	if (!dir->item.is_dir)
 		return -ENOTDIR;
 	if (dir->listed_at && now - dir->listed_at < ctx->cfg->dir_ttl)
+		return 0;
+	/* offline changes not sent yet: the cache is newer than the service */
+	if (dir->listed_at && journal_busy(ctx->journal))
 		return 0;
 	if (delta_covers(ctx, dir) && dir->listed_at) {
 		delta_wake(ctx->delta, ctx->cfg->dir_ttl);

@@ -29,6 +29,7 @@ struct fs_context {
 	struct graph *graph;
 	struct content_cache *content;
 	struct upload_queue *upload;
+	struct journal *journal;      /* name operations made offline (journal.h) */
 	struct delta *delta;          /* NULL when poll_interval is 0: folders are listed
 	                                 again after dir_ttl (see fs.c) */
 	struct drive_info drive;      /* quota is refreshed by fs.c for statfs */

@@ -22,7 +22,9 @@
 #include "content.h"
 #include "fs.h"
 #include "fs_internal.h"
+#include "errmap.h"
 #include "graph.h"
+#include "journal.h"
 #include "log.h"
 #include "names.h"
 #include "upload.h"
@@ -187,6 +189,27 @@ void fs_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *n
 
 /* ---- folders and names ---------------------------------------------------------- */
 
+/*
+ * The service is out of reach (or earlier offline changes still wait): the
+ * folder exists here under a local id and is created when they are sent.
+ */
+static int mkdir_journalled(struct fs_context *ctx, const struct cache_entry *dir,
+			    const char *name, uint64_t *ino)
+{
+	char path[FS_PATH_MAX], *local_id = NULL;
+	int rc;
+
+	rc = cache_create_local(ctx->cache, dir->ino, name, 1, NULL, ino, &local_id);
+	if (rc)
+		return rc;
+	fs_child_path(ctx, dir->ino, name, path, sizeof(path));
+	rc = journal_add_folder(ctx->journal, local_id, dir->item.id, name, path);
+	if (rc)
+		cache_remove(ctx->cache, *ino);
+	free(local_id);
+	return rc;
+}
+
 void fs_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
 {
 	struct fs_context *ctx = fs_ctx(req);
@@ -213,9 +236,17 @@ void fs_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
 	}
 	if (rc != -ENOENT)
 		goto out_release_dir;
-	rc = graph_create_folder(ctx->graph, dir.item.id, name, &out, &err);
-	if (rc == -EEXIST)   /* created elsewhere meanwhile: list again */
-		cache_set_listed_at(ctx->cache, parent, 0);
+	if (!journal_wanted(ctx->journal)) {
+		rc = graph_create_folder(ctx->graph, dir.item.id, name, &out, &err);
+		if (rc == -EEXIST)   /* created elsewhere meanwhile: list again */
+			cache_set_listed_at(ctx->cache, parent, 0);
+	}
+	if (journal_wanted(ctx->journal) || (rc && errmap_is_transport(rc) && ctx->journal)) {
+		free(err);
+		err = NULL;
+		rc = mkdir_journalled(ctx, &dir, name, &ino);
+		goto out_release_dir;
+	}
 	if (rc)
 		goto out_release_dir;
 	/* it is where we created it, whatever form of the parent id came back */
@@ -255,6 +286,30 @@ static int get_child(struct fs_context *ctx, uint64_t parent, const char *name,
 	return cache_lookup(ctx->cache, parent, name, out);
 }
 
+/*
+ * Delete e on the service (to the recycle bin), or journal the delete when
+ * it is out of reach; the caller then drops it here.  A local folder
+ * exists only in the journal so far: its delete is journalled after it.
+ */
+static int delete_item(struct fs_context *ctx, const struct cache_entry *e, char **err)
+{
+	char path[FS_PATH_MAX];
+	int rc = 0;
+
+	keep_open_content(ctx, e);
+	if (!e->is_local && !journal_wanted(ctx->journal)) {
+		rc = graph_delete_item(ctx->graph, e->item.id, err);
+		if (rc == -ENOENT)   /* gone already is just as good */
+			rc = 0;
+		if (!rc || !errmap_is_transport(rc) || !ctx->journal)
+			return rc;
+		free(*err);
+		*err = NULL;
+	}
+	fs_path_of(ctx, e->ino, path, sizeof(path));
+	return journal_add_delete(ctx->journal, e->item.id, e->item.ctag, e->item.is_dir, path);
+}
+
 static void remove_entry(fuse_req_t req, fuse_ino_t parent, const char *name, int want_dir)
 {
 	struct fs_context *ctx = fs_ctx(req);
@@ -273,13 +328,8 @@ static void remove_entry(fuse_req_t req, fuse_ino_t parent, const char *name, in
 		rc = -EISDIR;
 	else if (want_dir)
 		rc = fs_check_empty(ctx, &e);
-	if (rc == 0 && !e.is_local) {
-		keep_open_content(ctx, &e);
-		/* to the recycle bin; gone already is just as good */
-		rc = graph_delete_item(ctx->graph, e.item.id, &err);
-		if (rc == -ENOENT)
-			rc = 0;
-	}
+	if (rc == 0 && (!e.is_local || e.item.is_dir))
+		rc = delete_item(ctx, &e, &err);
 	if (rc == 0)
 		fs_drop_item(ctx, &e, 1);
 	cache_entry_release(&e);
@@ -372,8 +422,13 @@ static int rename_take_over(struct rename_op *op)
 	 */
 	memset(&renamed, 0, sizeof(renamed));
 	if (dst->item.name && strcmp(dst->item.name, op->newname) != 0) {
-		rc = graph_update_item(ctx->graph, dst->item.id, op->newname, NULL, NULL, NULL,
-				       NULL, &renamed, &op->err);
+		if (journal_wanted(ctx->journal)) {
+			fs_path_of(ctx, dst->ino, path, sizeof(path));
+			rc = journal_add_move(ctx->journal, dst->item.id, NULL, op->newname, path);
+		} else {
+			rc = graph_update_item(ctx->graph, dst->item.id, op->newname, NULL, NULL,
+					       NULL, NULL, &renamed, &op->err);
+		}
 		if (rc)
 			return rc;
 	}
@@ -408,11 +463,13 @@ static int rename_take_over(struct rename_op *op)
 		rc = fs_queue_upload(ctx, src->ino);
 	if (rc || src->is_local)
 		goto out_release;
-	rc = graph_delete_item(ctx->graph, src->item.id, &err);
-	if (rc && rc != -ENOENT) {
-		fs_child_path(ctx, op->dir.ino, src->item.name, path, sizeof(path));
+	fs_child_path(ctx, op->dir.ino, src->item.name, path, sizeof(path));
+	rc = journal_wanted(ctx->journal) ? -EHOSTUNREACH :
+		graph_delete_item(ctx->graph, src->item.id, &err);
+	if (rc && errmap_is_transport(rc) && ctx->journal)
+		rc = journal_add_delete(ctx->journal, src->item.id, NULL, 0, path);
+	if (rc && rc != -ENOENT)
 		fs_log_failure("remove the uploaded temporary file", path, NULL, rc, err);
-	}
 	free(err);
 	rc = 0;
 out_release:
@@ -421,15 +478,60 @@ out_release:
 }
 
 /* Source never uploaded: the cache alone changes. */
+static int rename_journalled(struct rename_op *op);
+
 static int rename_local(struct rename_op *op)
 {
 	struct fs_context *ctx = op->ctx;
 
+	/* a folder made offline: its creation waits in the journal, so must this */
+	if (op->src.item.is_dir)
+		return rename_journalled(op);
 	if (op->has_dst && !op->dst.is_local)
 		return rename_take_over(op);
 	if (op->has_dst)
 		fs_drop_item(ctx, &op->dst, 0);   /* cache_move removes its row */
 	return cache_move(ctx->cache, op->src.ino, op->newdir.ino, op->newname);
+}
+
+/*
+ * The service is out of reach (or earlier offline changes still wait):
+ * the cache changes now, the journal sends the same steps later - the
+ * target's delete (conditioned on the tag seen here), then the move.
+ */
+static int rename_journalled(struct rename_op *op)
+{
+	struct fs_context *ctx = op->ctx;
+	struct cache_entry *src = &op->src;
+	const char *new_name = NULL, *new_parent = NULL;
+	char from[FS_PATH_MAX], path[FS_PATH_MAX];
+	int rc;
+
+	fs_path_of(ctx, src->ino, from, sizeof(from));
+	if (op->has_dst && !op->dst_gone) {
+		if (!op->dst.is_local || op->dst.item.is_dir) {
+			keep_open_content(ctx, &op->dst);
+			fs_path_of(ctx, op->dst.ino, path, sizeof(path));
+			rc = journal_add_delete(ctx->journal, op->dst.item.id, op->dst.item.ctag,
+						op->dst.item.is_dir, path);
+			if (rc)
+				return rc;
+			fs_drop_item(ctx, &op->dst, 1);
+		} else {
+			fs_drop_item(ctx, &op->dst, 0);   /* cache_move removes its row */
+		}
+		op->dst_gone = 1;
+	}
+	if (strcmp(src->item.name ? src->item.name : "", op->newname) != 0)
+		new_name = op->newname;
+	if (op->newdir.ino != src->parent_ino)
+		new_parent = op->newdir.item.id;
+	if (new_name || new_parent) {
+		rc = journal_add_move(ctx->journal, src->item.id, new_parent, new_name, from);
+		if (rc)
+			return rc;
+	}
+	return cache_move(ctx->cache, src->ino, op->newdir.ino, op->newname);
 }
 
 /*
@@ -447,9 +549,13 @@ static int rename_remote(struct rename_op *op, const char *name)
 	struct timespec mtime = src->item.mtime;
 	int local_changes, rc;
 
+	if (journal_wanted(ctx->journal))
+		return rename_journalled(op);
 	if (op->has_dst && !op->dst.is_local) {
 		keep_open_content(ctx, &op->dst);
 		rc = graph_delete_item(ctx->graph, op->dst.item.id, &op->err);
+		if (rc && errmap_is_transport(rc) && ctx->journal)
+			return rename_journalled(op);
 		if (rc && rc != -ENOENT)
 			return rc;
 		fs_drop_item(ctx, &op->dst, 1);
@@ -462,6 +568,10 @@ static int rename_remote(struct rename_op *op, const char *name)
 	memset(&out, 0, sizeof(out));
 	rc = graph_update_item(ctx->graph, src->item.id, new_name, new_parent, NULL, NULL, NULL,
 			       &out, &op->err);
+	if (rc && errmap_is_transport(rc) && ctx->journal) {
+		drive_item_release(&out);
+		return rename_journalled(op);
+	}
 	if (rc == -EEXIST)   /* the name was taken on the service meanwhile */
 		cache_set_listed_at(ctx->cache, op->newdir.ino, 0);
 	if (rc)

@@ -24,7 +24,9 @@
 #include "content.h"
 #include "fs.h"
 #include "fs_internal.h"
+#include "errmap.h"
 #include "graph.h"
+#include "journal.h"
 #include "log.h"
 #include "upload.h"
 
@@ -802,6 +804,17 @@ static int set_size(struct fs_context *ctx, struct cache_entry *e, int64_t size,
 	return truncate_detached(ctx, e, size);
 }
 
+static int set_mtime_journalled(struct fs_context *ctx, const struct cache_entry *e,
+				const struct timespec *mtime, const struct timespec *crtime)
+{
+	char path[FS_PATH_MAX];
+	int rc;
+
+	fs_path_of(ctx, e->ino, path, sizeof(path));
+	rc = journal_add_times(ctx->journal, e->item.id, mtime, crtime, path);
+	return rc ? rc : cache_set_local_attrs(ctx->cache, e->ino, NULL, mtime);
+}
+
 /*
  * utimens: where an upload will carry the time (the file is new, dirty or
  * queued), only the cache changes; otherwise one PATCH.
@@ -816,15 +829,24 @@ static int set_mtime(struct fs_context *ctx, struct cache_entry *e, const struct
 	fs_writer_set(ctx->state, e->ino, NULL, mtime);
 	if (e->ino == CACHE_ROOT_INO)
 		return 0;   /* the root's time is the service's business */
-	if (e->dirty || e->is_local || (ctx->upload && upload_pending(ctx->upload, e->ino)))
+	if (!e->item.is_dir &&
+	    (e->dirty || e->is_local || (ctx->upload && upload_pending(ctx->upload, e->ino))))
 		return cache_set_local_attrs(ctx->cache, e->ino, NULL, mtime);
 	if (e->item.ctime_created.tv_sec || e->item.ctime_created.tv_nsec)
 		crtime = &e->item.ctime_created;
+	/* a folder made offline, or the service out of reach: the journal sends it */
+	if (e->is_local || journal_wanted(ctx->journal))
+		return set_mtime_journalled(ctx, e, mtime, crtime);
 	memset(&out, 0, sizeof(out));
 	rc = graph_update_item(ctx->graph, e->item.id, NULL, NULL, mtime, crtime, NULL, &out, err);
 	if (rc == 0)
 		rc = cache_update_remote(ctx->cache, e->ino, &out, 0);
 	drive_item_release(&out);
+	if (rc && errmap_is_transport(rc) && ctx->journal) {
+		free(*err);
+		*err = NULL;
+		return set_mtime_journalled(ctx, e, mtime, crtime);
+	}
 	return rc;
 }
 

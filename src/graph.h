@@ -147,6 +147,8 @@ int graph_update_item(struct graph *g, const char *item_id, const char *new_name
 
 /* DELETE an item (to the recycle bin; folders go whole).  -ENOENT if gone. */
 int graph_delete_item(struct graph *g, const char *item_id, char **err);
+/* The same, only if the item's eTag or cTag is still if_match (NULL: always); -ESTALE on 412. */
+int graph_delete_item_if(struct graph *g, const char *item_id, const char *if_match, char **err);
 
 /*
  * GET the child named name (any case) of folder parent_id, e.g. a new file

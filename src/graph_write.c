@@ -283,21 +283,36 @@ out_free:
 
 int graph_delete_item(struct graph *g, const char *item_id, char **err)
 {
+	return graph_delete_item_if(g, item_id, NULL, err);
+}
+
+int graph_delete_item_if(struct graph *g, const char *item_id, const char *if_match, char **err)
+{
 	struct http_request req;
 	struct http_response resp;
-	char what[320], *url;
+	const char *headers[2] = { NULL, NULL };
+	char what[320], *url, *hdr = NULL;
 	int rc;
 
 	snprintf(what, sizeof(what), "cannot delete '%s'", item_id);
 	url = graph_item_url(g, "/items/", item_id, "");
-	if (!url)
+	if (if_match)
+		hdr = graph_xprintf("If-Match: %s", if_match);
+	if (!url || (if_match && !hdr)) {
+		free(url);
 		return graph_fail_errno(err, what, -ENOMEM);
+	}
+	headers[0] = hdr;
 	http_request_init(&req, "DELETE", url);
 	req.max_body = 64 * 1024;
+	req.headers = headers;
 	rc = graph_call(g, &req, &resp, what, err);
-	if (rc == 0 && resp.status != 204 && resp.status != 200)
+	if (rc == 0 && resp.status == 412)
+		rc = -ESTALE;
+	else if (rc == 0 && resp.status != 204 && resp.status != 200)
 		rc = graph_fail_response(err, what, &resp);
 	http_response_release(&resp);
+	free(hdr);
 	free(url);
 	return rc;
 }

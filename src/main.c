@@ -29,6 +29,7 @@
 #include "delta.h"
 #include "fs.h"
 #include "graph.h"
+#include "journal.h"
 #include "http.h"
 #include "item.h"
 #include "log.h"
@@ -573,6 +574,46 @@ static void forget_entry(void *ctx, uint64_t parent_ino, const char *name)
 	fuse_lowlevel_notify_inval_entry(ctx, parent_ino, name, strlen(name));
 }
 
+/* Uploads wait behind offline name changes, and while the service is out of reach. */
+static int uploads_held(void *vctx)
+{
+	struct fs_context *ctx = vctx;
+
+	if (graph_offline_since(ctx->graph))
+		return UPLOAD_HOLD_OFFLINE;
+	return journal_busy(ctx->journal) ? UPLOAD_HOLD_BUSY : UPLOAD_HOLD_NONE;
+}
+
+static int delta_held(void *vctx)
+{
+	struct fs_context *ctx = vctx;
+
+	return journal_busy(ctx->journal);
+}
+
+/* The offline changes are on the service: uploads and remote changes go on. */
+static void journal_drained(void *vctx)
+{
+	struct fs_context *ctx = vctx;
+
+	upload_kick(ctx->upload);
+	if (ctx->delta)
+		delta_wake(ctx->delta, 1);
+}
+
+/* Open the journal of offline name changes (again after daemonizing). */
+static int open_journal(const struct odfs_config *cfg, struct fs_context *ctx)
+{
+	char *err = NULL;
+	int rc;
+
+	rc = journal_open(cfg, ctx->cache, ctx->graph, &ctx->journal, &err);
+	if (rc < 0)
+		log_error("%s", err ? err : "cannot open the journal of offline changes");
+	free(err);
+	return rc;
+}
+
 static int cmd_mount(struct odfs_config *cfg, struct fuse_args *args, const char *mountpoint)
 {
 	struct fs_context ctx;
@@ -639,6 +680,8 @@ static int cmd_mount(struct odfs_config *cfg, struct fuse_args *args, const char
 	}
 	ctx.cfg = cfg;
 	ctx.graph = graph;
+	if (open_journal(cfg, &ctx) < 0)
+		goto out_close_upload;
 	ctx.uid = getuid();
 	ctx.gid = getgid();
 
@@ -660,6 +703,8 @@ static int cmd_mount(struct odfs_config *cfg, struct fuse_args *args, const char
 		/* SQLite connections (and their POSIX locks) must not cross fork(): reopen */
 		delta_close(ctx.delta);
 		ctx.delta = NULL;
+		journal_close(ctx.journal);
+		ctx.journal = NULL;
 		upload_close(ctx.upload);
 		ctx.upload = NULL;
 		content_close(ctx.content);
@@ -680,6 +725,8 @@ static int cmd_mount(struct odfs_config *cfg, struct fuse_args *args, const char
 			log_error("%s", err ? err : "cannot open the upload journal");
 			goto out_unmount;
 		}
+		if (open_journal(cfg, &ctx) < 0)
+			goto out_unmount;
 		if (cfg->poll_interval > 0 &&
 		    delta_open(cfg, graph, ctx.cache, ctx.content, &ctx.delta) < 0) {
 			log_error("out of memory");
@@ -692,8 +739,13 @@ static int cmd_mount(struct odfs_config *cfg, struct fuse_args *args, const char
 	if (rc < 0)
 		log_warnx("cannot start the token refresh thread; tokens refresh on demand");
 	upload_set_notify(ctx.upload, forget_entry, se);
+	upload_set_hold(ctx.upload, uploads_held, &ctx);
+	journal_set_hooks(ctx.journal, forget_entry, journal_drained, &ctx);
+	if (journal_start(ctx.journal) < 0)
+		goto out_stop_auth;
 	if (upload_start(ctx.upload) < 0)
 		goto out_stop_auth;
+	delta_set_hold(ctx.delta, delta_held, &ctx);
 	if (ctx.delta && delta_start(ctx.delta, se) < 0) {
 		log_warnx("cannot start the thread that follows remote changes; folders are "
 			  "listed again after dir_ttl");
@@ -715,6 +767,7 @@ static int cmd_mount(struct odfs_config *cfg, struct fuse_args *args, const char
 
 out_stop_auth:
 	delta_stop(ctx.delta);   /* its notifications need the session mounted */
+	journal_stop(ctx.journal);
 	upload_stop(ctx.upload);
 	auth_stop(auth);
 out_unmount:
@@ -723,6 +776,7 @@ out_remove_signals:
 	fuse_remove_signal_handlers(se);
 out_close_upload:
 	delta_close(ctx.delta);
+	journal_close(ctx.journal);
 	/* before the cache and content it borrows; unfinished rows stay journalled */
 	upload_close(ctx.upload);
 out_close_content:

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 #include <wchar.h>
 #include <wctype.h>
 #ifdef __GLIBC__
@@ -271,5 +272,24 @@ char *names_escape_segment(const char *segment)
 		}
 	}
 	out[o] = '\0';
+	return out;
+}
+
+char *names_conflict(const char *name)
+{
+	const char *dot = strrchr(name, '.');
+	char stamp[32], *out;
+	struct tm tm;
+	time_t t = time(NULL);
+	size_t base, len;
+
+	if (!gmtime_r(&t, &tm))
+		return NULL;
+	strftime(stamp, sizeof(stamp), "%Y-%m-%d %H%M%S", &tm);
+	base = dot && dot != name ? (size_t)(dot - name) : strlen(name);
+	len = strlen(name) + sizeof(" (conflict )") + strlen(stamp);
+	out = malloc(len);
+	if (out)
+		snprintf(out, len, "%.*s (conflict %s)%s", (int)base, name, stamp, name + base);
 	return out;
 }

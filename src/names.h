@@ -43,4 +43,11 @@ int names_validate(const char *name, const char **rule);
  */
 char *names_escape_segment(const char *segment);
 
+/*
+ * "a (conflict 2026-11-29 031500).txt" for "a.txt": the name both copies
+ * can live under when another device took ours (UTC; before the last
+ * extension).  malloc'd, NULL on ENOMEM.
+ */
+char *names_conflict(const char *name);
+
 #endif

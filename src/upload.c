@@ -377,12 +377,24 @@ int upload_times_explicit(struct upload_queue *q, uint64_t ino, const struct tim
 
 /* ---- workers ---- */
 
+/* What the hold hook says (UPLOAD_HOLD_*). */
+static int held(struct upload_queue *q)
+{
+	return q->hold ? q->hold(q->hold_ctx) : UPLOAD_HOLD_NONE;
+}
+
+#define HOLD_RECHECK_MS 1000   /* a hold ends with upload_kick(); this is the safety net */
+
 /* The first ready job, or NULL with *wake (monotonic ms, 0 = none) set. */
 static struct job *next_ready(struct upload_queue *q, int64_t *wake)
 {
 	int64_t now = now_ms();
 
 	*wake = 0;
+	if (q->head && held(q)) {
+		*wake = now + HOLD_RECHECK_MS;
+		return NULL;
+	}
 	for (struct job *j = q->head; j; j = j->next) {
 		if (j->state != JOB_QUEUED || j->failed)
 			continue;
@@ -877,6 +889,10 @@ int upload_wait(struct upload_queue *q, uint64_t ino)
 	serial = j->serial;
 	finished = j->finished;
 	while (q->started && !q->stopping) {
+		if (held(q) == UPLOAD_HOLD_OFFLINE) {
+			rc = 0;   /* journalled: it goes up when the service returns */
+			goto out_unlock;
+		}
 		j = find_job(q, ino);
 		if (!j || j->serial != serial || j->forgotten) {
 			rc = 0;
@@ -929,6 +945,9 @@ char *upload_status(struct upload_queue *q, uint64_t ino)
 		if (j && !j->forgotten) {
 			if (j->state == JOB_RUNNING)
 				s = strdup("uploading");
+			else if (j->message && errmap_is_transport(j->last_error) &&
+				 held(q) == UPLOAD_HOLD_OFFLINE)
+				s = strdup("dirty");   /* the offline state says why it waits */
 			else if (j->message && asprintf(&s, "error: %s", j->message) < 0)
 				s = NULL;
 			else if (!j->message)
@@ -957,6 +976,31 @@ void upload_set_notify(struct upload_queue *q, upload_notify_fn fn, void *ctx)
 	pthread_mutex_lock(&q->lock);
 	q->notify = fn;
 	q->notify_ctx = ctx;
+	pthread_mutex_unlock(&q->lock);
+}
+
+void upload_set_hold(struct upload_queue *q, upload_hold_fn fn, void *ctx)
+{
+	if (!q)
+		return;
+	pthread_mutex_lock(&q->lock);
+	q->hold = fn;
+	q->hold_ctx = ctx;
+	pthread_mutex_unlock(&q->lock);
+}
+
+void upload_kick(struct upload_queue *q)
+{
+	if (!q)
+		return;
+	pthread_mutex_lock(&q->lock);
+	for (struct job *j = q->head; j; j = j->next) {
+		if (j->state == JOB_QUEUED && j->not_before > now_ms() + SETTLE_MS) {
+			j->not_before = now_ms();
+			j->delay_ms = 0;
+		}
+	}
+	pthread_cond_broadcast(&q->work);
 	pthread_mutex_unlock(&q->lock);
 }
 

@@ -90,4 +90,19 @@ void upload_forget(struct upload_queue *q, uint64_t ino);
 typedef void (*upload_notify_fn)(void *ctx, uint64_t parent_ino, const char *name);
 void upload_set_notify(struct upload_queue *q, upload_notify_fn fn, void *ctx);
 
+/*
+ * Hold hook (optional, set before upload_start()): while fn(ctx) returns
+ * UPLOAD_HOLD_BUSY (name operations made offline go first) or
+ * UPLOAD_HOLD_OFFLINE (the service is out of reach), no upload starts.
+ * While offline, upload_wait() returns 0 at once: the content is
+ * journalled and goes up when the service returns (fsync must not fail
+ * an editor's save for a network cut).  upload_kick() re-checks at once.
+ */
+enum { UPLOAD_HOLD_NONE = 0, UPLOAD_HOLD_BUSY = 1, UPLOAD_HOLD_OFFLINE = 2 };
+typedef int (*upload_hold_fn)(void *ctx);
+void upload_set_hold(struct upload_queue *q, upload_hold_fn fn, void *ctx);
+
+/* The service answers again: every waiting job may start now (back-off cut short). */
+void upload_kick(struct upload_queue *q);
+
 #endif

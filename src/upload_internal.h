@@ -75,6 +75,8 @@ struct upload_queue {
 	int started, stopping;
 	upload_notify_fn notify;         /* set before upload_start(), then read-only */
 	void *notify_ctx;
+	upload_hold_fn hold;             /* the same */
+	void *hold_ctx;
 	pthread_t *threads;
 	long nthreads;
 };

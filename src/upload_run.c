@@ -26,6 +26,7 @@
 #include "errmap.h"
 #include "graph.h"
 #include "log.h"
+#include "names.h"
 #include "qxhash.h"
 #include "upload_internal.h"
 
@@ -83,24 +84,6 @@ static char *path_of(struct upload_queue *q, uint64_t ino)
 	}
 	for (i = 0; i < n; i++)
 		free(parts[i]);
-	return out;
-}
-
-/* "a (conflict 2026-11-29 031500).txt": before the last extension, UTC. */
-static char *conflict_name(const char *name)
-{
-	const char *dot = strrchr(name, '.');
-	char stamp[32], *out;
-	struct tm tm;
-	time_t t = time(NULL);
-	size_t base;
-
-	if (!gmtime_r(&t, &tm))
-		return NULL;
-	strftime(stamp, sizeof(stamp), "%Y-%m-%d %H%M%S", &tm);
-	base = dot && dot != name ? (size_t)(dot - name) : strlen(name);
-	if (asprintf(&out, "%.*s (conflict %s)%s", (int)base, name, stamp, name + base) < 0)
-		return NULL;
 	return out;
 }
 
@@ -391,7 +374,7 @@ static int save_conflict(struct run *r, struct reader *rd, int created_elsewhere
 	char *name, *old_id = r->e.item.id;
 	int rc, clean;
 
-	name = conflict_name(r->e.item.name);
+	name = names_conflict(r->e.item.name);
 	if (!name)
 		return -ENOMEM;
 	memset(&t, 0, sizeof(t));
