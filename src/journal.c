@@ -410,6 +410,7 @@ static int is_transient(int rc)
 		return 1;
 	switch (-rc) {
 	case EAGAIN: case EBUSY: case ECANCELED: case EIO: case ENOMEM:
+	case ENOSPC:   /* a full drive: space may be freed */
 		return 1;
 	}
 	return 0;
@@ -799,11 +800,78 @@ int journal_open(const struct odfs_config *cfg, struct cache *cache, struct grap
 	return 0;
 }
 
+/* A local folder with no row to create it (a crash between the two commits). */
+struct orphans {
+	struct journal *j;
+	struct cache_entry *v;
+	size_t n, cap;
+};
+
+static int has_folder_row(struct journal *j, const char *id)
+{
+	int found = 0;
+
+	pthread_mutex_lock(&j->lock);
+	for (struct op *o = j->head; o && !found; o = o->next)
+		found = o->kind == OP_FOLDER && strcmp(o->item_id, id) == 0;
+	pthread_mutex_unlock(&j->lock);
+	return found;
+}
+
+static int collect_orphan(void *ctx, const struct cache_entry *e)
+{
+	struct orphans *l = ctx;
+	struct cache_entry *grown;
+
+	if (!e->item.is_dir || !is_local_id(e->item.id) || has_folder_row(l->j, e->item.id))
+		return 0;
+	if (l->n == l->cap) {
+		grown = realloc(l->v, (l->cap ? l->cap * 2 : 8) * sizeof(*grown));
+		if (!grown)
+			return -ENOMEM;
+		l->v = grown;
+		l->cap = l->cap ? l->cap * 2 : 8;
+	}
+	memset(&l->v[l->n], 0, sizeof(l->v[l->n]));
+	l->v[l->n].ino = e->ino;
+	l->v[l->n].parent_ino = e->parent_ino;
+	l->v[l->n].item.id = strdup(e->item.id);
+	l->v[l->n].item.name = strdup(e->item.name ? e->item.name : "");
+	l->n++;
+	return 0;
+}
+
+/*
+ * Local folders in inode order (parents before children) that no row
+ * creates get one now, so their files are never stuck waiting for them.
+ */
+static void repair_orphans(struct journal *j)
+{
+	struct orphans l = { .j = j };
+	struct cache_entry parent;
+
+	if (cache_list_dirty(j->cache, collect_orphan, &l) < 0)
+		log_warnx("cannot check the cache for folders made offline");
+	for (size_t i = 0; i < l.n; i++) {
+		if (l.v[i].item.id && l.v[i].item.name &&
+		    cache_get(j->cache, l.v[i].parent_ino, &parent) == 0) {
+			if (journal_add_folder(j, l.v[i].item.id, parent.item.id, l.v[i].item.name,
+					       l.v[i].item.name) == 0)
+				log_info("folder '%s' made offline is queued to be created again",
+					 l.v[i].item.name);
+			cache_entry_release(&parent);
+		}
+		cache_entry_release(&l.v[i]);
+	}
+	free(l.v);
+}
+
 int journal_start(struct journal *j)
 {
 	size_t n = 0;
 	int rc;
 
+	repair_orphans(j);
 	pthread_mutex_lock(&j->lock);
 	for (struct op *o = j->head; o; o = o->next)
 		n++;
