@@ -542,3 +542,26 @@ def test_explicit_time_kept_without_extra_version_for_plain_writes(fake, mounter
     d = fake.dump_by_path()
     assert d["timed.txt"]["mtime"] == time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
     assert int(os.stat(m.p("timed.txt")).st_mtime) == t
+
+
+def test_explicit_time_survives_a_kill(fake, mounter, env):
+    """A time set on purpose while the upload waits, then SIGKILL: the
+    mark that makes it exact is journalled with the upload, so the next
+    mount still sends it to the second (the model tester's seed 405, step
+    120, under faults).  The time is a second from now, within the slack
+    an implicit time gets, so a lost mark shows."""
+    m = mounter.mount()
+    fake.faults({"rules": [{"match": "PUT content", "status": 429, "retry_after": "200"}]})
+    write(m.p("timed.txt"), b"timed, then killed\n")
+    wait_until(lambda: faults_applied(fake) >= 1, 30, "the upload to be throttled")
+    t = int(time.time()) + 1
+    os.utime(m.p("timed.txt"), (t, t))
+    kill_daemon(m)
+    assert meta_db_integrity(env) == "ok"
+    fake.faults({})
+    m2 = mounter.mount(path=m.path)
+    wait_landed(fake, {"timed.txt": b"timed, then killed\n"})
+    wait_settled(m2.p(""))
+    assert fake.dump_by_path()["timed.txt"]["mtime"] == time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                                                                      time.gmtime(t))
+    assert int(os.stat(m2.p("timed.txt")).st_mtime) == t
