@@ -565,3 +565,50 @@ def test_explicit_time_survives_a_kill(fake, mounter, env):
     assert fake.dump_by_path()["timed.txt"]["mtime"] == time.strftime("%Y-%m-%dT%H:%M:%SZ",
                                                                       time.gmtime(t))
     assert int(os.stat(m2.p("timed.txt")).st_mtime) == t
+
+
+@pytest.mark.parametrize("how", ["rename", "unlink"])
+def test_other_spelling_leaves_no_stale_entry(fake, mounter, how):
+    """A file renamed (or removed) through another spelling of its name:
+    the kernel's entry of the stored spelling, cached since a stat, must
+    not keep pointing at the file, or a later create through that name
+    writes into the moved file (the model tester's seed 11)."""
+    m = mounter.mount()
+    os.mkdir(m.p("E"))
+    os.mkdir(m.p("F"))
+    write(m.p("E/b.txt"), b"first\n")
+    os.stat(m.p("E/b.txt"))            # the kernel now holds E/b.txt
+    if how == "rename":
+        os.rename(m.p("E/B.TXT"), m.p("F/b.txt"))
+        assert read_back(m.p("F/b.txt")) == b"first\n"   # an open through the new path
+    else:
+        os.unlink(m.p("E/B.TXT"))
+    with pytest.raises(FileNotFoundError):
+        os.stat(m.p("E/b.txt"))
+    write(m.p("E/b.txt"), b"second\n")
+    assert read_back(m.p("E/b.txt")) == b"second\n"
+    want = {"E/b.txt": b"second\n"}
+    if how == "rename":
+        assert read_back(m.p("F/b.txt")) == b"first\n"
+        want["F/b.txt"] = b"first\n"
+    wait_landed(fake, want)
+    wait_settled(m.p(""))
+    assert sorted(os.listdir(m.p("E"))) == ["b.txt"]
+
+
+def test_folder_renamed_through_other_spelling(fake, mounter):
+    """The same for a folder: its old spelling and the paths under it are
+    gone after the rename, and a new folder of that name starts empty."""
+    m = mounter.mount()
+    os.mkdir(m.p("Dir"))
+    write(m.p("Dir/x.txt"), b"x\n")
+    os.stat(m.p("Dir/x.txt"))
+    os.rename(m.p("dir"), m.p("Moved"))
+    with pytest.raises(FileNotFoundError):
+        os.stat(m.p("Dir/x.txt"))
+    os.mkdir(m.p("Dir"))
+    write(m.p("Dir/x.txt"), b"new x\n")
+    assert read_back(m.p("Moved/x.txt")) == b"x\n"
+    assert read_back(m.p("Dir/x.txt")) == b"new x\n"
+    wait_landed(fake, {"Moved/x.txt": b"x\n", "Dir/x.txt": b"new x\n"})
+    wait_settled(m.p(""))
