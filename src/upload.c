@@ -170,6 +170,9 @@ static int journal_open(struct upload_queue *q, char **err)
 	if (rc == SQLITE_OK)   /* the seconds of an mtime set on purpose (upload_times_set) */
 		sqlite3_exec(q->db, "ALTER TABLE upload_jobs ADD COLUMN explicit_mtime INTEGER", NULL,
 			     NULL, NULL);
+	if (rc == SQLITE_OK)   /* a new file's create whose answer may be lost (upload_run.c) */
+		sqlite3_exec(q->db, "ALTER TABLE upload_jobs ADD COLUMN lost_create TEXT", NULL, NULL,
+			     NULL);
 	if (rc != SQLITE_OK) {
 		if (err && asprintf(err, "cannot open the upload journal in '%s': %s", path,
 				    q->db ? sqlite3_errmsg(q->db) : sqlite3_errstr(rc)) < 0)
@@ -216,6 +219,7 @@ static void free_job(struct job *j)
 {
 	free(j->message);
 	free(j->session_url);
+	free(j->lost_create);
 	free(j);
 }
 
@@ -643,7 +647,7 @@ static int load_journal(struct upload_queue *q)
 		return rc;
 	pthread_mutex_lock(&q->db_lock);
 	rc = sqlite3_prepare_v2(q->db, "SELECT ino, queued_at, attempts, session_url, session_size, "
-				"session_expires, state, explicit_mtime FROM upload_jobs "
+				"session_expires, state, explicit_mtime, lost_create FROM upload_jobs "
 				"ORDER BY queued_at", -1, &st, NULL);
 	while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
 		rc = SQLITE_OK;
@@ -674,6 +678,9 @@ static int load_journal(struct upload_queue *q)
 			j->session_size = sqlite3_column_int64(st, 4);
 			j->session_expires = sqlite3_column_int64(st, 5);
 		}
+		url = (const char *)sqlite3_column_text(st, 8);
+		if (url)
+			j->lost_create = strdup(url);
 	}
 	if (rc != SQLITE_DONE)
 		log_error("cannot read the upload journal: %s", sqlite3_errmsg(q->db));

@@ -612,3 +612,37 @@ def test_folder_renamed_through_other_spelling(fake, mounter):
     assert read_back(m.p("Dir/x.txt")) == b"new x\n"
     wait_landed(fake, {"Moved/x.txt": b"x\n", "Dir/x.txt": b"new x\n"})
     wait_settled(m.p(""))
+
+
+@pytest.mark.parametrize("then", ["rewrite", "rename", "kill"])
+def test_new_file_whose_create_answer_was_lost(fake, mounter, env, then):
+    """The service creates a new file but its answer is lost; before the
+    next try the file is written again, renamed, or the daemon killed.
+    The item that PUT made is taken for the file's own: no "(conflict
+    ...)" copy of itself and no phantom under the old name (the model
+    tester's seed 405, under faults)."""
+    m = mounter.mount()
+    fake.faults({"rules": [{"match": "PUT content", "truncate": True, "times": 1}]})
+    write(m.p("new.txt"), b"first\n")
+    wait_until(lambda: faults_applied(fake) >= 1, 30, "the answer to be lost")
+    assert fake.content("new.txt") == b"first\n"   # made all the same
+    want = {"new.txt": b"second, longer\n"}
+    if then == "rewrite":
+        write(m.p("new.txt"), b"second, longer\n")
+    elif then == "rename":
+        os.mkdir(m.p("sub"))
+        os.rename(m.p("new.txt"), m.p("sub/moved.txt"))
+        write(m.p("sub/moved.txt"), b"second, longer\n")
+        want = {"sub/moved.txt": b"second, longer\n"}
+    else:
+        write(m.p("new.txt"), b"second, longer\n")
+        kill_daemon(m)
+        assert meta_db_integrity(env) == "ok"
+        m = mounter.mount(path=m.path)
+    wait_landed(fake, want)
+    wait_settled(m.p(""))
+    files = sorted(p for p, v in fake.dump_by_path().items() if not v.get("folder"))
+    assert files == sorted(want), files
+    assert len(versions(fake, next(iter(want)))) >= 1
+    names = [os.path.join(d, f) for d, _, fs in os.walk(m.p("")) for f in fs]
+    assert [os.path.relpath(n, m.p("")) for n in names] == list(want)
