@@ -20,6 +20,7 @@ struct content_cache;
 struct upload_queue;
 struct delta;
 struct fuse_lowlevel_ops;
+struct fuse_session;
 struct fs_state;
 
 /* What the operations need; owned by main.c, alive while the session runs. */
@@ -37,6 +38,8 @@ struct fs_context {
 	gid_t gid;
 	struct fs_state *state;       /* fs.c's own: set up by the init operation,
 	                                 freed by destroy; main.c leaves it NULL */
+	struct fuse_session *se;      /* for the kernel's entries a rename or unlink
+	                                 through another spelling leaves (NULL: none) */
 };
 
 const struct fuse_lowlevel_ops *fs_operations(void);

@@ -310,10 +310,40 @@ static int delete_item(struct fs_context *ctx, const struct cache_entry *e, char
 	return journal_add_delete(ctx->journal, e->item.id, e->item.ctag, e->item.is_dir, path);
 }
 
+/*
+ * The stored spelling of a name, when the kernel reached it through another
+ * one (names ignore case): malloc'd, else NULL.
+ */
+static char *other_spelling(const struct cache_entry *e, const char *name)
+{
+	return e->item.name && strcmp(e->item.name, name) != 0 ? strdup(e->item.name) : NULL;
+}
+
+/*
+ * A rename or unlink through another spelling leaves the kernel's dentry
+ * of the stored one (entry_timeout long) pointing at the old inode: later
+ * I/O through that name would reach the moved file.  Forget it.  Only
+ * after the reply: the kernel holds the folder's lock until then, and the
+ * notification needs it.  Frees stored.
+ */
+static void forget_spelling(struct fs_context *ctx, uint64_t parent, char *stored)
+{
+	int rc;
+
+	if (stored && ctx->se) {
+		rc = fuse_lowlevel_notify_inval_entry(ctx->se, parent, stored, strlen(stored));
+		/* -ENOENT: the kernel never looked it up, nothing to forget */
+		if (rc < 0 && rc != -ENOENT)
+			log_debug("cannot invalidate entry '%s' in inode %llu: %d", stored,
+				  (unsigned long long)parent, rc);
+	}
+	free(stored);
+}
+
 static void remove_entry(fuse_req_t req, fuse_ino_t parent, const char *name, int want_dir)
 {
 	struct fs_context *ctx = fs_ctx(req);
-	char path[FS_PATH_MAX], *err = NULL;
+	char path[FS_PATH_MAX], *err = NULL, *stored = NULL;
 	struct cache_entry e;
 	int rc;
 
@@ -330,8 +360,10 @@ static void remove_entry(fuse_req_t req, fuse_ino_t parent, const char *name, in
 		rc = fs_check_empty(ctx, &e);
 	if (rc == 0 && (!e.is_local || e.item.is_dir))
 		rc = delete_item(ctx, &e, &err);
-	if (rc == 0)
+	if (rc == 0) {
 		fs_drop_item(ctx, &e, 1);
+		stored = other_spelling(&e, name);
+	}
 	cache_entry_release(&e);
 out_log:
 	if (rc) {
@@ -340,6 +372,7 @@ out_log:
 		free(err);
 	}
 	fs_reply_failure(req, rc);
+	forget_spelling(ctx, parent, stored);
 }
 
 void fs_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
@@ -676,7 +709,7 @@ void fs_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t n
 {
 	struct rename_op op = { .ctx = fs_ctx(req), .newname = newname };
 	struct fs_context *ctx = op.ctx;
-	char from[FS_PATH_MAX], to[FS_PATH_MAX];
+	char from[FS_PATH_MAX], to[FS_PATH_MAX], *src_stored = NULL, *dst_stored = NULL;
 	int rc;
 
 	fs_child_path(ctx, parent, name, from, sizeof(from));
@@ -730,6 +763,11 @@ void fs_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t n
 	if (rc == 0 && !op.src.item.is_dir && op.src.item.name &&
 	    strcmp(op.src.item.name, name) != 0)
 		fs_alias_note(ctx->state, op.src.ino);
+	if (rc == 0) {
+		src_stored = other_spelling(&op.src, name);
+		if (op.has_dst)
+			dst_stored = other_spelling(&op.dst, newname);
+	}
 out_release_dst:
 	if (op.has_dst)
 		cache_entry_release(&op.dst);
@@ -750,4 +788,6 @@ out_log:
 	}
 	free(op.err);
 	fs_reply_failure(req, rc);
+	forget_spelling(ctx, parent, src_stored);
+	forget_spelling(ctx, newparent, dst_stored);
 }

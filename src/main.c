@@ -641,6 +641,7 @@ static int cmd_mount(struct odfs_config *cfg, struct fuse_args *args, const char
 	se = fuse_session_new(args, fs_operations(), sizeof(struct fuse_lowlevel_ops), &ctx);
 	if (!se)
 		goto out_free_canon;   /* libfuse said why */
+	ctx.se = se;
 
 	http = account_http_client(cfg);
 	if (!http)

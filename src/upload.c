@@ -167,6 +167,12 @@ static int journal_open(struct upload_queue *q, char **err)
 	if (rc == SQLITE_OK)
 		sqlite3_exec(q->db, "ALTER TABLE upload_jobs ADD COLUMN moving_from TEXT", NULL, NULL,
 			     NULL);
+	if (rc == SQLITE_OK)   /* the seconds of an mtime set on purpose (upload_times_set) */
+		sqlite3_exec(q->db, "ALTER TABLE upload_jobs ADD COLUMN explicit_mtime INTEGER", NULL,
+			     NULL, NULL);
+	if (rc == SQLITE_OK)   /* a new file's create whose answer may be lost (upload_run.c) */
+		sqlite3_exec(q->db, "ALTER TABLE upload_jobs ADD COLUMN lost_create TEXT", NULL, NULL,
+			     NULL);
 	if (rc != SQLITE_OK) {
 		if (err && asprintf(err, "cannot open the upload journal in '%s': %s", path,
 				    q->db ? sqlite3_errmsg(q->db) : sqlite3_errstr(rc)) < 0)
@@ -213,6 +219,7 @@ static void free_job(struct job *j)
 {
 	free(j->message);
 	free(j->session_url);
+	free(j->lost_create);
 	free(j);
 }
 
@@ -347,6 +354,10 @@ void upload_writer_close(struct upload_queue *q, uint64_t ino)
 	pthread_mutex_unlock(&q->lock);
 }
 
+/*
+ * The mark is journalled with ino's upload row (when there is one; enqueue
+ * copies it into a new row): a kill must not turn the time implicit.
+ */
 void upload_times_set(struct upload_queue *q, uint64_t ino, const struct timespec *mtime)
 {
 	struct ino_mark *m;
@@ -360,6 +371,17 @@ void upload_times_set(struct upload_queue *q, uint64_t ino, const struct timespe
 		m->mtime = *mtime;
 	}
 	pthread_mutex_unlock(&q->lock);
+	/* outside q->lock: a FULL commit waits for the disk */
+	upload_db_run(q, "UPDATE upload_jobs SET explicit_mtime = ? WHERE ino = ?", "ii",
+		      (int64_t)mtime->tv_sec, (int64_t)ino);
+}
+
+/* The explicit time of ino's mark (0: none).  q->lock held. */
+static int64_t explicit_mtime_of(struct upload_queue *q, uint64_t ino)
+{
+	struct ino_mark *m = mark_of(q, ino, 0);
+
+	return m && m->times_set ? (int64_t)m->mtime.tv_sec : 0;
 }
 
 int upload_times_explicit(struct upload_queue *q, uint64_t ino, const struct timespec *mtime)
@@ -637,10 +659,19 @@ static int load_journal(struct upload_queue *q)
 		return rc;
 	pthread_mutex_lock(&q->db_lock);
 	rc = sqlite3_prepare_v2(q->db, "SELECT ino, queued_at, attempts, session_url, session_size, "
-				"session_expires, state FROM upload_jobs ORDER BY queued_at", -1,
-				&st, NULL);
+				"session_expires, state, explicit_mtime, lost_create FROM upload_jobs "
+				"ORDER BY queued_at", -1, &st, NULL);
 	while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
 		rc = SQLITE_OK;
+		if (sqlite3_column_type(st, 7) == SQLITE_INTEGER) {
+			struct ino_mark *m = mark_of(q, (uint64_t)sqlite3_column_int64(st, 0), 1);
+
+			if (m) {
+				m->times_set = 1;
+				m->mtime.tv_sec = (time_t)sqlite3_column_int64(st, 7);
+				m->mtime.tv_nsec = 0;
+			}
+		}
 		state = (const char *)sqlite3_column_text(st, 6);
 		if (state && strcmp(state, "conflict") == 0) {
 			set_conflict(q, (uint64_t)sqlite3_column_int64(st, 0), 1);
@@ -659,6 +690,9 @@ static int load_journal(struct upload_queue *q)
 			j->session_size = sqlite3_column_int64(st, 4);
 			j->session_expires = sqlite3_column_int64(st, 5);
 		}
+		url = (const char *)sqlite3_column_text(st, 8);
+		if (url)
+			j->lost_create = strdup(url);
 	}
 	if (rc != SQLITE_DONE)
 		log_error("cannot read the upload journal: %s", sqlite3_errmsg(q->db));
@@ -708,17 +742,21 @@ int upload_open(const struct odfs_config *cfg, struct cache *cache, struct conte
 static int enqueue(struct upload_queue *q, uint64_t ino)
 {
 	struct job *j;
-	int64_t stamp;
+	int64_t stamp, explicit_mtime;
 	int rc;
 
 	pthread_mutex_lock(&q->lock);
 	stamp = next_stamp(q);
+	explicit_mtime = explicit_mtime_of(q, ino);
 	pthread_mutex_unlock(&q->lock);
 	/* outside q->lock: a FULL commit waits for the disk */
 	rc = upload_db_run(q, "INSERT INTO upload_jobs(ino, queued_at, state) VALUES(?, ?, 'queued') "
 		    "ON CONFLICT(ino) DO UPDATE SET queued_at = max(queued_at, excluded.queued_at), "
 		    "attempts = 0, last_error = NULL, session_url = NULL, session_size = NULL, "
 		    "session_expires = NULL, state = 'queued'", "ii", (int64_t)ino, stamp);
+	if (rc == 0 && explicit_mtime)
+		rc = upload_db_run(q, "UPDATE upload_jobs SET explicit_mtime = ? WHERE ino = ?", "ii",
+				   explicit_mtime, (int64_t)ino);
 	if (rc < 0)
 		return rc;
 	pthread_mutex_lock(&q->lock);

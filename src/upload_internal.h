@@ -38,6 +38,7 @@ struct job {
 	char *session_url;      /* journalled session to resume, or NULL */
 	int64_t session_size;
 	int64_t session_expires; /* unix seconds */
+	char *lost_create;      /* journalled "hash\nparent_id\nname" of a create that failed */
 	struct job *next;
 };
 

@@ -581,6 +581,115 @@ static int resolve_conflict(struct run *r, struct reader *rd, const struct graph
 	return rc;
 }
 
+/*
+ * A create of a new file is about to go out.  The service may make the
+ * item and the answer never arrive (a dropped connection, a kill): journal
+ * the bytes' hash and where they go first, so that a later run takes that
+ * item for its own instead of making another one beside it (a phantom
+ * name, or a "conflict" copy of itself).  Best effort.
+ */
+static void note_create(struct run *r, struct reader *rd, const struct graph_upload_target *t)
+{
+	char hash[QXHASH_BASE64_LEN + 1], *rec;
+
+	if (!t->parent_id || !t->name || hash_until(rd, rd->size) < 0)
+		return;
+	qxhash_final_base64(&rd->h, hash);
+	if (asprintf(&rec, "%s\n%s\n%s", hash, t->parent_id, t->name) < 0)
+		return;
+	if (r->job->lost_create && strcmp(r->job->lost_create, rec) == 0) {
+		free(rec);   /* journalled already */
+		return;
+	}
+	free(r->job->lost_create);
+	r->job->lost_create = rec;
+	upload_db_run(r->q, "UPDATE upload_jobs SET lost_create = ? WHERE ino = ?", "ti", rec,
+		      (int64_t)r->e.ino);
+}
+
+/*
+ * The create landed.  Forgotten in memory only: the row goes when the job
+ * ends, and a stale record names an item the cache now has anyway.
+ */
+static void clear_create(struct run *r)
+{
+	free(r->job->lost_create);
+	r->job->lost_create = NULL;
+}
+
+/*
+ * The item a failed create made after all, if the service holds one where
+ * it went with exactly the bytes sent then: moved to t's folder and name,
+ * given the current bytes, into *item.  1 when *item is set, 0 when there
+ * is no such item (create as usual), or -errno.
+ */
+static int lost_create_item(struct run *r, struct reader *rd, const struct graph_upload_target *t,
+			    struct drive_item *item)
+{
+	struct graph_upload_target to;
+	struct drive_item remote, moved;
+	const char *rec = r->job->lost_create, *nl1, *nl2;
+	char *parent = NULL, *hash = NULL;
+	int rc;
+
+	memset(&remote, 0, sizeof(remote));
+	nl1 = rec ? strchr(rec, '\n') : NULL;
+	nl2 = nl1 ? strchr(nl1 + 1, '\n') : NULL;
+	if (!nl2)
+		return 0;
+	hash = strndup(rec, (size_t)(nl1 - rec));
+	parent = strndup(nl1 + 1, (size_t)(nl2 - nl1 - 1));
+	rc = hash && parent ? 0 : -ENOMEM;
+	if (rc == 0)
+		rc = graph_get_child(r->q->graph, parent, nl2 + 1, &remote, &r->err);
+	if (rc == -ENOENT || (rc == 0 && (remote.is_dir || !remote.qxhash ||
+					  strcmp(remote.qxhash, hash) != 0))) {
+		rc = 0;   /* nothing was made, or someone else's: create as usual */
+		goto out_release;
+	}
+	if (rc < 0)
+		goto out_release;
+	log_debug("'%s' was created by an earlier upload whose answer was lost", r->path);
+	if (!remote.parent_id || strcmp(remote.parent_id, t->parent_id) != 0 ||
+	    strcmp(remote.name, t->name) != 0) {
+		/* renamed or moved since: follow */
+		const char *new_name = strcmp(remote.name, t->name) != 0 ? t->name : NULL;
+		const char *new_parent = remote.parent_id &&
+			strcmp(remote.parent_id, t->parent_id) == 0 ? NULL : t->parent_id;
+
+		memset(&moved, 0, sizeof(moved));
+		rc = graph_update_item(r->q->graph, remote.id, new_name, new_parent, NULL, NULL, NULL,
+				       &moved, &r->err);
+		if (rc == -EEXIST)
+			rc = 0;   /* the name is taken: create as usual (it ends in a conflict) */
+		if (rc <= 0 && !moved.id)
+			goto out_release;
+		drive_item_release(&remote);
+		remote = moved;
+	}
+	if (same_bytes(rd, &remote)) {
+		*item = remote;
+		memset(&remote, 0, sizeof(remote));
+		rc = 1;
+		goto out_release;
+	}
+	memset(&to, 0, sizeof(to));
+	to.item_id = remote.id;
+	to.if_match = remote.ctag ? remote.ctag : remote.etag;
+	to.mtime = t->mtime;
+	to.mtime_explicit = t->mtime_explicit;
+	to.crtime = t->crtime;
+	rc = upload_to(r, &to, 0, rd, item);
+	if (rc == -ESTALE)
+		rc = -EAGAIN;   /* changed on the service meanwhile: the next run sees a conflict */
+	rc = rc == 0 ? 1 : rc;
+out_release:
+	drive_item_release(&remote);
+	free(parent);
+	free(hash);
+	return rc;
+}
+
 /* Did the service's item change since the cache entry's tags? */
 static int tags_differ(const struct drive_item *base, const struct drive_item *remote)
 {
@@ -714,7 +823,13 @@ int upload_run_job(struct upload_queue *q, struct job *job, struct outcome *oc)
 		t.parent_id = r.parent.item.id;
 		t.name = r.e.item.name;
 		drive_item_release(&item);
-		rc = upload_to(&r, &t, was_new, &rd, &item);
+		rc = job->lost_create ? lost_create_item(&r, &rd, &t, &item) : 0;
+		if (rc == 0) {
+			note_create(&r, &rd, &t);
+			rc = upload_to(&r, &t, was_new, &rd, &item);
+		} else if (rc == 1) {
+			rc = 0;
+		}
 		if (rc == -EEXIST) {
 			rc = resolve_conflict(&r, &rd, &t, 1, NULL);
 			goto out;
@@ -723,6 +838,8 @@ int upload_run_job(struct upload_queue *q, struct job *job, struct outcome *oc)
 	if (rc < 0)
 		goto out;
 	rc = landed(&r, &rd, &item, new_target);
+	if (rc == 0 && new_target)
+		clear_create(&r);
 	if ((rc == 0 || rc == -ECANCELED) && new_target && gone_meanwhile(&r)) {
 		/* deleted locally while it uploaded: a new file must not stay behind */
 		graph_delete_item(q->graph, item.id, NULL);

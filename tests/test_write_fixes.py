@@ -542,3 +542,107 @@ def test_explicit_time_kept_without_extra_version_for_plain_writes(fake, mounter
     d = fake.dump_by_path()
     assert d["timed.txt"]["mtime"] == time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
     assert int(os.stat(m.p("timed.txt")).st_mtime) == t
+
+
+def test_explicit_time_survives_a_kill(fake, mounter, env):
+    """A time set on purpose while the upload waits, then SIGKILL: the
+    mark that makes it exact is journalled with the upload, so the next
+    mount still sends it to the second (the model tester's seed 405, step
+    120, under faults).  The time is a second from now, within the slack
+    an implicit time gets, so a lost mark shows."""
+    m = mounter.mount()
+    fake.faults({"rules": [{"match": "PUT content", "status": 429, "retry_after": "200"}]})
+    write(m.p("timed.txt"), b"timed, then killed\n")
+    wait_until(lambda: faults_applied(fake) >= 1, 30, "the upload to be throttled")
+    t = int(time.time()) + 1
+    os.utime(m.p("timed.txt"), (t, t))
+    kill_daemon(m)
+    assert meta_db_integrity(env) == "ok"
+    fake.faults({})
+    m2 = mounter.mount(path=m.path)
+    wait_landed(fake, {"timed.txt": b"timed, then killed\n"})
+    wait_settled(m2.p(""))
+    assert fake.dump_by_path()["timed.txt"]["mtime"] == time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                                                                      time.gmtime(t))
+    assert int(os.stat(m2.p("timed.txt")).st_mtime) == t
+
+
+@pytest.mark.parametrize("how", ["rename", "unlink"])
+def test_other_spelling_leaves_no_stale_entry(fake, mounter, how):
+    """A file renamed (or removed) through another spelling of its name:
+    the kernel's entry of the stored spelling, cached since a stat, must
+    not keep pointing at the file, or a later create through that name
+    writes into the moved file (the model tester's seed 11)."""
+    m = mounter.mount()
+    os.mkdir(m.p("E"))
+    os.mkdir(m.p("F"))
+    write(m.p("E/b.txt"), b"first\n")
+    os.stat(m.p("E/b.txt"))            # the kernel now holds E/b.txt
+    if how == "rename":
+        os.rename(m.p("E/B.TXT"), m.p("F/b.txt"))
+        assert read_back(m.p("F/b.txt")) == b"first\n"   # an open through the new path
+    else:
+        os.unlink(m.p("E/B.TXT"))
+    with pytest.raises(FileNotFoundError):
+        os.stat(m.p("E/b.txt"))
+    write(m.p("E/b.txt"), b"second\n")
+    assert read_back(m.p("E/b.txt")) == b"second\n"
+    want = {"E/b.txt": b"second\n"}
+    if how == "rename":
+        assert read_back(m.p("F/b.txt")) == b"first\n"
+        want["F/b.txt"] = b"first\n"
+    wait_landed(fake, want)
+    wait_settled(m.p(""))
+    assert sorted(os.listdir(m.p("E"))) == ["b.txt"]
+
+
+def test_folder_renamed_through_other_spelling(fake, mounter):
+    """The same for a folder: its old spelling and the paths under it are
+    gone after the rename, and a new folder of that name starts empty."""
+    m = mounter.mount()
+    os.mkdir(m.p("Dir"))
+    write(m.p("Dir/x.txt"), b"x\n")
+    os.stat(m.p("Dir/x.txt"))
+    os.rename(m.p("dir"), m.p("Moved"))
+    with pytest.raises(FileNotFoundError):
+        os.stat(m.p("Dir/x.txt"))
+    os.mkdir(m.p("Dir"))
+    write(m.p("Dir/x.txt"), b"new x\n")
+    assert read_back(m.p("Moved/x.txt")) == b"x\n"
+    assert read_back(m.p("Dir/x.txt")) == b"new x\n"
+    wait_landed(fake, {"Moved/x.txt": b"x\n", "Dir/x.txt": b"new x\n"})
+    wait_settled(m.p(""))
+
+
+@pytest.mark.parametrize("then", ["rewrite", "rename", "kill"])
+def test_new_file_whose_create_answer_was_lost(fake, mounter, env, then):
+    """The service creates a new file but its answer is lost; before the
+    next try the file is written again, renamed, or the daemon killed.
+    The item that PUT made is taken for the file's own: no "(conflict
+    ...)" copy of itself and no phantom under the old name (the model
+    tester's seed 405, under faults)."""
+    m = mounter.mount()
+    fake.faults({"rules": [{"match": "PUT content", "truncate": True, "times": 1}]})
+    write(m.p("new.txt"), b"first\n")
+    wait_until(lambda: faults_applied(fake) >= 1, 30, "the answer to be lost")
+    assert fake.content("new.txt") == b"first\n"   # made all the same
+    want = {"new.txt": b"second, longer\n"}
+    if then == "rewrite":
+        write(m.p("new.txt"), b"second, longer\n")
+    elif then == "rename":
+        os.mkdir(m.p("sub"))
+        os.rename(m.p("new.txt"), m.p("sub/moved.txt"))
+        write(m.p("sub/moved.txt"), b"second, longer\n")
+        want = {"sub/moved.txt": b"second, longer\n"}
+    else:
+        write(m.p("new.txt"), b"second, longer\n")
+        kill_daemon(m)
+        assert meta_db_integrity(env) == "ok"
+        m = mounter.mount(path=m.path)
+    wait_landed(fake, want)
+    wait_settled(m.p(""))
+    files = sorted(p for p, v in fake.dump_by_path().items() if not v.get("folder"))
+    assert files == sorted(want), files
+    assert len(versions(fake, next(iter(want)))) >= 1
+    names = [os.path.join(d, f) for d, _, fs in os.walk(m.p("")) for f in fs]
+    assert [os.path.relpath(n, m.p("")) for n in names] == list(want)
