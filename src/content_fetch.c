@@ -309,8 +309,9 @@ static int fetch_run(struct fetch *f, char **err)
 		int64_t start = f->pos;
 
 		rc = graph_download(cc->g, url, f->pos, f->end - f->pos, fetch_sink, f, err);
+		/* offline: the link died, a resume would only wait again */
 		if ((rc == -ECONNRESET || rc == -ETIMEDOUT) && f->pos > start && f->pos < f->end &&
-		    resumed++ < FETCH_RESUMES) {
+		    !graph_offline_since(cc->g) && resumed++ < FETCH_RESUMES) {
 			/* Dropped after some bytes (http.c cannot replay a stream): go on from there. */
 			free(*err);
 			*err = NULL;
@@ -523,7 +524,12 @@ static void note_failure(struct content_cache *cc, struct content_item *it, int 
 	fl->logged_at = now;
 	if (!err)
 		err = strerror_r(-rc, buf, sizeof(buf));
-	log_error("cannot read the content of item '%s': %s", it->id, err);
+	if (graph_offline_since(cc->g))
+		/* expected while offline: the "offline since" line said why */
+		log_warnx("cannot read the content of item '%s' while offline: it is not cached",
+			  it->id);
+	else
+		log_error("cannot read the content of item '%s': %s", it->id, err);
 }
 
 /*

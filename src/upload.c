@@ -950,6 +950,21 @@ char *upload_status(struct upload_queue *q, uint64_t ino)
 	return strdup(dirty ? "dirty" : "clean");
 }
 
+void upload_kick(struct upload_queue *q)
+{
+	if (!q)
+		return;
+	pthread_mutex_lock(&q->lock);
+	for (struct job *j = q->head; j; j = j->next) {
+		if (j->state != JOB_QUEUED || j->failed)
+			continue;
+		j->not_before = 0;
+		j->delay_ms = BACKOFF_FIRST_MS;
+	}
+	pthread_cond_broadcast(&q->work);
+	pthread_mutex_unlock(&q->lock);
+}
+
 void upload_set_notify(struct upload_queue *q, upload_notify_fn fn, void *ctx)
 {
 	if (!q)

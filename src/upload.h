@@ -77,6 +77,9 @@ void upload_writer_close(struct upload_queue *q, uint64_t ino);
  */
 void upload_times_set(struct upload_queue *q, uint64_t ino, const struct timespec *mtime);
 
+/* Retry every waiting job now, back-off forgotten (the service answers again). */
+void upload_kick(struct upload_queue *q);
+
 /* ino was deleted locally: drop its queued upload (a running one is abandoned). */
 void upload_forget(struct upload_queue *q, uint64_t ino);
 
