@@ -502,7 +502,9 @@ static int failed_recently(struct content_cache *cc, const struct content_item *
 	uint32_t h = content_id_hash(it->id);
 	const struct content_failure *fl = &cc->failures[h % CONTENT_FAIL_SLOTS];
 
-	return fl->hash == h && time(NULL) - fl->at < FAIL_HOLD;
+	if (fl->hash != h || time(NULL) - fl->at >= FAIL_HOLD)
+		return 0;
+	return !fl->offline || graph_offline_since(cc->g);
 }
 
 /* Remember a failed read; log it at most once every ERROR_LOG_EVERY seconds per item.  Lock held. */
@@ -519,12 +521,13 @@ static void note_failure(struct content_cache *cc, struct content_item *it, int 
 		fl->logged_at = 0;
 	}
 	fl->at = now;
+	fl->offline = graph_offline_since(cc->g) != 0;
 	if (now - fl->logged_at < ERROR_LOG_EVERY)
 		return;
 	fl->logged_at = now;
 	if (!err)
 		err = strerror_r(-rc, buf, sizeof(buf));
-	if (graph_offline_since(cc->g))
+	if (fl->offline)
 		/* expected while offline: the "offline since" line said why */
 		log_warnx("cannot read the content of item '%s' while offline: it is not cached",
 			  it->id);
