@@ -916,6 +916,13 @@ int upload_pending(struct upload_queue *q, uint64_t ino)
 	return pending;
 }
 
+/* The failure of a run that found no service: nothing is wrong with the file. */
+static int unreachable_error(int rc)
+{
+	return rc == -ECONNREFUSED || rc == -EHOSTUNREACH || rc == -ENETUNREACH ||
+	       rc == -ETIMEDOUT || rc == -ECONNRESET;
+}
+
 char *upload_status(struct upload_queue *q, uint64_t ino)
 {
 	struct cache_entry e;
@@ -929,6 +936,9 @@ char *upload_status(struct upload_queue *q, uint64_t ino)
 		if (j && !j->forgotten) {
 			if (j->state == JOB_RUNNING)
 				s = strdup("uploading");
+			else if (j->message && unreachable_error(j->last_error) &&
+				 graph_offline_since(q->graph))
+				s = strdup("dirty");   /* just waiting for the service (fs.c adds since when) */
 			else if (j->message && asprintf(&s, "error: %s", j->message) < 0)
 				s = NULL;
 			else if (!j->message)

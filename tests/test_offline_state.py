@@ -117,3 +117,25 @@ def test_mount_while_offline_without_cache_fails(fake, env, login):
     assert r.returncode == 1, r.stderr
     assert "error: cannot reach '127.0.0.1:%d'" % port in r.stderr, r.stderr
     assert "mounting from the cache" not in r.stderr
+
+
+def test_written_offline_is_dirty_then_sent_when_back(fake, mounter):
+    seed(fake)
+    m = mounter.mount(opts=FAST)
+    assert read(m, "Docs/cached.txt") == FILES["Docs/cached.txt"]
+    port = fake_down(fake)
+    try:
+        with pytest.raises(OSError):
+            read(m, "Docs/remote.txt")           # finds the service gone
+        with open(m.p("Docs/new.txt"), "w") as f:
+            f.write("written while offline\n")
+        # its upload fails for want of the service: waiting, not an error
+        dirty = re.compile(r"^dirty, offline since \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC$")
+        wait_until(lambda: "cannot upload" in m.stderr_text(), 20, "the first upload attempt")
+        status = xattr(m.p("Docs/new.txt"), "status")
+        assert dirty.match(status), status
+    finally:
+        fake_up(fake, port)
+    wait_until(lambda: xattr(m.p("Docs/new.txt"), "status") == "clean", 30,
+               "the upload once the service is back")
+    assert fake.content("Docs/new.txt") == b"written while offline\n"
