@@ -11,7 +11,8 @@
  * (seconds, may be fractional) and pause every thread of the client until
  * then; other 5xx, 509 and dropped connections back off exponentially
  * (0.5 s doubling, capped at 30 s) up to cfg->max_retries times; a refused
- * connection or an unknown host (offline) is retried at most twice, quickly.
+ * connection or an unknown host is retried at most twice, quickly (not at
+ * all while offline, see below).
  * A streaming request (sink set) is retried only while no body byte has been
  * handed to the sink, and one with a source only while the source has not
  * been read.  4xx other than 429 are returned at once, and so are 501, 505
@@ -139,7 +140,9 @@ int64_t http_offline_since(struct http_client *client);
 /*
  * Called on each change of connectivity (online 1 or 0), by the thread
  * that saw it, with no lock of the client held (fn may call
- * http_perform()).  Set it before starting threads; fn NULL removes it.
+ * http_perform()).  The changes are logged ("offline since ...", "back
+ * online after ...") only while a hook is set: a mount sets one, other
+ * commands report their own failures.  fn NULL removes it.
  */
 typedef void (*http_state_fn)(void *ctx, int online);
 void http_set_state_hook(struct http_client *client, http_state_fn fn, void *ctx);
