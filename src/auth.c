@@ -763,7 +763,13 @@ static void *refresh_thread(void *arg)
 		}
 		pthread_mutex_unlock(&a->lock);
 		rc = refresh_if_due(a, &err);
-		if (rc < 0 && rc != -EACCES) {
+		if (rc < 0 && rc != -EACCES && http_offline_since(a->http)) {
+			/* offline: the client said so once; the token stays, try again soon */
+			log_debug("cannot refresh the sign-in while offline: %s",
+				  err ? err : "unknown error");
+			backoff = 0;
+			retry_at = time(NULL) + RETRY_MIN;
+		} else if (rc < 0 && rc != -EACCES) {
 			backoff = backoff ? (backoff * 2 > RETRY_MAX ? RETRY_MAX : backoff * 2)
 					  : RETRY_MIN;
 			log_warnx("cannot refresh the sign-in: %s (trying again in %ld s)",

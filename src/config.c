@@ -64,6 +64,7 @@ static const struct key_desc keys[] = {
 	NUM_KEY(connect_timeout, KIND_SECONDS, 1, 600),
 	NUM_KEY(io_timeout, KIND_SECONDS, 1, 3600),
 	NUM_KEY(max_retries, KIND_COUNT, 0, 100),
+	NUM_KEY(offline_probe, KIND_SECONDS, 1, 3600),
 	NUM_KEY(readahead_max, KIND_BYTES, 0, 1024 * MIB),
 	NUM_KEY(content_cache_max, KIND_BYTES, 0, 1024L * 1024 * MIB),
 	NUM_KEY(upload_workers, KIND_COUNT, 1, 32),
@@ -158,6 +159,7 @@ int config_init(struct odfs_config *cfg)
 	cfg->connect_timeout = 15;
 	cfg->io_timeout = 30;
 	cfg->max_retries = 6;
+	cfg->offline_probe = 15;
 	cfg->readahead_max = 16 * MIB;
 	cfg->content_cache_max = 1024 * MIB;
 	cfg->upload_workers = 4;

@@ -33,6 +33,8 @@ struct odfs_config {
 	long connect_timeout;  /* seconds (default 15) */
 	long io_timeout;       /* seconds without progress before a transfer fails (default 30) */
 	long max_retries;      /* retries for throttled/failed requests (default 6) */
+	long offline_probe;    /* longest wait between checks for the service while
+	                          offline, seconds (default 15) */
 	long readahead_max;    /* bytes, upper bound of adaptive readahead (default 16 MiB) */
 	long content_cache_max;/* bytes of file content kept on disk (default 1 GiB) */
 	long upload_workers;   /* files uploaded in parallel (default 4, 1..32) */

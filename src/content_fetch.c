@@ -309,8 +309,9 @@ static int fetch_run(struct fetch *f, char **err)
 		int64_t start = f->pos;
 
 		rc = graph_download(cc->g, url, f->pos, f->end - f->pos, fetch_sink, f, err);
+		/* offline: the link died, a resume would only wait again */
 		if ((rc == -ECONNRESET || rc == -ETIMEDOUT) && f->pos > start && f->pos < f->end &&
-		    resumed++ < FETCH_RESUMES) {
+		    !graph_offline_since(cc->g) && resumed++ < FETCH_RESUMES) {
 			/* Dropped after some bytes (http.c cannot replay a stream): go on from there. */
 			free(*err);
 			*err = NULL;
@@ -501,7 +502,9 @@ static int failed_recently(struct content_cache *cc, const struct content_item *
 	uint32_t h = content_id_hash(it->id);
 	const struct content_failure *fl = &cc->failures[h % CONTENT_FAIL_SLOTS];
 
-	return fl->hash == h && time(NULL) - fl->at < FAIL_HOLD;
+	if (fl->hash != h || time(NULL) - fl->at >= FAIL_HOLD)
+		return 0;
+	return !fl->offline || graph_offline_since(cc->g);
 }
 
 /* Remember a failed read; log it at most once every ERROR_LOG_EVERY seconds per item.  Lock held. */
@@ -518,12 +521,18 @@ static void note_failure(struct content_cache *cc, struct content_item *it, int 
 		fl->logged_at = 0;
 	}
 	fl->at = now;
+	fl->offline = graph_offline_since(cc->g) != 0;
 	if (now - fl->logged_at < ERROR_LOG_EVERY)
 		return;
 	fl->logged_at = now;
 	if (!err)
 		err = strerror_r(-rc, buf, sizeof(buf));
-	log_error("cannot read the content of item '%s': %s", it->id, err);
+	if (fl->offline)
+		/* expected while offline: the "offline since" line said why */
+		log_warnx("cannot read the content of item '%s' while offline: it is not cached",
+			  it->id);
+	else
+		log_error("cannot read the content of item '%s': %s", it->id, err);
 }
 
 /*

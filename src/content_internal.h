@@ -106,6 +106,7 @@ struct content_url_hint {
 struct content_failure {
 	uint32_t hash;                /* of the item id */
 	time_t at, logged_at;
+	int offline;                  /* it failed while offline: void once back */
 };
 
 struct content_cache {

@@ -375,14 +375,16 @@ static void *delta_main(void *arg)
 			rc = run_round(d, &link, &err);
 		}
 		if (rc < 0 && rc != -ECANCELED) {
-			/* once per spell of failures; the next success says so */
-			if (!failing)
+			/* once per spell of failures; the next success says so.  Offline,
+			 * the client's one "offline since" line says it all. */
+			if (!failing && !graph_offline_since(d->graph)) {
 				log_warnx("%s; trying again in %ld seconds",
 					  err ? err : log_errstr(rc, ebuf, sizeof(ebuf)),
 					  (long)d->cfg->poll_interval);
-			else
+				failing = 1;
+			} else {
 				log_debug("delta: %s", err ? err : log_errstr(rc, ebuf, sizeof(ebuf)));
-			failing = 1;
+			}
 			pthread_mutex_lock(&d->lock);
 			if (!d->ready) {
 				d->failed = 1;   /* waiters list folders themselves meanwhile */
@@ -458,6 +460,18 @@ void delta_wake(struct delta *d, long min_age)
 	now_mono(&now);
 	pthread_mutex_lock(&d->lock);
 	if (d->running && !d->wake && now.tv_sec - d->round_at.tv_sec >= min_age) {
+		d->wake = 1;
+		pthread_cond_broadcast(&d->cond);
+	}
+	pthread_mutex_unlock(&d->lock);
+}
+
+void delta_kick(struct delta *d)
+{
+	if (!d)
+		return;
+	pthread_mutex_lock(&d->lock);
+	if (d->running) {
 		d->wake = 1;
 		pthread_cond_broadcast(&d->cond);
 	}

@@ -63,6 +63,12 @@ void delta_close(struct delta *d);
 void delta_wake(struct delta *d, long min_age);
 
 /*
+ * Ask for a round now, however recent the last one (the service answers
+ * again after a spell offline).  NULL is fine; never blocks.
+ */
+void delta_kick(struct delta *d);
+
+/*
  * Wait until the cache holds a complete enumeration of the drive.  Returns
  * 0 when it does, -ETIMEDOUT when no delta page arrived for timeout_ms
  * (while pages keep arriving it keeps waiting: a large drive takes a

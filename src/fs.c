@@ -525,7 +525,8 @@ static void fs_statfs(fuse_req_t req, fuse_ino_t ino)
 
 	memset(&info, 0, sizeof(info));
 	pthread_mutex_lock(&st->lock);
-	if (now - st->quota_at >= QUOTA_TTL && !st->quota_busy) {
+	/* offline: the figures last read (or stored) stand */
+	if (now - st->quota_at >= QUOTA_TTL && !st->quota_busy && !graph_offline_since(ctx->graph)) {
 		int rc;
 
 		st->quota_busy = 1;
@@ -824,6 +825,24 @@ static const char *const xattr_names[] = {
 };
 #define XATTR_COUNT (sizeof(xattr_names) / sizeof(xattr_names[0]))
 
+/* "dirty" -> "dirty, offline since 2026-11-29 05:01:02 UTC" while offline; takes s. */
+static char *offline_suffix(struct fs_context *ctx, char *s)
+{
+	int64_t since = graph_offline_since(ctx->graph);
+	time_t t = (time_t)since;
+	char when[64], *out;
+	struct tm tm;
+
+	if (!s || !since || strncmp(s, "error:", 6) == 0 || strcmp(s, "conflict") == 0)
+		return s;
+	if (!gmtime_r(&t, &tm) || !strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S UTC", &tm))
+		snprintf(when, sizeof(when), "%lld", (long long)since);
+	if (asprintf(&out, "%s, offline since %s", s, when) < 0)
+		out = NULL;
+	free(s);
+	return out;
+}
+
 /* "clean", "dirty", "uploading", "conflict" or "error: ..." (malloc'd). */
 static char *upload_state_of(struct fs_context *ctx, const struct cache_entry *e)
 {
@@ -833,7 +852,7 @@ static char *upload_state_of(struct fs_context *ctx, const struct cache_entry *e
 	char *s;
 
 	if (e->item.is_dir || !ctx->upload)
-		return strdup(changed && !e->item.is_dir ? "dirty" : "clean");
+		return offline_suffix(ctx, strdup(changed && !e->item.is_dir ? "dirty" : "clean"));
 	s = upload_status(ctx->upload, e->ino);
 	/* No job, but local changes not yet queued (still open, or never closed). */
 	if (s && strcmp(s, "clean") == 0 && changed) {
@@ -846,7 +865,7 @@ static char *upload_state_of(struct fs_context *ctx, const struct cache_entry *e
 		free(s);
 		s = strdup("error: sign-in expired: run 'onedrivefs login'");
 	}
-	return s;
+	return offline_suffix(ctx, s);
 }
 
 /* Attributes 0-3 straight from the item (NULL when it has none). */

@@ -200,16 +200,36 @@ int graph_split_id(const char *id, char *drive, size_t size, const char **item)
 	return 1;
 }
 
-/* PLACEHOLDER-OFFLINE */
-int64_t graph_offline_since(struct graph *g)
-{
-	(void)g;
-	return 0;
-}
-
 int graph_sign_in_expired(struct graph *g)
 {
 	return g->auth && auth_state(g->auth) == AUTH_EXPIRED;
+}
+
+int64_t graph_offline_since(struct graph *g)
+{
+	return http_offline_since(g->http);
+}
+
+int graph_probe(struct graph *g)
+{
+	struct http_request req;
+	struct http_response resp;
+	char *url, *err = NULL;
+	int rc;
+
+	url = graph_xprintf("%s/me/drive?$select=id", g->cfg->graph_url);
+	if (!url)
+		return -ENOMEM;
+	http_request_init(&req, "GET", url);
+	req.max_body = 64 * 1024;
+	if (graph_sign_in_expired(g))
+		rc = http_perform(g->http, &req, &resp);
+	else
+		rc = graph_call(g, &req, &resp, "cannot reach the service", &err);
+	http_response_release(&resp);
+	free(err);
+	free(url);
+	return rc;
 }
 
 int graph_id_is_remote(const char *id)

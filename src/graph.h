@@ -79,8 +79,26 @@ int graph_id_is_remote(const char *id);
  * For status reports (user.onedrive.status).
  */
 int graph_sign_in_expired(struct graph *g);
-/* PLACEHOLDER-OFFLINE: unix time since when the service is out of reach, 0 when it answers. */
+
+/*
+ * Unix seconds since the service stopped answering (http.h), 0 while it
+ * answers.  For status reports and for skipping work that cannot succeed.
+ */
 int64_t graph_offline_since(struct graph *g);
+
+/*
+ * One cheap request (GET /me/drive?$select=id) to learn whether the
+ * service answers again: any answer makes the client online (http.h).
+ * 0 when an answer came, whatever its status, else -errno.  Without a
+ * usable sign-in it asks without a token (a 401 is an answer too).
+ */
+int graph_probe(struct graph *g);
+
+/*
+ * Address items under drive_id without asking the service (a mount that
+ * starts offline, from the drive its cache holds).  0 or -ENOMEM.
+ */
+int graph_use_drive(struct graph *g, const char *drive_id);
 
 /* GET the drive root item. */
 int graph_get_root(struct graph *g, struct drive_item *out, char **err);

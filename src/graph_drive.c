@@ -277,7 +277,7 @@ static char *chosen_drive_path(struct graph *g, int *rc, char **err)
 
 int graph_open_drive(struct graph *g, struct drive_info *info, char **err)
 {
-	char *path, *esc = NULL, *durl = NULL;
+	char *path;
 	int rc;
 
 	memset(info, 0, sizeof(*info));
@@ -293,18 +293,28 @@ int graph_open_drive(struct graph *g, struct drive_info *info, char **err)
 	free(path);
 	if (rc < 0)
 		return rc;
-	esc = graph_escape_segment(info->id);
+	rc = graph_use_drive(g, info->id);
+	if (rc < 0) {
+		drive_info_release(info);
+		return graph_fail_errno(err, "cannot open the drive", rc);
+	}
+	return 0;
+}
+
+int graph_use_drive(struct graph *g, const char *drive_id)
+{
+	char *esc, *durl;
+
+	esc = graph_escape_segment(drive_id);
 	durl = esc ? graph_xprintf("%s/drives/%s", g->cfg->graph_url, esc) : NULL;
 	free(esc);
-	if (!durl) {
-		drive_info_release(info);
-		return graph_fail_errno(err, "cannot open the drive", -ENOMEM);
-	}
+	if (!durl)
+		return -ENOMEM;
 	pthread_mutex_lock(&g->lock);
 	free(g->drive_url);
 	g->drive_url = durl;
 	pthread_mutex_unlock(&g->lock);
-	graph_set_home_drive(info->id);
+	graph_set_home_drive(drive_id);
 	return 0;
 }
 

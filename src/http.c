@@ -20,6 +20,10 @@
  * its waits sleep in short slices that look at the hook, so an unmount
  * never waits for a stalled upload or a long Retry-After.
  *
+ * Connectivity is client-wide too: offline_since is set by the request
+ * that gave up without an answer and cleared by the next answer of any
+ * kind; the state hook and the log line run after the lock is dropped.
+ *
  * Nothing here logs a header or a body (they may hold tokens), and URLs
  * outside the authorized origin (pre-authenticated download and upload
  * URLs carry credentials in path and query) are logged as their origin.
@@ -70,6 +74,9 @@ struct http_client {
 	struct timespec throttled_until;   /* CLOCK_MONOTONIC; no request before it */
 	int throttle_noticed;              /* the info-level notice was printed */
 	int foreign_bearer_logged;         /* the -EPERM error was logged */
+	int64_t offline_since;             /* unix seconds; 0 while the service answers */
+	http_state_fn state_fn;            /* set before threads start */
+	void *state_ctx;
 };
 
 /* One transfer in flight: what the curl callbacks need. */
@@ -85,6 +92,8 @@ struct transfer {
 	int64_t sink_bytes;                /* handed to the sink */
 	int64_t source_bytes;              /* read from req->source */
 	int error;                         /* our -errno that aborted the transfer */
+	CURLcode code;                     /* how the transfer ended */
+	long status;                       /* status line seen, 0 if none */
 };
 
 void http_request_init(struct http_request *req, const char *method, const char *url)
@@ -433,6 +442,125 @@ static void throttle_clear_notice(struct http_client *client)
 	if (client->throttle_noticed && now_mono() > ts_to_double(&client->throttled_until))
 		client->throttle_noticed = 0;
 	pthread_mutex_unlock(&client->lock);
+}
+
+/* ---- connectivity ---- */
+
+int64_t http_offline_since(struct http_client *client)
+{
+	int64_t since;
+
+	pthread_mutex_lock(&client->lock);
+	since = client->offline_since;
+	pthread_mutex_unlock(&client->lock);
+	return since;
+}
+
+void http_set_state_hook(struct http_client *client, http_state_fn fn, void *ctx)
+{
+	pthread_mutex_lock(&client->lock);
+	client->state_fn = fn;
+	client->state_ctx = fn ? ctx : NULL;
+	pthread_mutex_unlock(&client->lock);
+}
+
+/*
+ * 1 when the attempt got no answer because the service could not be
+ * reached.  A transfer that stalled for io_timeout counts even after its
+ * status line: the link died midway.  Our own aborts never count.
+ */
+static int unreachable(const struct transfer *t)
+{
+	if (t->error)
+		return 0;
+	switch (t->code) {
+	case CURLE_OPERATION_TIMEDOUT:
+		return 1;
+	case CURLE_COULDNT_CONNECT:
+	case CURLE_COULDNT_RESOLVE_HOST:
+	case CURLE_COULDNT_RESOLVE_PROXY:
+	case CURLE_GOT_NOTHING:
+	case CURLE_RECV_ERROR:
+	case CURLE_SEND_ERROR:
+	case CURLE_SSL_CONNECT_ERROR:
+		return t->status == 0;
+	default:
+		return 0;
+	}
+}
+
+/* "2026-11-29 05:01:02 UTC" */
+static void format_utc(int64_t when, char *buf, size_t size)
+{
+	time_t t = (time_t)when;
+	struct tm tm;
+
+	if (!gmtime_r(&t, &tm) || strftime(buf, size, "%Y-%m-%d %H:%M:%S UTC", &tm) == 0)
+		snprintf(buf, size, "%lld", (long long)when);
+}
+
+/* "45 s", "1 min 12 s", "3 h 5 min" */
+static void format_span(int64_t secs, char *buf, size_t size)
+{
+	if (secs < 0)
+		secs = 0;
+	if (secs < 60)
+		snprintf(buf, size, "%lld s", (long long)secs);
+	else if (secs < 3600)
+		snprintf(buf, size, "%lld min %lld s", (long long)(secs / 60), (long long)(secs % 60));
+	else
+		snprintf(buf, size, "%lld h %lld min", (long long)(secs / 3600),
+			 (long long)(secs % 3600 / 60));
+}
+
+/*
+ * A request gave up without an answer: the client is offline from now,
+ * unless it already was.  Logged while a hook is set (a mount: other
+ * commands report their own failure).
+ */
+static void note_offline(struct http_client *client, const char *url, int rc)
+{
+	int64_t now = (int64_t)time(NULL);
+	char host[256], when[64], ebuf[128];
+	http_state_fn fn;
+	void *ctx;
+	int changed;
+
+	pthread_mutex_lock(&client->lock);
+	changed = client->offline_since == 0;
+	if (changed)
+		client->offline_since = now;
+	fn = client->state_fn;
+	ctx = client->state_ctx;
+	pthread_mutex_unlock(&client->lock);
+	if (!changed || !fn)
+		return;
+	host_for_log(url, host, sizeof(host));
+	format_utc(now, when, sizeof(when));
+	log_warnx("offline since %s: cannot reach '%s' (%s); cached files stay readable and "
+		  "changes are kept until it returns", when, host, log_errstr(rc, ebuf, sizeof(ebuf)));
+	fn(ctx, 0);
+}
+
+/* An answer came: online again if the client was offline. */
+static void note_online(struct http_client *client)
+{
+	char span[64];
+	http_state_fn fn;
+	int64_t since;
+	void *ctx;
+
+	pthread_mutex_lock(&client->lock);
+	since = client->offline_since;
+	client->offline_since = 0;
+	fn = client->state_fn;
+	ctx = client->state_ctx;
+	pthread_mutex_unlock(&client->lock);
+	if (!since || !fn)
+		return;
+	format_span((int64_t)time(NULL) - since, span, sizeof(span));
+	log_info("back online after %s: sending queued changes", span);
+	fn(ctx, 1);
 }
 
 /* ---- headers ---- */
@@ -789,6 +917,8 @@ static int perform_once(struct http_client *client, const struct http_request *r
 
 	code = curl_easy_perform(t->curl);
 	curl_easy_getinfo(t->curl, CURLINFO_RESPONSE_CODE, &status);
+	t->code = code;
+	t->status = status;
 	curl_easy_getinfo(t->curl, CURLINFO_TOTAL_TIME, &total);
 	if (t->error)
 		rc = t->error;
@@ -844,35 +974,28 @@ static double backoff_delay(int n)
 	return d > HTTP_BACKOFF_MAX ? HTTP_BACKOFF_MAX : d;
 }
 
-int http_perform(struct http_client *client, const struct http_request *req,
-		 struct http_response *resp)
+/*
+ * The retry loop: 0 with resp filled, or -errno.  *lost says whether the
+ * last attempt failed for want of a connection.  While the client is
+ * offline a failure to connect is returned at once: one attempt.
+ */
+static int perform_retrying(struct http_client *client, const struct http_request *req,
+			    struct http_response *resp, int *lost)
 {
 	long max_retries = client->cfg && client->cfg->max_retries >= 0 ? client->cfg->max_retries : 6;
-	int retries = 0, backoffs = 0, offline = 0, rc, first;
+	int retries = 0, backoffs = 0, quick = 0, rc;
 	struct transfer t;
 	char host[256];
 	double delay;
-
-	response_init(resp);
-	if (!req->url || !req->method)
-		return -EINVAL;
-	if (req->bearer && !under_origin(req->url, client->origin)) {
-		pthread_mutex_lock(&client->lock);
-		first = !client->foreign_bearer_logged;
-		client->foreign_bearer_logged = 1;
-		pthread_mutex_unlock(&client->lock);
-		host_for_log(req->url, host, sizeof(host));
-		if (first)
-			log_error("refused to send the access token to '%s': only '%s' may receive it",
-				  host, client->origin);
-		return -EPERM;
-	}
 
 	for (;;) {
 		if ((rc = throttle_wait(client)) < 0)
 			return rc;
 		http_response_release(resp);
 		rc = perform_once(client, req, resp, &t);
+		*lost = unreachable(&t);
+		if (!*lost && t.status > 0)
+			note_online(client);
 		if (req->no_retry)
 			return rc;
 		/* A stream that has begun cannot be replayed. */
@@ -912,15 +1035,18 @@ int http_perform(struct http_client *client, const struct http_request *req,
 			throttle_clear_notice(client);
 			return 0;
 		}
+		/* offline already: one attempt, no waiting (the prober finds the way back) */
+		if (*lost && http_offline_since(client))
+			return rc;
 		if (rc == -ECONNREFUSED || rc == -EHOSTUNREACH) {
 			/* Offline: say so soon rather than hang the caller. */
 			/* (curl may have sent it on a reused connection that died first) */
-			if (offline >= HTTP_OFFLINE_RETRIES || retries >= max_retries || req->no_resend)
+			if (quick >= HTTP_OFFLINE_RETRIES || retries >= max_retries || req->no_resend)
 				return rc;
-			delay = HTTP_OFFLINE_DELAY * (offline + 1);
+			delay = HTTP_OFFLINE_DELAY * (quick + 1);
 			log_debug("cannot reach '%s': %s: retrying in %.1f s", host,
 				  rc == -ECONNREFUSED ? "connection refused" : "host not found", delay);
-			offline++;
+			quick++;
 			retries++;
 			if (http_sleep(delay) < 0)
 				return -ECANCELED;
@@ -940,4 +1066,30 @@ int http_perform(struct http_client *client, const struct http_request *req,
 		}
 		return rc;
 	}
+}
+
+int http_perform(struct http_client *client, const struct http_request *req,
+		 struct http_response *resp)
+{
+	int rc, first, lost = 0;
+	char host[256];
+
+	response_init(resp);
+	if (!req->url || !req->method)
+		return -EINVAL;
+	if (req->bearer && !under_origin(req->url, client->origin)) {
+		pthread_mutex_lock(&client->lock);
+		first = !client->foreign_bearer_logged;
+		client->foreign_bearer_logged = 1;
+		pthread_mutex_unlock(&client->lock);
+		host_for_log(req->url, host, sizeof(host));
+		if (first)
+			log_error("refused to send the access token to '%s': only '%s' may receive it",
+				  host, client->origin);
+		return -EPERM;
+	}
+	rc = perform_retrying(client, req, resp, &lost);
+	if (rc < 0 && lost)
+		note_offline(client, req->url, rc);
+	return rc;
 }

@@ -11,12 +11,20 @@
  * (seconds, may be fractional) and pause every thread of the client until
  * then; other 5xx, 509 and dropped connections back off exponentially
  * (0.5 s doubling, capped at 30 s) up to cfg->max_retries times; a refused
- * connection or an unknown host (offline) is retried at most twice, quickly.
+ * connection or an unknown host is retried at most twice, quickly (not at
+ * all while offline, see below).
  * A streaming request (sink set) is retried only while no body byte has been
  * handed to the sink, and one with a source only while the source has not
  * been read.  4xx other than 429 are returned at once, and so are 501, 505
  * and 507 (not transient).  Retry-After waits are capped at 300 s.
  * Redirects are never followed: a 302 comes back with resp->location.
+ *
+ * Connectivity: a request that ends, after its retries, with no answer
+ * (refused, unknown host, unreachable, timed out, reset before a response)
+ * makes the client "offline since" that moment; any HTTP answer, whatever
+ * its status, makes it online again.  Each change is logged once.  While
+ * offline a request makes one attempt: a failure to connect comes back at
+ * once, with no retries, so callers never stack up minutes of waiting.
  *
  * The bearer token is attached only to URLs under the authorized origin
  * given to http_client_new() (the Graph host): a request with a bearer for
@@ -125,6 +133,19 @@ void http_set_thread_cancel(http_cancel_fn fn, void *ctx);
 
 /* Sleep for seconds; 0, or -ECANCELED as soon as this thread's hook says so. */
 int http_sleep(double seconds);
+
+/* Unix seconds since the service stopped answering; 0 while it answers. */
+int64_t http_offline_since(struct http_client *client);
+
+/*
+ * Called on each change of connectivity (online 1 or 0), by the thread
+ * that saw it, with no lock of the client held (fn may call
+ * http_perform()).  The changes are logged ("offline since ...", "back
+ * online after ...") only while a hook is set: a mount sets one, other
+ * commands report their own failures.  fn NULL removes it.
+ */
+typedef void (*http_state_fn)(void *ctx, int online);
+void http_set_state_hook(struct http_client *client, http_state_fn fn, void *ctx);
 
 /* Form-encode one value for x-www-form-urlencoded bodies; malloc'd. */
 char *http_form_escape(const char *value);

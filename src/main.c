@@ -12,11 +12,13 @@
 #include <fuse_lowlevel.h>
 #include <fuse_opt.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stddef.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -33,6 +35,7 @@
 #include "http.h"
 #include "item.h"
 #include "log.h"
+#include "probe.h"
 #include "upload.h"
 
 #ifndef ODFS_VERSION
@@ -89,6 +92,8 @@ static const char usage_text[] =
 "  connect_timeout  seconds (15)\n"
 "  io_timeout       seconds without progress before a transfer fails (30)\n"
 "  max_retries      retries of throttled or failed requests (6)\n"
+"  offline_probe    longest wait in seconds between checks for the service\n"
+"                   while offline (15)\n"
 "  readahead_max    largest readahead, K/M/G suffixes allowed (16M)\n"
 "  content_cache_max  file content kept on disk (1G)\n"
 "  upload_workers   files uploaded in parallel, 1 to 32 (4)\n"
@@ -504,30 +509,45 @@ static int is_network_error(int rc)
 	}
 }
 
-/* GET /me/drive and the root item: the one Graph call that proves we can work. */
-static int open_drive(const struct odfs_config *cfg, struct auth *auth, struct graph *graph,
-		      struct drive_info *drive, struct drive_item *root)
+/* The Graph host, for messages. */
+static void graph_host(const struct odfs_config *cfg, char *host, size_t size)
 {
-	char *err = NULL, host[256], ebuf[128];
-	const char *p;
+	const char *p = strstr(cfg->graph_url, "://");
+
+	p = p ? p + 3 : cfg->graph_url;
+	snprintf(host, size, "%.*s", (int)strcspn(p, "/?#"), p);
+}
+
+/*
+ * GET /me/drive and the root item: the one Graph call that proves we can
+ * work.  A service that cannot be reached is left to the caller (*offline
+ * set, nothing logged): the cache may know the drive.
+ */
+static int open_drive(struct auth *auth, struct graph *graph, struct drive_info *drive,
+		      struct drive_item *root, int *offline)
+{
+	char *err = NULL, ebuf[128];
 	int rc;
+
+	*offline = 0;
 
 	rc = graph_open_drive(graph, drive, &err);
 	if (rc == 0) {
 		rc = graph_get_root(graph, root, &err);
-		if (rc < 0)
+		if (rc < 0 && is_network_error(rc)) {
+			drive_info_release(drive);
+			*offline = 1;
+		} else if (rc < 0) {
 			log_error("cannot read the root folder of the drive: %s",
 				  err ? err : log_errstr(rc, ebuf, sizeof(ebuf)));
+		}
 		free(err);
 		return rc;
 	}
 	if (auth_state(auth) == AUTH_EXPIRED) {
 		/* auth.c has already said so, once */
 	} else if (is_network_error(rc)) {
-		p = strstr(cfg->graph_url, "://");
-		p = p ? p + 3 : cfg->graph_url;
-		snprintf(host, sizeof(host), "%.*s", (int)strcspn(p, "/?#"), p);
-		log_error("cannot reach '%s': %s", host, log_errstr(rc, ebuf, sizeof(ebuf)));
+		*offline = 1;
 	} else {
 		log_error("cannot open the drive: %s", err ? err : log_errstr(rc, ebuf, sizeof(ebuf)));
 	}
@@ -566,6 +586,133 @@ out_free_path:
 	free(err);
 	free(path);
 	return rc;
+}
+
+/* Drive facts kept in the cache's meta table for a start without the service. */
+#define META_DRIVE_NAME "drive_name"
+#define META_DRIVE_TYPE "drive_type"
+#define META_QUOTA_TOTAL "quota_total"
+#define META_QUOTA_REMAINING "quota_remaining"
+
+static void store_drive_facts(struct cache *cache, const struct drive_info *drive)
+{
+	char num[32];
+
+	if (drive->name)
+		cache_meta_set(cache, META_DRIVE_NAME, drive->name);
+	if (drive->drive_type)
+		cache_meta_set(cache, META_DRIVE_TYPE, drive->drive_type);
+	snprintf(num, sizeof(num), "%lld", (long long)drive->quota.total);
+	cache_meta_set(cache, META_QUOTA_TOTAL, num);
+	snprintf(num, sizeof(num), "%lld", (long long)drive->quota.remaining);
+	cache_meta_set(cache, META_QUOTA_REMAINING, num);
+}
+
+static int64_t meta_int(struct cache *cache, const char *key)
+{
+	char *v = NULL, *end;
+	long long n = 0;
+
+	if (cache_meta_get(cache, key, &v) == 0) {
+		errno = 0;
+		n = strtoll(v, &end, 10);
+		if (errno || end == v || *end || n < 0)
+			n = 0;
+	}
+	free(v);
+	return n;
+}
+
+/*
+ * The service cannot be reached (rc): start from the drive the cache in
+ * cache_dir holds, if it holds one with its root.  0 with drive and root
+ * filled and graph addressing that drive, or rc with the error logged.
+ */
+static int open_drive_offline(const struct odfs_config *cfg, struct graph *graph, int rc,
+			      struct drive_info *drive, struct drive_item *root)
+{
+	char *path = NULL, *err = NULL, *id = NULL, host[256], ebuf[128];
+	struct cache *cache = NULL;
+	struct cache_entry e;
+	int ok = 0;
+
+	memset(&e, 0, sizeof(e));
+	graph_host(cfg, host, sizeof(host));
+	if (asprintf(&path, "%s/meta.db", cfg->cache_dir) < 0) {
+		path = NULL;
+		goto out_report;
+	}
+	/* cache_open would create an empty one */
+	if (access(path, F_OK) != 0 || cache_open(path, &cache, &err) < 0)
+		goto out_report;
+	if (cache_meta_get(cache, "drive_id", &id) < 0 || !*id ||
+	    (cfg->drive_id && strcasecmp(cfg->drive_id, id) != 0))
+		goto out_report;
+	if (cache_get(cache, 1, &e) < 0 || !e.item.id || drive_item_copy(root, &e.item) < 0)
+		goto out_report;
+	drive->id = strdup(id);
+	drive->name = NULL;
+	drive->drive_type = NULL;
+	cache_meta_get(cache, META_DRIVE_NAME, &drive->name);
+	cache_meta_get(cache, META_DRIVE_TYPE, &drive->drive_type);
+	drive->quota.total = meta_int(cache, META_QUOTA_TOTAL);
+	drive->quota.remaining = meta_int(cache, META_QUOTA_REMAINING);
+	drive->quota.used = drive->quota.total > drive->quota.remaining ?
+			    drive->quota.total - drive->quota.remaining : 0;
+	if (!drive->id || graph_use_drive(graph, id) < 0) {
+		drive_info_release(drive);
+		drive_item_release(root);
+		goto out_report;
+	}
+	ok = 1;
+	log_warnx("cannot reach '%s' (%s): mounting from the cache; changes are sent when it "
+		  "returns", host, log_errstr(rc, ebuf, sizeof(ebuf)));
+out_report:
+	if (!ok)
+		log_error("cannot reach '%s': %s", host, log_errstr(rc, ebuf, sizeof(ebuf)));
+	cache_entry_release(&e);
+	if (cache)
+		cache_close(cache);
+	free(id);
+	free(err);
+	free(path);
+	return ok ? 0 : rc;
+}
+
+/*
+ * The HTTP client's state hook: back online, queued uploads and the delta
+ * thread go at once; either way the prober looks again.  active guards the
+ * teardown, when the queue and delta are freed under a running content
+ * stream that may still see a change.
+ */
+struct mount_hooks {
+	pthread_mutex_t lock;
+	int active;                  /* lock */
+	struct fs_context *ctx;
+	struct probe *probe;
+};
+
+static void state_changed(void *arg, int online)
+{
+	struct mount_hooks *h = arg;
+
+	pthread_mutex_lock(&h->lock);
+	if (h->active) {
+		if (online) {
+			journal_kick(h->ctx->journal);   /* name changes first; it then kicks uploads */
+			upload_kick(h->ctx->upload);
+			delta_kick(h->ctx->delta);
+		}
+		probe_wake(h->probe);
+	}
+	pthread_mutex_unlock(&h->lock);
+}
+
+static void hooks_set_active(struct mount_hooks *h, int active)
+{
+	pthread_mutex_lock(&h->lock);
+	h->active = active;
+	pthread_mutex_unlock(&h->lock);
 }
 
 /* upload.c's hook: the kernel must look name up again (never called under a lock). */
@@ -623,13 +770,15 @@ static int cmd_mount(struct odfs_config *cfg, struct fuse_args *args, const char
 	struct graph *graph = NULL;
 	struct fuse_session *se;
 	struct fuse_loop_config *loop;
+	struct probe *probe = NULL;
+	static struct mount_hooks hooks = { .lock = PTHREAD_MUTEX_INITIALIZER };
 	/*
 	 * Static, so the parent that fuse_daemonize() ends with _exit() still
 	 * points at it (no false leak under valgrind).
 	 */
 	static char *canon;
 	char *err = NULL;
-	int rc, status = 1;
+	int rc, status = 1, offline;
 
 	memset(&ctx, 0, sizeof(ctx));
 	memset(&root, 0, sizeof(root));
@@ -660,10 +809,19 @@ static int cmd_mount(struct odfs_config *cfg, struct fuse_args *args, const char
 		log_error("out of memory");
 		goto out_free_auth;
 	}
-	if (open_drive(cfg, auth, graph, &ctx.drive, &root) < 0)
+	rc = open_drive(auth, graph, &ctx.drive, &root, &offline);
+	if (rc < 0 && offline)
+		rc = open_drive_offline(cfg, graph, rc, &ctx.drive, &root);
+	if (rc < 0)
 		goto out_free_graph;
 	if (open_cache(cfg, &ctx.drive, &root, &ctx.cache) < 0)
 		goto out_free_graph;
+	if (!offline)
+		store_drive_facts(ctx.cache, &ctx.drive);
+	if (probe_open(cfg, graph, &probe) < 0) {
+		log_error("out of memory");
+		goto out_close_cache;
+	}
 	rc = content_open(cfg, graph, &ctx.content, &err);
 	if (rc < 0) {
 		log_error("%s", err ? err : "cannot open the content cache");
@@ -753,6 +911,13 @@ static int cmd_mount(struct odfs_config *cfg, struct fuse_args *args, const char
 		delta_close(ctx.delta);
 		ctx.delta = NULL;
 	}
+	hooks.ctx = &ctx;
+	hooks.probe = probe;
+	hooks_set_active(&hooks, 1);
+	http_set_state_hook(http, state_changed, &hooks);
+	if (probe_start(probe) < 0)
+		log_warnx("cannot start the thread that watches for the service; after a spell "
+			  "offline, the next request finds it again");
 
 	loop = fuse_loop_cfg_create();
 	if (!loop) {
@@ -767,6 +932,8 @@ static int cmd_mount(struct odfs_config *cfg, struct fuse_args *args, const char
 	log_info("unmounting '%s'", canon);
 
 out_stop_auth:
+	hooks_set_active(&hooks, 0);
+	probe_stop(probe);
 	delta_stop(ctx.delta);   /* its notifications need the session mounted */
 	journal_stop(ctx.journal);
 	upload_stop(ctx.upload);
@@ -784,6 +951,7 @@ out_close_content:
 	if (ctx.content)
 		content_close(ctx.content);
 out_close_cache:
+	probe_close(probe);
 	if (ctx.cache)
 		cache_close(ctx.cache);
 out_free_graph:

@@ -1007,6 +1007,21 @@ char *upload_status(struct upload_queue *q, uint64_t ino)
 	return strdup(dirty ? "dirty" : "clean");
 }
 
+void upload_kick(struct upload_queue *q)
+{
+	if (!q)
+		return;
+	pthread_mutex_lock(&q->lock);
+	for (struct job *j = q->head; j; j = j->next) {
+		if (j->state != JOB_QUEUED || j->failed)
+			continue;
+		j->not_before = 0;
+		j->delay_ms = BACKOFF_FIRST_MS;
+	}
+	pthread_cond_broadcast(&q->work);
+	pthread_mutex_unlock(&q->lock);
+}
+
 void upload_set_notify(struct upload_queue *q, upload_notify_fn fn, void *ctx)
 {
 	if (!q)
@@ -1024,21 +1039,6 @@ void upload_set_hold(struct upload_queue *q, upload_hold_fn fn, void *ctx)
 	pthread_mutex_lock(&q->lock);
 	q->hold = fn;
 	q->hold_ctx = ctx;
-	pthread_mutex_unlock(&q->lock);
-}
-
-void upload_kick(struct upload_queue *q)
-{
-	if (!q)
-		return;
-	pthread_mutex_lock(&q->lock);
-	for (struct job *j = q->head; j; j = j->next) {
-		if (j->state == JOB_QUEUED && j->not_before > now_ms() + SETTLE_MS) {
-			j->not_before = now_ms();
-			j->delay_ms = 0;
-		}
-	}
-	pthread_cond_broadcast(&q->work);
 	pthread_mutex_unlock(&q->lock);
 }
 

@@ -77,6 +77,9 @@ void upload_writer_close(struct upload_queue *q, uint64_t ino);
  */
 void upload_times_set(struct upload_queue *q, uint64_t ino, const struct timespec *mtime);
 
+/* Retry every waiting job now, back-off forgotten (the service answers again). */
+void upload_kick(struct upload_queue *q);
+
 /* ino was deleted locally: drop its queued upload (a running one is abandoned). */
 void upload_forget(struct upload_queue *q, uint64_t ino);
 
@@ -101,8 +104,5 @@ void upload_set_notify(struct upload_queue *q, upload_notify_fn fn, void *ctx);
 enum { UPLOAD_HOLD_NONE = 0, UPLOAD_HOLD_BUSY = 1, UPLOAD_HOLD_OFFLINE = 2 };
 typedef int (*upload_hold_fn)(void *ctx);
 void upload_set_hold(struct upload_queue *q, upload_hold_fn fn, void *ctx);
-
-/* The service answers again: every waiting job may start now (back-off cut short). */
-void upload_kick(struct upload_queue *q);
 
 #endif
