@@ -338,17 +338,9 @@ class Harness:
         """Stop the fake and start it again on the same port, state kept."""
         with self.fake_lock:
             port = self.fake.port
-            self.fake.stop()
-            time.sleep(down_seconds)
-            self.fake._want_port = port          # FakeGraph has no restart(): pin the port
-            for attempt in range(100):
-                try:
-                    self.fake.start()
-                    break
-                except OSError:
-                    if attempt == 99:
-                        raise
-                    time.sleep(0.05)
+            self.fake.go_down()
+            time.sleep(down_seconds)             # the outage itself: its length is the point
+            self.fake.come_back()
             assert self.fake.port == port
 
     def dump(self):

@@ -12,6 +12,7 @@ import os
 import random
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -72,6 +73,9 @@ def fake():
 
 @pytest.fixture(autouse=True)
 def clean(fake):
+    if fake.is_down():
+        fake.come_back()
+    fake.thaw()
     fake.reset()
     fake.reset_identity()
     fake.set_config(**{k: v for k, v in fake.config.DEFAULTS.items()})
@@ -856,6 +860,129 @@ def test_cli_port_file_and_sigterm(tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+# ---------------------------------------------------------------- outages
+def test_go_down_refuses_then_come_back_keeps_state(fake, token):
+    fake.seed(tree=TREE)
+    port = fake.port
+    # state to survive: an upload session holding one fragment, a download URL, stats
+    sess = gj(fake, token, "/me/drive/root:/up.bin:/createUploadSession", "POST", {"item": {}}).json()
+    part = GeneratedContent(2 * KIB320, 9).to_bytes()
+    r = req("PUT", sess["uploadUrl"], {"Content-Range": "bytes 0-%d/%d" % (KIB320 - 1, len(part))},
+            part[:KIB320])
+    assert r.status == 202, r.body
+    loc = g(fake, token, "/me/drive/root:/Documents/notes.txt:/content").header("location")
+    keep = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        assert req("GET", fake.graph_url + "/me", {"Authorization": "Bearer " + token}, conn=keep).status == 200
+        before_dump = fake.dump()
+        before_stats = fake.stats()
+
+        fake.go_down()
+        assert fake.is_down() and fake.outage_stats()["down"]
+        with pytest.raises(ConnectionRefusedError):
+            req("GET", fake.graph_url + "/me", {"Authorization": "Bearer " + token})
+        with pytest.raises(ConnectionRefusedError):
+            req("GET", fake.url + "/_control/info")
+        with pytest.raises((ConnectionError, http.client.HTTPException)):   # the open connection is gone
+            req("GET", fake.graph_url + "/me", {"Authorization": "Bearer " + token}, conn=keep)
+        # "another device" still reaches the service (in process), and is not counted as the client
+        other = fake.client()
+        other.put_content("/Documents/while-down.txt", data=b"from elsewhere")
+        assert other.get_content("/Documents/while-down.txt") == b"from elsewhere"
+        assert fake.stats()["total_requests"] == before_stats["total_requests"]
+        assert fake.stats()["peer_requests"] > before_stats["peer_requests"]
+        fake.come_back()
+        with pytest.raises(RuntimeError):
+            fake.come_back()
+    finally:
+        keep.close()
+    assert not fake.is_down() and fake.port == port
+    # all state intact: tree, tokens, the upload session, the download URL, stats
+    after = {x["path"]: x for x in fake.dump()["items"]}
+    for x in before_dump["items"]:
+        assert after[x["path"]] == x or x["path"] in ("/", "/Documents"), x["path"]
+    assert "/Documents/while-down.txt" in after
+    assert g(fake, token, "/me").status == 200
+    r = req("GET", loc)
+    assert r.status == 200 and r.body == b"hello\nworld\n"
+    r = req("GET", sess["uploadUrl"])
+    assert r.status == 200 and r.json()["nextExpectedRanges"] == ["%d-" % KIB320], r.body
+    r = req("PUT", sess["uploadUrl"], {"Content-Range": "bytes %d-%d/%d" % (KIB320, len(part) - 1, len(part))},
+            part[KIB320:])
+    assert r.status in (200, 201) and fake.content("/up.bin") == part
+    st = fake.stats()
+    assert st["total_requests"] >= before_stats["total_requests"] + 4
+    assert st["requests"]["PUT upload"] == 2 and st["requests"]["GET me"] >= 2
+
+
+def test_freeze_hangs_requests_then_thaw_resets_them(fake, token):
+    import threading
+    fake.seed(tree=TREE)
+    auth = {"Authorization": "Bearer " + token}
+    fake.freeze()
+    assert fake.is_frozen()
+    # accepted, read, never answered: a client timeout is all it gets
+    t = time.time()
+    with pytest.raises(socket.timeout):
+        conn = http.client.HTTPConnection("127.0.0.1", fake.port, timeout=0.5)
+        try:
+            conn.request("GET", "/v1.0/me", headers=auth)
+            conn.getresponse()
+        finally:
+            conn.close()
+    assert 0.45 <= time.time() - t < 5
+    # a write caught by the freeze hangs; control and the peer still work meanwhile
+    box = {}
+
+    def put():
+        try:
+            box["r"] = g(fake, token, "/me/drive/root:/frozen.txt:/content", method="PUT",
+                         headers={"Content-Type": "text/plain"}, body=b"never applied")
+        except Exception as e:        # handed to the test
+            box["e"] = e
+    th = threading.Thread(target=put, daemon=True)
+    th.start()
+    end = time.time() + 10
+    while req("GET", fake.url + "/_control/outage").json()["hanging"] < 2 and time.time() < end:
+        time.sleep(0.02)
+    o = req("GET", fake.url + "/_control/outage").json()
+    assert o["frozen"] and o["hanging"] == 2 and o["caught"] == 2, o       # the timed-out one still hangs
+    assert fake.client().get("/Documents/notes.txt")["size"] == 12
+    assert th.is_alive()
+    assert fake.stats()["requests"]["PUT content"] == 1                    # read and counted
+    # thaw over the control endpoint: the hanging requests are dropped unapplied, connections reset
+    r = req("POST", fake.url + "/_control/thaw", {"Content-Type": "application/json"}, b"{}")
+    assert r.status == 200 and r.json()["dropped"] == 2
+    th.join(10)
+    assert not th.is_alive()
+    assert isinstance(box.get("e"), (ConnectionError, http.client.HTTPException)), box
+    assert "/frozen.txt" not in {x["path"] for x in fake.dump()["items"]}
+    assert g(fake, token, "/me").status == 200
+    assert fake.outage_stats() == {"down": False, "frozen": False, "hanging": 0, "caught": 2}
+    # freeze over control too; going down during a freeze drops what hangs, and the freeze outlives it
+    assert req("POST", fake.url + "/_control/freeze", {"Content-Type": "application/json"}, b"{}").status == 200
+    th = threading.Thread(target=put, daemon=True)
+    th.start()
+    end = time.time() + 10
+    while fake.outage_stats()["hanging"] < 1 and time.time() < end:
+        time.sleep(0.02)
+    fake.go_down()
+    th.join(10)
+    assert not th.is_alive() and fake.outage_stats()["hanging"] == 0
+    fake.come_back()
+    assert fake.is_frozen()
+    with pytest.raises(socket.timeout):
+        req_timeout = http.client.HTTPConnection("127.0.0.1", fake.port, timeout=0.3)
+        try:
+            req_timeout.request("GET", "/v1.0/me", headers=auth)
+            req_timeout.getresponse()
+        finally:
+            req_timeout.close()
+    fake.thaw()
+    assert g(fake, token, "/me").status == 200
+    assert "/frozen.txt" not in {x["path"] for x in fake.dump()["items"]}
 
 
 # ================================================================ writes

@@ -20,6 +20,8 @@ ClientError(status, code, body) on an error status.  Requests carry the
 X-Fakegraph-Peer header: they bypass fault injection and latency and are
 not counted in the stats of the client under test (only in peer_requests).
 Upload and download URLs are used without Authorization, as required.
+While the fake is down (FakeGraph.go_down) requests are answered in process
+(FakeGraph.serve_local): "another device" still reaches the service.
 """
 
 import http.client
@@ -80,6 +82,10 @@ class GraphClient:
             body = json.dumps(body).encode("utf-8")
             h["Content-Type"] = "application/json"
         h.update(headers or {})
+        if self.fake.is_down():      # the outage is on the client under test's side, not ours
+            status, hdrs, data = self.fake.serve_local(method, parts.path + ("?" + parts.query if parts.query
+                                                                             else ""), h, body)
+            return Reply(status, {k.lower(): v for k, v in hdrs}, data)
         conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
         try:
             conn.request(method, parts.path + ("?" + parts.query if parts.query else ""), body=body, headers=h)

@@ -24,6 +24,10 @@ method of the same meaning, so pytest fixtures can call those directly.
   POST /_control/delta/invalidate      every delta token answers 410 resyncRequired from now on
   GET  /_control/recyclebin            deleted subtrees (not permanently deleted)
   GET  /_control/versions?path=/a/b    versions of a file (or ?id=), newest first
+  POST /_control/freeze                requests hang unanswered (control and peer ones excepted)
+  POST /_control/thaw                  -> {"dropped": n} hanging requests dropped, connections reset
+  GET  /_control/outage                {"down", "frozen", "hanging", "caught"} (go_down has no endpoint:
+                                       it closes the port this would be reached on)
 
 Accounts, drives and sign-in (see fake.py / accounts.py / authorize.py):
   POST /_control/account               {"account": "personal"|"business", "name", "email"} replace the primary account
@@ -102,6 +106,9 @@ class Control:
             ("POST", "delta/invalidate"): lambda b, q: self.fake.invalidate_delta(),
             ("GET", "recyclebin"): lambda b, q: {"items": self.fake.recycle_bin(q.get("drive"))},
             ("GET", "versions"): self._versions,
+            ("POST", "freeze"): lambda b, q: self.fake.freeze(),
+            ("POST", "thaw"): lambda b, q: {"dropped": self.fake.thaw()},
+            ("GET", "outage"): lambda b, q: self.fake.outage_stats(),
         }
 
     def handle(self, req, sub):

@@ -35,6 +35,16 @@ decline_authorization(txn=None) (return the redirect URL), auth_codes();
 approve_device(user_code=None, account=None); revoke_refresh_tokens(user=None);
 issued_secrets() ({secret: kind} of every token, code and client secret).
 
+Outages (the network between the client under test and the service is
+cut; the service itself, the peer client and /_control/ stay up; details
+in server.py):
+
+    fake.go_down()      # connections refused, open ones reset
+    fake.come_back()    # listening again on the same port, all state intact
+    fake.freeze()       # connections accepted, requests read, nothing answered
+    fake.thaw()         # hanging requests dropped unapplied (connection reset)
+    fake.is_down(), fake.is_frozen(), fake.outage_stats()
+
 reset() empties the primary drive and forgets added users, sites and shares
 (their tokens then answer 401); the account type and tenant stay.
 
@@ -44,6 +54,7 @@ are read before taking it.
 """
 
 import threading
+import time
 from urllib.parse import quote
 
 from . import util
@@ -58,7 +69,7 @@ from .drive import Drive, normalize_drive_id
 from .faults import Faults
 from .graph import GraphApi
 from .identity import Identity
-from .server import FakeHTTPServer
+from .server import FakeHTTPServer, Outage, serve_local
 from .stats import Stats
 from .upload import Uploads
 from .versions import Versions
@@ -163,6 +174,8 @@ class FakeGraph:
         self.delta = Delta(self)
         self.downloads = Downloads(self)
         self.control = Control(self)
+        self.outage = Outage()
+        self._down = False
         self._server = None
         self._thread = None
         self.port = None
@@ -181,13 +194,75 @@ class FakeGraph:
         return self
 
     def stop(self):
+        self.outage.release()
+        self._down = False
+        self._stop_front(reset=False)
+
+    def _stop_front(self, reset):
         srv, self._server = self._server, None
         if srv is None:
             return
         srv.shutdown()
-        srv.close_all_connections()
         srv.server_close()
+        srv.close_all_connections(reset=reset)
         self._thread.join(timeout=5)
+
+    # -------------------------------------------------------------- outages
+    def go_down(self):
+        """Stop listening: new connections are refused and open ones reset
+        (requests in flight get no answer).  Everything else stays: tree,
+        tokens, upload sessions, stats, faults, config."""
+        if self._server is None:
+            raise RuntimeError("FakeGraph not started")
+        self._down = True
+        self.outage.release()            # requests hanging in a freeze die with their connections
+        self._stop_front(reset=True)
+
+    def come_back(self, timeout=5.0):
+        """Listen again on the same port (retrying the bind for up to
+        timeout seconds) with all state intact."""
+        if not self._down:
+            raise RuntimeError("FakeGraph is not down")
+        end = time.monotonic() + timeout
+        while True:
+            try:
+                self._server = FakeHTTPServer((self.host, self.port), self)
+                break
+            except OSError:
+                if time.monotonic() > end:
+                    raise
+                time.sleep(0.05)
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1},
+                                        name="fakegraph", daemon=True)
+        self._thread.start()
+        self._down = False
+
+    def freeze(self):
+        """Keep accepting connections and reading requests, answer nothing:
+        each request hangs until thaw()."""
+        self.outage.freeze()
+
+    def thaw(self):
+        """End a freeze: every hanging request is dropped without being
+        applied and its connection reset; later requests are answered.
+        Returns the number of requests dropped."""
+        return self.outage.thaw()
+
+    def is_down(self):
+        return self._down
+
+    def is_frozen(self):
+        return self.outage.frozen
+
+    def outage_stats(self):
+        """{"down", "frozen", "hanging": requests waiting now, "caught":
+        requests caught by freezes so far}."""
+        return {"down": self._down, "frozen": self.outage.frozen, "hanging": self.outage.waiting,
+                "caught": self.outage.caught}
+
+    def serve_local(self, method, target, headers=None, body=b""):
+        """One request answered in process (see server.serve_local)."""
+        return serve_local(self, method, target, headers, body)
 
     def __enter__(self):
         return self.start()

@@ -28,15 +28,27 @@ read and discarded (never buffered) and the request is marked
 Requests carrying "X-Fakegraph-Peer: 1" come from the tests' second client
 (client.py, "another device"): no latency or faults apply to them and they
 are counted only in stats.peer_requests.
+
+Outages (Outage below; FakeGraph.go_down/come_back/freeze/thaw): an outage
+cuts the network between the client under test and the service, not the
+service itself.  Down: the listening socket is closed, so connections are
+refused, and open connections are reset.  Frozen: connections are accepted
+and requests read (and counted), but nothing is answered; on thaw each
+request caught by the freeze is dropped unapplied and its connection reset
+(RST), as a request lost in a network outage would be: the client must
+send it again.  Control requests and the peer's never freeze; while the
+front end is down the peer reaches the service in process (serve_local).
 """
 
 import re
 import socket
+import struct
 import sys
 import threading
 import time
 import traceback
 from urllib.parse import unquote
+from http.client import HTTPMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from . import graph
@@ -87,6 +99,82 @@ def route(fake, req):
         return "identity", lambda: fake.identity.route(req, tenant, endpoint)
     req.label = method + " notfound"
     return "other", lambda: text_response(404, "Not Found")
+
+
+class Outage:
+    """The frozen state: handlers of requests caught by a freeze wait here
+    until thaw() (or release() at shutdown), then drop their request."""
+
+    def __init__(self):
+        self._cond = threading.Condition()
+        self.frozen = False
+        self._epoch = 0            # bumped by every thaw/release
+        self.waiting = 0           # requests hanging right now
+        self.caught = 0            # requests caught by freezes so far
+
+    def freeze(self):
+        with self._cond:
+            self.frozen = True
+
+    def thaw(self):
+        """Unfreeze; returns the number of hanging requests dropped."""
+        with self._cond:
+            n = self.waiting
+            self.frozen = False
+            self._epoch += 1
+            self._cond.notify_all()
+            return n
+
+    def release(self):
+        """Let every hanging request go (they are dropped), freeze kept."""
+        with self._cond:
+            self._epoch += 1
+            self._cond.notify_all()
+
+    def hold(self):
+        """Block while frozen; True when this request was caught (and must
+        be dropped), False when not frozen at all."""
+        with self._cond:
+            if not self.frozen:
+                return False
+            epoch = self._epoch
+            self.waiting += 1
+            self.caught += 1
+            try:
+                while self._epoch == epoch:
+                    self._cond.wait()
+            finally:
+                self.waiting -= 1
+            return True
+
+
+def serve_local(fake, method, target, headers=None, body=b""):
+    """Answer one peer request in process, without a socket: how the tests'
+    "another device" reaches the service while the front end is down (the
+    outage is on this machine's network, not the service's).  Returns
+    (status, [(header, value)], body bytes)."""
+    hdrs = HTTPMessage()
+    for k, v in (headers or {}).items():
+        hdrs[k] = v
+    req = Request(method, target, hdrs, bytes(body or b""), ("127.0.0.1", 0))
+    kind, handler = route(fake, req)
+    if kind != "control":
+        fake.counters.peer()
+    try:
+        resp = handler()
+    except GraphError as e:
+        resp = graph_error(req, e)
+    no_body = method == "HEAD" or resp.status in (204, 304) or 100 <= resp.status < 200
+    return resp.status, list(resp.headers), b"" if no_body else b"".join(resp.chunks())
+
+
+def reset_connection(sock):
+    """Abortive close: the peer sees ECONNRESET, not an orderly end."""
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.close()
+    except OSError:
+        pass
 
 
 OTHER_BODY_MAX = 16 * 1024 * 1024
@@ -228,6 +316,9 @@ class Handler(BaseHTTPRequestHandler):
             fake.counters.request(req.label)
             if req.label in ("PUT content", "PUT upload"):
                 fake.counters.received(req.oversize if req.oversize is not None else len(req.body))
+            if fake.outage.hold():
+                self._reset()
+                return
             delay = fake.config.latency_ms + fake.fault_set.latency_ms
             if delay:
                 time.sleep(delay / 1000.0)
@@ -262,6 +353,11 @@ class Handler(BaseHTTPRequestHandler):
             self.connection.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
+
+    def _reset(self):
+        """Drop the request unanswered with a connection reset."""
+        self.close_connection = True
+        reset_connection(self.connection)
 
     def _send(self, resp, counted=True, truncate=False, stall_body_ms=0):
         fake = self.server.fake
@@ -326,11 +422,15 @@ class FakeHTTPServer(ThreadingHTTPServer):
             else:
                 self._conns.discard(conn)
 
-    def close_all_connections(self):
+    def close_all_connections(self, reset=False):
+        """Shut every open connection down (reset=True: with an RST, as a
+        dying server's kernel would for a request in flight)."""
         with self._conns_lock:
             conns = list(self._conns)
         for c in conns:
             try:
+                if reset:
+                    c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                 c.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
