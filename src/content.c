@@ -170,6 +170,7 @@ static void item_free(struct content_item *it)
 	extent_set_release(&it->busy);
 	free(it->url);
 	free(it->tag);
+	free(it->name);
 	free(it->id);
 	free(it);
 }
@@ -616,6 +617,14 @@ int content_file_open_mode(struct content_cache *cc, const struct drive_item *it
 		pthread_mutex_unlock(&cc->lock);
 		free(f);
 		return rc;
+	}
+	if (item->name && (!it->name || strcmp(it->name, item->name) != 0)) {
+		char *name = strdup(item->name);
+
+		if (name) {
+			free(it->name);
+			it->name = name;
+		}
 	}
 	url = item->download_url ? strdup(item->download_url) : hint_take(cc, item->id, &at);
 	if (url) {

@@ -529,10 +529,10 @@ static void note_failure(struct content_cache *cc, struct content_item *it, int 
 		err = strerror_r(-rc, buf, sizeof(buf));
 	if (fl->offline)
 		/* expected while offline: the "offline since" line said why */
-		log_warnx("cannot read the content of item '%s' while offline: it is not cached",
-			  it->id);
+		log_warnx("cannot read '%s' while offline: it is not in the cache",
+			  it->name ? it->name : it->id);
 	else
-		log_error("cannot read the content of item '%s': %s", it->id, err);
+		log_error("cannot read '%s': %s", it->name ? it->name : it->id, err);
 }
 
 /*

@@ -41,6 +41,7 @@ struct content_item {
 	pthread_mutex_t io;
 	/* Fields below: cc->lock.  Those marked "io too" change only with both held. */
 	char *id;
+	char *name;                   /* the item's name at the last open, for messages, or NULL */
 	char *tag;                    /* cTag, else eTag, else "" (never matches); the base */
 	char key[CONTENT_KEY_LEN + 1];/* hex SHA-1 of id: the data file name */
 	int64_t size;                 /* what readers see (the local size); io too */

@@ -94,6 +94,10 @@ struct transfer {
 	int error;                         /* our -errno that aborted the transfer */
 	CURLcode code;                     /* how the transfer ended */
 	long status;                       /* status line seen, 0 if none */
+	curl_off_t moved;                  /* bytes sent + received, last seen */
+	int64_t moved_at_ms;               /* monotonic ms they last changed */
+	int64_t stall_ms;                  /* io_timeout: no byte either way for this long */
+	int stalled;                       /* aborted by the stall watch */
 };
 
 void http_request_init(struct http_request *req, const char *method, const char *url)
@@ -729,16 +733,44 @@ static size_t write_cb(char *data, size_t size, size_t nmemb, void *ctx)
 	return n;
 }
 
-/* CURLOPT_XFERINFOFUNCTION, only for threads with a cancel hook. */
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/*
+ * CURLOPT_XFERINFOFUNCTION: cancellation, and the stall watch.  curl's
+ * low-speed check averages over several seconds, so a request whose body
+ * went out at once to a server that then says nothing would wait
+ * io_timeout plus that window; here io_timeout without a byte either way
+ * ends it.
+ */
 static int progress_cb(void *ctx, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
 		       curl_off_t ulnow)
 {
 	struct transfer *t = ctx;
+	int64_t now;
 
-	if (!cancel_requested())
+	(void)dltotal;
+	(void)ultotal;
+	if (cancel_requested()) {
+		t->error = -ECANCELED;
+		return 1;
+	}
+	now = mono_ms();
+	if (dlnow + ulnow != t->moved || !t->moved_at_ms) {
+		t->moved = dlnow + ulnow;
+		t->moved_at_ms = now;
 		return 0;
-	t->error = -ECANCELED;
-	return 1;
+	}
+	if (t->stall_ms > 0 && now - t->moved_at_ms >= t->stall_ms) {
+		t->stalled = 1;
+		return 1;
+	}
+	return 0;
 }
 
 static size_t read_cb(char *buf, size_t size, size_t nitems, void *ctx)
@@ -909,13 +941,15 @@ static int perform_once(struct http_client *client, const struct http_request *r
 		curl_easy_setopt(t->curl, CURLOPT_ACCEPT_ENCODING, "");
 	}
 	setup_method(t->curl, req, t);
-	if (cancel_fn) {
-		curl_easy_setopt(t->curl, CURLOPT_XFERINFOFUNCTION, progress_cb);
-		curl_easy_setopt(t->curl, CURLOPT_XFERINFODATA, t);
-		curl_easy_setopt(t->curl, CURLOPT_NOPROGRESS, 0L);
-	}
+	t->stall_ms = 1000L * (client->cfg && client->cfg->io_timeout > 0 ?
+			       client->cfg->io_timeout : 30);
+	curl_easy_setopt(t->curl, CURLOPT_XFERINFOFUNCTION, progress_cb);
+	curl_easy_setopt(t->curl, CURLOPT_XFERINFODATA, t);
+	curl_easy_setopt(t->curl, CURLOPT_NOPROGRESS, 0L);
 
 	code = curl_easy_perform(t->curl);
+	if (t->stalled)
+		code = CURLE_OPERATION_TIMEDOUT;   /* as curl's own low-speed check says it */
 	curl_easy_getinfo(t->curl, CURLINFO_RESPONSE_CODE, &status);
 	t->code = code;
 	t->status = status;
@@ -1053,6 +1087,13 @@ static int perform_retrying(struct http_client *client, const struct http_reques
 			continue;
 		}
 		if (rc == -ECONNRESET || rc == -ETIMEDOUT) {
+			/*
+			 * Nothing for io_timeout (or no connection in connect_timeout):
+			 * the service is not answering.  Retrying would keep the caller
+			 * waiting minutes; offline now, the prober finds the way back.
+			 */
+			if (rc == -ETIMEDOUT && *lost)
+				return rc;
 			if (retries >= max_retries || req->no_resend)
 				return rc;
 			delay = backoff_delay(backoffs++);

@@ -744,8 +744,7 @@ static void journal_drained(void *vctx)
 	struct fs_context *ctx = vctx;
 
 	upload_kick(ctx->upload);
-	if (ctx->delta)
-		delta_wake(ctx->delta, 1);
+	delta_kick(ctx->delta);
 }
 
 /* Open the journal of offline name changes (again after daemonizing). */

@@ -61,7 +61,7 @@ def outage(fake, mounter):
 def mount(mounter, expect_errors=(), **opts):
     o = dict(OFFLINE_OPTS)
     o.update(opts)
-    return mounter.mount(opts=o, expect_errors=expect_errors)
+    return mounter.mount(opts=o, expect_errors=expect_errors, debug=bool(os.environ.get("ODFS_DEBUG")))
 
 
 def server_tree(fake):
@@ -323,10 +323,13 @@ def test_replay_applies_the_conflict_rule(fake, mounter, outage):
     # the mount shows the same: B reappears, A turns into the remote version
     wait_until(lambda: _reads(m.p("s4/B.txt")) == remote_b, LAND, "B.txt to reappear in the mount")
     wait_until(lambda: _reads(m.p("s4/A.txt")) == remote_a, LAND, "A.txt to show the remote bytes")
-    wait_until(lambda: xattr(m.p("s4/" + copy), "status") == "clean", LAND, "the conflict copy to be clean")
+    # the copy is on the service; its status says why it exists (documented: "conflict")
+    wait_until(lambda: xattr(m.p("s4/" + copy), "status") == "conflict", LAND,
+               "the conflict copy to say conflict")
     assert read_back(m.p("s4/" + copy)) == local_a
     assert sorted(os.listdir(m.p("s4"))) == sorted(tree)
-    wait_settled(m.p("s4"), timeout=LAND)
+    for name in ("A.txt", "B.txt", "C.txt"):
+        wait_until(lambda: xattr(m.p("s4/" + name), "status") == "clean", LAND, name + " to be clean")
     # one log line says why B is back
     lines = wait_until(lambda: log_lines_matching(m.stderr_text(), r"B\.txt"), 10, "a log line about B.txt")
     assert len(lines) == 1, lines
