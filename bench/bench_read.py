@@ -28,11 +28,17 @@ SIZE = 256 * MiB
 PATH = "bench/big-256MiB.bin"
 
 
-def read_all(path, chunk=MiB):
+def read_all(path, chunk=MiB, advise=True):
+    """Read path to its end in chunk-sized reads.  advise: tell the kernel
+    the reads are sequential first, as cat and cp do (coreutils'
+    fdadvise(FADVISE_SEQUENTIAL)); the kernel then reads ahead twice as far
+    and its first read of the file is 256 KiB instead of 128 KiB."""
     total = 0
     fd = os.open(str(path), os.O_RDONLY)
     try:
         with Timer() as t:
+            if advise:
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
             while True:
                 b = os.read(fd, chunk)
                 if not b:
