@@ -658,14 +658,14 @@ int content_file_open(struct content_cache *cc, const struct drive_item *item,
 	return content_file_open_mode(cc, item, 0, out);
 }
 
-ssize_t content_read(struct content_file *f, char *buf, size_t size, off_t off)
+ssize_t content_read_fd(struct content_file *f, size_t size, off_t off, int *fd)
 {
 	struct content_cache *cc = f->cc;
 	struct content_item *it = f->it;
 	int64_t end, fetch_start, fetch_end, max_window;
-	size_t done = 0;
 	int sequential, rc;
 
+	*fd = it->fd;   /* fixed for the item's life */
 	if (off < 0)
 		return -EINVAL;
 	if (size == 0)
@@ -723,17 +723,28 @@ ssize_t content_read(struct content_file *f, char *buf, size_t size, off_t off)
 	pthread_mutex_unlock(&cc->lock);
 	if (rc)
 		return rc;
+	return (ssize_t)(end - off);
+}
 
-	while ((int64_t)done < end - off) {
-		ssize_t n = pread(it->fd, buf + done, (size_t)(end - off) - done,
-				  off + (off_t)done);
+ssize_t content_read(struct content_file *f, char *buf, size_t size, off_t off)
+{
+	struct content_cache *cc = f->cc;
+	size_t done = 0;
+	ssize_t len;
+	int fd, rc;
+
+	len = content_read_fd(f, size, off, &fd);
+	if (len <= 0)
+		return len;
+	while ((ssize_t)done < len) {
+		ssize_t n = pread(fd, buf + done, (size_t)len - done, off + (off_t)done);
 
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
 			rc = -errno;
 			pthread_mutex_lock(&cc->lock);
-			log_warn("cannot read the cache file of item '%s'", it->id);
+			log_warn("cannot read the cache file of item '%s'", f->it->id);
 			pthread_mutex_unlock(&cc->lock);
 			return rc;
 		}
