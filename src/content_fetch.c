@@ -234,8 +234,10 @@ static int fetch_take(struct fetch *f, const char *data, size_t len)
 		int rc;
 
 		if (!f->buf || (held == 0 && len >= f->buf_size)) {
-			f->pos += (int64_t)len;
-			return fetch_write(f, data, len);
+			rc = fetch_write(f, data, len);
+			if (rc == 0)
+				f->pos += (int64_t)len;
+			return rc;
 		}
 		n = f->buf_size - held < len ? f->buf_size - held : len;
 		memcpy(f->buf + held, data, n);
