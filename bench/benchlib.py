@@ -73,17 +73,19 @@ def clean_env(**extra):
 # --------------------------------------------------------------------- fake
 class Fake:
     """The fake server as a separate process, latency applied to every
-    non-control request (the control endpoints are never delayed)."""
+    non-control request (the control endpoints are never delayed); with
+    bandwidth (bytes per second) response bodies share a link that fast."""
 
-    def __init__(self, workdir, latency_ms):
+    def __init__(self, workdir, latency_ms, bandwidth=0):
         self.workdir = Path(workdir)
         self.latency_ms = latency_ms
+        extra = ["--bandwidth", str(bandwidth)] if bandwidth else []
         port_file = self.workdir / "fake.port"
         self.log_path = self.workdir / "fake.log"
         with open(self.log_path, "wb") as logf:
             self.proc = subprocess.Popen(
                 [sys.executable, str(FAKE_MAIN), "--port", "0", "--port-file", str(port_file),
-                 "--auto-approve", "--device-interval", "1", "--latency-ms", str(latency_ms)],
+                 "--auto-approve", "--device-interval", "1", "--latency-ms", str(latency_ms)] + extra,
                 cwd=str(REPO), stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
                 start_new_session=True)
 
@@ -258,10 +260,10 @@ class Report:
 class Workspace:
     """A temporary folder with a fake server; cleans up mounts and processes."""
 
-    def __init__(self, name, latency_ms, keep=False):
+    def __init__(self, name, latency_ms, keep=False, bandwidth=0):
         self.dir = Path(tempfile.mkdtemp(prefix="odfs-bench-%s-" % name))
         self.keep = keep
-        self.fake = Fake(self.dir, latency_ms)
+        self.fake = Fake(self.dir, latency_ms, bandwidth)
         self.mounts = []
 
     def odfs(self, sub="odfs", **settings):

@@ -26,12 +26,17 @@
  * cfg->readahead_max, and once 256 KiB were read in a row a stream takes
  * over: one GET from the first missing byte to the end of the file, run by
  * a small fixed pool of workers (a FIFO, the one mutex, a condvar), written
- * to the sparse file as it arrives and never more than a window ahead of
- * the reader (TCP holds the rest back).  A single request pays the network
- * latency once, which is what lets a cold sequential read keep up with a
- * plain download.  The stream stops when the last handle closes, when
- * nobody reads on for a while, or when it runs into bytes that are already
- * there.  Items being written do not stream.
+ * to the sparse file as it arrives (in pieces of 256 KiB: the page cache
+ * charges per write) and never more than a window ahead of the reader (TCP
+ * holds the rest back).  A single request pays the network latency once,
+ * which is what lets a cold sequential read keep up with a plain download.
+ * A first read of 256 KiB or more counts as such a run already: the kernel
+ * sends one that long only to a reader that announced sequential reads
+ * (cat and cp do, with fadvise), so their stream starts with the first
+ * read.  When a worker is free the stream starts at the read itself, which
+ * waits for it rather than fetching beside it.  The stream stops when the
+ * last handle closes, when nobody reads on for a while, or when it runs
+ * into bytes that are already there.  Items being written do not stream.
  *
  * Local changes (content_write.c): written bytes count as present, so reads
  * see them at once and a write into a large remote file needs no download
@@ -69,6 +74,7 @@
 #include "log.h"
 
 #define FIRST_WINDOW    (128 * 1024)       /* first sequential readahead window */
+#define BIG_FIRST_READ  (256 * 1024)       /* a first read this long starts a sequential run */
 #define URL_MAX_AGE     300                /* seconds a download URL is trusted */
 
 /* ---- items ------------------------------------------------------------ */
@@ -661,14 +667,14 @@ int content_file_open(struct content_cache *cc, const struct drive_item *item,
 	return content_file_open_mode(cc, item, 0, out);
 }
 
-ssize_t content_read(struct content_file *f, char *buf, size_t size, off_t off)
+ssize_t content_read_fd(struct content_file *f, size_t size, off_t off, int *fd)
 {
 	struct content_cache *cc = f->cc;
 	struct content_item *it = f->it;
 	int64_t end, fetch_start, fetch_end, max_window;
-	size_t done = 0;
 	int sequential, rc;
 
+	*fd = it->fd;   /* fixed for the item's life */
 	if (off < 0)
 		return -EINVAL;
 	if (size == 0)
@@ -688,6 +694,16 @@ ssize_t content_read(struct content_file *f, char *buf, size_t size, off_t off)
 		fetch_end = it->size;
 	sequential = f->window > 0 && off + CONTENT_SEQ_SLACK >= f->expect &&
 		     off <= f->expect + CONTENT_SEQ_SLACK;
+	if (!f->window && end - off >= BIG_FIRST_READ) {
+		/*
+		 * The kernel's first read is this long only when the reader
+		 * asked for that much at once (cat, cp): the start of a
+		 * sequential run, so the stream starts now, not a round trip
+		 * later.  A thumbnailer's small first read stays small.
+		 */
+		sequential = 1;
+		f->expect = off;
+	}
 	if (sequential) {
 		f->window = f->window < FIRST_WINDOW ? FIRST_WINDOW : f->window * 2;
 		if (f->window > max_window)
@@ -716,17 +732,28 @@ ssize_t content_read(struct content_file *f, char *buf, size_t size, off_t off)
 	pthread_mutex_unlock(&cc->lock);
 	if (rc)
 		return rc;
+	return (ssize_t)(end - off);
+}
 
-	while ((int64_t)done < end - off) {
-		ssize_t n = pread(it->fd, buf + done, (size_t)(end - off) - done,
-				  off + (off_t)done);
+ssize_t content_read(struct content_file *f, char *buf, size_t size, off_t off)
+{
+	struct content_cache *cc = f->cc;
+	size_t done = 0;
+	ssize_t len;
+	int fd, rc;
+
+	len = content_read_fd(f, size, off, &fd);
+	if (len <= 0)
+		return len;
+	while ((ssize_t)done < len) {
+		ssize_t n = pread(fd, buf + done, (size_t)len - done, off + (off_t)done);
 
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
 			rc = -errno;
 			pthread_mutex_lock(&cc->lock);
-			log_warn("cannot read the cache file of item '%s'", it->id);
+			log_warn("cannot read the cache file of item '%s'", f->it->id);
 			pthread_mutex_unlock(&cc->lock);
 			return rc;
 		}

@@ -48,6 +48,13 @@ int content_file_open(struct content_cache *cc, const struct drive_item *item,
  * item id), -ENOMEM, -ENOSPC when the local cache disk is full.
  */
 ssize_t content_read(struct content_file *f, char *buf, size_t size, off_t off);
+/*
+ * content_read() without the copy: make the bytes present and set *fd to
+ * the descriptor they can be read from at off (pread or splice; it stays
+ * open while f is).  Returns how many bytes are there (fewer only at EOF,
+ * or if a truncate shrinks the file meanwhile) or -errno as content_read.
+ */
+ssize_t content_read_fd(struct content_file *f, size_t size, off_t off, int *fd);
 void content_file_close(struct content_file *f);
 
 /*

@@ -69,29 +69,32 @@ struct fetch {
 	struct content_cache *cc;
 	struct content_item *it;
 	int64_t pos, end;             /* next byte to arrive; end of the range asked */
-	int64_t recorded;             /* bytes in [recorded, pos) are written, not yet in have */
+	int64_t written;              /* bytes in [written, pos) wait in buf */
+	int64_t recorded;             /* bytes in [recorded, written) are written, not yet in have */
+	char *buf;                    /* NULL: every piece is written as it comes */
+	size_t buf_size;
 	int64_t claim_end;            /* stream: bytes before this are ours (busy) */
 	int64_t skip_end;             /* stream: bytes before this are present: drop them */
 	int stream;
 };
 
 /*
- * Record [recorded, pos) as present (up to fetch_limit: beyond it a
+ * Record [recorded, written) as present (up to fetch_limit: beyond it a
  * truncate made the bytes local) and no longer busy, and wake whoever
  * waits for it.  Lock held.
  */
 static void fetch_record(struct fetch *f)
 {
 	struct content_item *it = f->it;
-	int64_t end = f->pos < it->fetch_limit ? f->pos : it->fetch_limit;
+	int64_t end = f->written < it->fetch_limit ? f->written : it->fetch_limit;
 
-	if (f->pos <= f->recorded)
+	if (f->written <= f->recorded)
 		return;
 	if (content_item_add_present(f->cc, it, f->recorded, end) == 0) {
 		it->unsaved = 1;
-		if (extent_set_remove(&it->busy, f->recorded, f->pos))
+		if (extent_set_remove(&it->busy, f->recorded, f->written))
 			extent_set_clear(&it->busy);    /* ENOMEM: waiters recheck */
-		f->recorded = f->pos;
+		f->recorded = f->written;
 		content_changed_wake(f->cc);
 	}
 }
@@ -171,16 +174,17 @@ static int pwrite_all(int fd, const char *data, size_t len, int64_t off)
 }
 
 /*
- * Write fetched bytes [f->pos, f->pos + len) into the data file, but only
- * where they are still missing and below fetch_limit: whatever a write or
- * truncate put there meanwhile is newer.  An item nobody writes (no
- * writer, no local change: both only change under io) takes the short way.
+ * Write fetched bytes [f->written, f->written + len) into the data file,
+ * but only where they are still missing and below fetch_limit: whatever a
+ * write or truncate put there meanwhile is newer.  An item nobody writes
+ * (no writer, no local change: both only change under io) takes the short
+ * way.
  */
 static int fetch_write(struct fetch *f, const char *data, size_t len)
 {
 	struct content_cache *cc = f->cc;
 	struct content_item *it = f->it;
-	int64_t pos = f->pos, end = f->pos + (int64_t)len;
+	int64_t pos = f->written, end = f->written + (int64_t)len;
 	int rc = 0;
 
 	pthread_mutex_lock(&it->io);
@@ -197,8 +201,8 @@ static int fetch_write(struct fetch *f, const char *data, size_t len)
 			break;
 		/* have only grows while io is held: the gap stays a gap without the lock. */
 		pthread_mutex_unlock(&cc->lock);
-		rc = pwrite_all(it->fd, data + (gap.start - f->pos), (size_t)(gap.end - gap.start),
-				gap.start);
+		rc = pwrite_all(it->fd, data + (gap.start - f->written),
+				(size_t)(gap.end - gap.start), gap.start);
 		pthread_mutex_lock(&cc->lock);
 		pos = gap.end;
 	}
@@ -206,8 +210,47 @@ static int fetch_write(struct fetch *f, const char *data, size_t len)
 out_unlock_io:
 	pthread_mutex_unlock(&it->io);
 	if (rc == 0)
-		f->pos = end;
+		f->written = end;
 	return rc;
+}
+
+/* Write what waits in f->buf.  Lock not held. */
+static int fetch_flush(struct fetch *f)
+{
+	if (f->pos == f->written)
+		return 0;
+	return fetch_write(f, f->buf, (size_t)(f->pos - f->written));
+}
+
+/*
+ * Take the next len bytes: into f->buf, written when it is full.  Page
+ * cache writes cost per call more than per byte, so the data file gets
+ * large pieces rather than each few kilobytes the network hands over.
+ */
+static int fetch_take(struct fetch *f, const char *data, size_t len)
+{
+	while (len > 0) {
+		size_t held = (size_t)(f->pos - f->written), n;
+		int rc;
+
+		if (!f->buf || (held == 0 && len >= f->buf_size)) {
+			rc = fetch_write(f, data, len);
+			if (rc == 0)
+				f->pos += (int64_t)len;
+			return rc;
+		}
+		n = f->buf_size - held < len ? f->buf_size - held : len;
+		memcpy(f->buf + held, data, n);
+		f->pos += (int64_t)n;
+		data += n;
+		len -= n;
+		if (held + n == f->buf_size) {
+			rc = fetch_flush(f);
+			if (rc)
+				return rc;
+		}
+	}
+	return 0;
 }
 
 static int fetch_sink(void *ctx, const char *data, size_t len)
@@ -221,6 +264,7 @@ static int fetch_sink(void *ctx, const char *data, size_t len)
 		size_t n = len;
 
 		if (f->stream && f->pos >= f->claim_end) {
+			/* f->buf is empty: a claim's end always flushes (below) */
 			rc = stream_claim(f);
 			if (rc)
 				return rc;
@@ -229,9 +273,9 @@ static int fetch_sink(void *ctx, const char *data, size_t len)
 			n = (size_t)(f->claim_end - f->pos);
 		if (f->pos < f->skip_end) {
 			f->pos += (int64_t)n;
-			f->recorded = f->pos;
+			f->written = f->recorded = f->pos;
 		} else {
-			rc = fetch_write(f, data, n);
+			rc = fetch_take(f, data, n);
 			if (rc)
 				return rc;
 		}
@@ -239,6 +283,9 @@ static int fetch_sink(void *ctx, const char *data, size_t len)
 		len -= n;
 		if (f->pos - f->recorded >= (f->stream ? STREAM_RECORD : CONTENT_BLOCK) ||
 		    f->pos == f->end || (f->stream && f->pos == f->claim_end)) {
+			rc = fetch_flush(f);
+			if (rc)
+				return rc;
 			pthread_mutex_lock(&f->cc->lock);
 			fetch_record(f);
 			rc = f->stream && (f->it->cancel || f->cc->stopping ||
@@ -299,11 +346,13 @@ static int fetch_run(struct fetch *f, char **err)
 	struct content_cache *cc = f->cc;
 	struct content_item *it = f->it;
 	char *url = NULL;
-	int rc, renewed = 0, resumed = 0;
+	int rc, flushed, renewed = 0, resumed = 0;
 
 	log_debug("%s of item '%s' from %" PRId64 " to %" PRId64, f->stream ? "stream" : "fetch",
 		  it->id, f->pos, f->end);
 	pthread_mutex_unlock(&cc->lock);
+	f->buf_size = f->stream ? STREAM_RECORD : CONTENT_BLOCK;
+	f->buf = malloc(f->buf_size);   /* without one, pieces are written as they come */
 	rc = fetch_url(cc, it, 0, &url, err);
 	while (rc == 0) {
 		int64_t start = f->pos;
@@ -329,10 +378,16 @@ static int fetch_run(struct fetch *f, char **err)
 		rc = fetch_url(cc, it, 1, &url, err);
 	}
 	free(url);
+	/* What arrived before a failure is good: keep it. */
+	flushed = fetch_flush(f);
+	if (flushed && (rc == 0 || rc == -ECANCELED))
+		rc = flushed;
+	free(f->buf);
+	f->buf = NULL;
 	pthread_mutex_lock(&cc->lock);
 
 	fetch_record(f);
-	if (extent_set_remove(&it->busy, f->pos, f->stream ? f->claim_end : f->end))
+	if (extent_set_remove(&it->busy, f->written, f->stream ? f->claim_end : f->end))
 		extent_set_clear(&it->busy);
 	content_changed_wake(cc);
 	if (rc == 0 && f->pos < f->end) {
@@ -356,8 +411,10 @@ static int fetch_run(struct fetch *f, char **err)
  * share the kernel's page cache, so one reader's requests may skip what
  * another's brought in); a long sequential run elsewhere replaces it; a
  * sequential run with no stream and less than a window present beyond
- * starts one.  Items with local changes do not stream: their reads fetch
- * on demand.  Lock held.
+ * starts one.  When a worker is free to take it at once, the new stream
+ * starts at off and the read waits for it: one request, one round trip,
+ * instead of the read's own fetch beside the stream.  Items with local
+ * changes do not stream: their reads fetch on demand.  Lock held.
  */
 void content_stream_note(struct content_cache *cc, struct content_file *f, int64_t off,
 			 int64_t fetch_end, int sequential)
@@ -366,6 +423,7 @@ void content_stream_note(struct content_cache *cc, struct content_file *f, int64
 	int64_t reach = f->window > STREAM_REACH ? f->window : STREAM_REACH;
 	struct content_stream_job *job;
 	struct extent gap;
+	int queued = 0, prompt;
 
 	if (it->streaming) {
 		if (it->stream_stop)
@@ -392,7 +450,10 @@ void content_stream_note(struct content_cache *cc, struct content_file *f, int64
 	if (!sequential || f->run < STREAM_AFTER || !cc->nworkers || cc->stopping ||
 	    it->local || it->writers)
 		return;
-	if (!extent_set_first_gap(&it->have, NULL, fetch_end, it->size, &gap) ||
+	for (job = cc->queue; job; job = job->next)
+		queued++;
+	prompt = cc->idle_workers > queued;
+	if (!extent_set_first_gap(&it->have, NULL, prompt ? off : fetch_end, it->size, &gap) ||
 	    gap.start - fetch_end >= f->window)
 		return;
 	job = calloc(1, sizeof(*job));
@@ -401,6 +462,7 @@ void content_stream_note(struct content_cache *cc, struct content_file *f, int64
 	job->it = it;
 	job->start = gap.start;
 	it->streaming = 1;
+	it->stream_prompt = prompt;
 	it->stream_stop = 0;
 	it->stream_start = it->stream_claim = gap.start;
 	it->seq_end = fetch_end;
@@ -426,6 +488,8 @@ void content_stream_cancel(struct content_cache *cc, struct content_item *it)
 		}
 		*pp = job->next;
 		job->it->streaming = 0;
+		job->it->stream_prompt = 0;
+		content_changed_wake(cc);       /* a reader waiting for it fetches itself */
 		content_item_unref(cc, job->it);
 		free(job);
 	}
@@ -444,17 +508,21 @@ static void *stream_worker(void *arg)
 		int rc;
 
 		if (!job) {
+			cc->idle_workers++;
 			pthread_cond_wait(&cc->work, &cc->lock);
+			cc->idle_workers--;
 			continue;
 		}
 		cc->queue = job->next;
 		if (!cc->queue)
 			cc->queue_tail = &cc->queue;
 		it = job->it;
+		it->stream_prompt = 0;
 		if (!it->cancel && !it->stream_stop) {
 			struct fetch f = {
 				.cc = cc, .it = it, .pos = job->start, .end = it->fetch_limit,
-				.recorded = job->start, .claim_end = job->start, .stream = 1,
+				.written = job->start, .recorded = job->start,
+				.claim_end = job->start, .stream = 1,
 			};
 
 			it->stream_running = 1;
@@ -470,6 +538,7 @@ static void *stream_worker(void *arg)
 			free(err);
 		}
 		it->streaming = 0;
+		content_changed_wake(cc);
 		content_item_unref(cc, it);
 		free(job);
 	}
@@ -536,14 +605,15 @@ static void note_failure(struct content_cache *cc, struct content_item *it, int 
 }
 
 /*
- * 1 when the running stream will reach pos soon enough that waiting beats
- * a request of our own.  Lock held.
+ * 1 when the stream, running or about to, will reach pos soon enough that
+ * waiting beats a request of our own.  Lock held.
  */
 int content_stream_will_reach(const struct content_item *it, int64_t pos)
 {
 	int64_t reach = it->ahead > STREAM_REACH ? it->ahead : STREAM_REACH;
 
-	return it->stream_running && pos >= it->stream_claim && pos - it->stream_claim < reach;
+	return (it->stream_running || it->stream_prompt) && pos >= it->stream_claim &&
+	       pos - it->stream_claim < reach;
 }
 
 int content_fetch_ensure(struct content_cache *cc, struct content_item *it, int64_t need_start,
@@ -581,7 +651,7 @@ int content_fetch_ensure(struct content_cache *cc, struct content_item *it, int6
 			return -EIO;    /* logged already */
 		if (extent_set_add(&it->busy, gap.start, gap.end))
 			return -ENOMEM;
-		f.pos = f.recorded = gap.start;
+		f.pos = f.written = f.recorded = gap.start;
 		f.end = gap.end;
 		rc = fetch_run(&f, &msg);
 		if (rc && !extent_set_covers(&it->have, need_start,

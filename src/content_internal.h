@@ -59,6 +59,7 @@ struct content_item {
 	int cancel;                   /* no handle left: the stream stops */
 	int streaming;                /* a stream is queued or running */
 	int stream_running;           /* ... and running: stream_claim is meaningful */
+	int stream_prompt;            /* ... or queued with a worker free to take it at once */
 	int stream_stop;              /* the stream is no longer wanted */
 	int64_t stream_start;         /* where it started */
 	int64_t stream_claim;         /* where its claimed bytes end */
@@ -131,6 +132,7 @@ struct content_cache {
 	struct content_failure failures[CONTENT_FAIL_SLOTS]; /* lock: by hash of the id */
 	pthread_t workers[CONTENT_WORKERS];
 	int nworkers;                 /* lock; started at the first open, after any fork */
+	int idle_workers;             /* lock: workers waiting for a job */
 	int workers_tried;            /* lock */
 };
 

@@ -48,6 +48,7 @@
 
 #define HTTP_DEFAULT_MAX_BODY (4u * 1024 * 1024)
 #define HTTP_POOL_MAX 16            /* idle easy handles kept */
+#define HTTP_SINK_BUFFER (256L * 1024)  /* curl's receive buffer for streamed bodies */
 #define HTTP_BACKOFF_FIRST 0.5      /* seconds */
 #define HTTP_BACKOFF_MAX 30.0
 #define HTTP_RETRY_AFTER_MAX 300.0  /* a longer Retry-After would hang FUSE calls */
@@ -932,6 +933,9 @@ static int perform_once(struct http_client *client, const struct http_request *r
 	curl_easy_setopt(t->curl, CURLOPT_HEADERDATA, t);
 	curl_easy_setopt(t->curl, CURLOPT_WRITEFUNCTION, write_cb);
 	curl_easy_setopt(t->curl, CURLOPT_WRITEDATA, t);
+	/* Streamed bodies (content) are large: fewer, larger reads from the socket. */
+	if (req->sink)
+		curl_easy_setopt(t->curl, CURLOPT_BUFFERSIZE, HTTP_SINK_BUFFER);
 	if (req->range_start >= 0 && req->range_end >= req->range_start) {
 		snprintf(range, sizeof(range), "%lld-%lld", (long long)req->range_start,
 			 (long long)req->range_end);

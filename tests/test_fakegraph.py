@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from urllib.parse import quote, urlencode, urlsplit
 
@@ -811,6 +812,31 @@ def test_fault_mid_body_stall(fake, token):
             r.read(10)
     finally:
         conn.close()
+
+
+def test_bandwidth_cap_shared_by_downloads(fake, token):
+    fake.seed(tree=[{"path": "a.bin", "content": {"size": 300000, "seed": 1}},
+                    {"path": "b.bin", "content": {"size": 300000, "seed": 2}}])
+    locs = [g(fake, token, "/me/drive/root:/%s:/content" % n).header("location")
+            for n in ("a.bin", "b.bin")]
+    fake.set_config(bandwidth=2000000)
+    t = time.time()
+    assert req("GET", locs[0]).body == fake.content("/a.bin")
+    assert time.time() - t >= 0.14                              # 300 kB at 2 MB/s
+    # two downloads at once share the link: 600 kB take 0.3 s in all
+    results = []
+    threads = [threading.Thread(target=lambda u=u: results.append(req("GET", u).body))
+               for u in locs]
+    t = time.time()
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(timeout=30)
+    assert time.time() - t >= 0.29
+    assert sorted(results) == sorted([fake.content("/a.bin"), fake.content("/b.bin")])
+    fake.set_config(bandwidth=0)
+    t = time.time()
+    assert req("GET", locs[0]).body == fake.content("/a.bin")
 
 
 # --------------------------------------------------------- server plumbing

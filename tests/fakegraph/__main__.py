@@ -1,7 +1,7 @@
 """CLI: run the fake Graph server until SIGTERM/SIGINT.
 
     python3 tests/fakegraph/__main__.py --port 0 --port-file FILE [--sample]
-        [--auto-approve] [--latency-ms N] [--page-size N] [--device-interval N]
+        [--auto-approve] [--latency-ms N] [--bandwidth BYTES_PER_S] [--page-size N] [--device-interval N]
         [--access-token-lifetime N] [--account personal|business] [--auto-consent] [--verbose]
     python3 -m tests.fakegraph ...   (from the repository root)
 
@@ -34,6 +34,8 @@ def main(argv=None):
     ap.add_argument("--sample", action="store_true", help="seed the sample drive")
     ap.add_argument("--auto-approve", action="store_true", help="approve device codes immediately")
     ap.add_argument("--latency-ms", type=float, default=0, help="delay added to every request")
+    ap.add_argument("--bandwidth", type=float, default=0,
+                    help="bytes per second all response bodies share (0: unlimited)")
     ap.add_argument("--page-size", type=int, default=200)
     ap.add_argument("--device-interval", type=int, default=5)
     ap.add_argument("--access-token-lifetime", type=int, default=3600)
@@ -55,6 +57,7 @@ def main(argv=None):
 
     fake = FakeGraph(port=args.port, sample=args.sample, verbose=args.verbose,
                      auto_approve=args.auto_approve, latency_ms=args.latency_ms,
+                     bandwidth=args.bandwidth,
                      page_size=args.page_size, device_interval=args.device_interval,
                      access_token_lifetime=args.access_token_lifetime, account=args.account,
                      auto_consent=args.auto_consent)

@@ -89,6 +89,7 @@ class Config:
         "auth_code_lifetime": 600,        # seconds an authorization code stays redeemable
         "download_url_lifetime": 3600,    # seconds a downloadUrl stays valid
         "latency_ms": 0,                  # added to every non-control request
+        "bandwidth": 0,                   # bytes/s all response bodies share (0: unlimited)
         "quota_total": 1 << 40,           # bytes (1 TiB)
         "simple_upload_max": 250 * 1024 * 1024,   # PUT content body limit (graph-docs 250 MB) -> 413
         "upload_session_lifetime": 900,   # seconds; extended by every accepted fragment

@@ -25,6 +25,11 @@ upload at 60 MiB, other Graph/upload requests at 16 MiB.  A larger body is
 read and discarded (never buffered) and the request is marked
 (req.oversize); the handler answers 413 / 400 as the service would.
 
+Bandwidth (config bandwidth, bytes per second, 0 = unlimited): the bodies
+of counted responses share one link of that speed, as a client's real
+connection to the service would; each piece of a body waits for its turn
+on the link before it is written.
+
 Requests carrying "X-Fakegraph-Peer: 1" come from the tests' second client
 (client.py, "another device"): no latency or faults apply to them and they
 are counted only in stats.peer_requests.
@@ -228,6 +233,33 @@ def fault_response(fake, req, kind, rule):
     return None
 
 
+class Link:
+    """The shared bandwidth cap: pieces of response bodies queue for one link."""
+    PIECE = 64 * 1024
+    BURST = 0.01        # seconds of link time a late writer may catch up on
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._free_at = 0.0
+
+    def write(self, wfile, data, rate):
+        """Write data to wfile no faster than rate bytes per second (0: at once)."""
+        if not rate:
+            wfile.write(data)
+            return
+        view = memoryview(data)
+        for pos in range(0, len(view), self.PIECE):
+            piece = view[pos:pos + self.PIECE]
+            with self._lock:
+                now = time.monotonic()
+                # a token bucket: the time spent writing is not lost to the link
+                self._free_at = max(now - self.BURST, self._free_at) + len(piece) / rate
+                wait = self._free_at - now
+            if wait > 0:
+                time.sleep(wait)
+            wfile.write(piece)
+
+
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "Microsoft-IIS/10.0"
@@ -380,18 +412,20 @@ class Handler(BaseHTTPRequestHandler):
         limit = half if truncate else None
         stall_at = half if stall_body_ms and not truncate else None
         sent = 0
+        rate = fake.config.bandwidth if counted else 0
+        link = self.server.link
         try:
             for chunk in resp.chunks():
                 if limit is not None:
                     chunk = chunk[:limit - sent]
                 if stall_at is not None and sent + len(chunk) >= stall_at:
                     cut = stall_at - sent
-                    self.wfile.write(chunk[:cut])
+                    link.write(self.wfile, chunk[:cut], rate)
                     sent += cut
                     time.sleep(stall_body_ms / 1000.0)
                     chunk, stall_at = chunk[cut:], None
                 if chunk:
-                    self.wfile.write(chunk)
+                    link.write(self.wfile, chunk, rate)
                     sent += len(chunk)
                 if limit is not None and sent >= limit:
                     break
@@ -411,6 +445,7 @@ class FakeHTTPServer(ThreadingHTTPServer):
 
     def __init__(self, addr, fake):
         self.fake = fake
+        self.link = Link()
         self._conns = set()
         self._conns_lock = threading.Lock()
         super().__init__(addr, Handler)
