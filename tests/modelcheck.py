@@ -68,14 +68,15 @@ Model semantics (what "the same" means)
   deadline.  No conflict copies may appear: there is no other device.
 - Faults (--faults): a thread injects, at random moments, 429 with
   Retry-After, 503, dropped connections, slow responses, stalled bodies,
-  access-token expiry, upload-session expiry and a full restart of the fake
-  server on the same port, keeping its state (FakeGraph.stop() then
-  start() on the same object with the port pinned; FakeGraph has no
-  restart() of its own).  Each episode hits a few requests only, and a
-  restart keeps the port closed for at most about 0.4 s (http.c gives up
-  on refused connections after about 0.6 s by design, so a longer outage
-  would fail a synchronous mkdir or rename as documented), so a client
-  that retries as documented absorbs every episode: no operation may fail
+  access-token expiry, upload-session expiry, a quick restart of the fake
+  server on the same port keeping its state (FakeGraph.go_down() and
+  come_back(); the port stays closed for at most about 0.3 s), a real
+  outage (closed for 1 to 4 s: the mount goes offline, journals every
+  change and replays it when its prober finds the fake again) and a freeze
+  (accepting but silent for 0.5 to 3 s, then every hanging request is
+  reset).  All files are written through the mount, so their bytes are
+  cached and readable offline; a client that behaves as documented
+  absorbs every episode: no operation may fail
   and nothing may differ at the end.  Injection pauses for the final
   settle.
 - --skip orphans / --skip case turn one check off (to look past a known
@@ -388,7 +389,8 @@ class Harness:
 
 
 # ============================================================ fault injector
-FAULT_KINDS = ["429", "503", "drop", "slow", "stall", "token-expiry", "upload-expiry", "restart"]
+FAULT_KINDS = ["429", "503", "drop", "slow", "stall", "token-expiry", "upload-expiry", "restart", "outage",
+               "freeze"]
 
 
 class FaultInjector(threading.Thread):
@@ -469,6 +471,16 @@ class FaultInjector(threading.Thread):
             # outage would fail synchronous operations (mkdir, rename...) as
             # documented rather than as a bug
             self.h.restart_fake(rng.uniform(0.0, 0.3))
+        elif kind == "outage":
+            # a real spell offline: the mount goes offline, journals every
+            # change and replays it when the prober finds the fake again
+            self.h.restart_fake(rng.uniform(1.0, 4.0))
+        elif kind == "freeze":
+            # accepting but silent; the thaw resets what hung
+            with self.h.fake_lock:
+                self.h.fake.freeze()
+                time.sleep(rng.uniform(0.5, 3.0))
+                self.h.fake.thaw()
         else:
             raise ValueError(kind)
 
