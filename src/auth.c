@@ -153,6 +153,28 @@ int auth_post_form(struct auth *a, const char *endpoint, const char *body,
 	return rc;
 }
 
+int auth_request_token(struct auth *a, const char *body, const char *unreadable,
+		       struct http_response *resp, struct auth_tokens *t,
+		       struct oauth_error *oe, char **err)
+{
+	int rc;
+
+	rc = auth_post_form(a, "token", body, resp);
+	if (rc < 0) {
+		util_set_err(err, auth_network_message(a, rc));
+		return rc;
+	}
+	if (resp->status != 200) {
+		auth_parse_oauth_error(resp, oe);
+		return 1;
+	}
+	if (auth_parse_token_response(resp->body, resp->body_len, t) < 0) {
+		util_set_err(err, strdup(unreadable));
+		return -EIO;
+	}
+	return 0;
+}
+
 /* "name=value&..." with each value form-escaped; NULL-terminated name/value pairs. */
 char *auth_form_body(const char *name, ...)
 {
@@ -396,21 +418,12 @@ static int do_refresh(struct auth *a, char **err)
 	if (!body)
 		return -ENOMEM;
 	log_debug("refreshing the access token");
-	rc = auth_post_form(a, "token", body, &resp);
+	/* no answer is not the user's fault: the caller retries later */
+	rc = auth_request_token(a, body, MSG_UNREADABLE_TOKEN, &resp, &t, &oe, err);
 	auth_free_secret(body);
-	if (rc < 0) {
-		/* no answer: not the user's fault, the caller retries later */
-		util_set_err(err, auth_network_message(a, rc));
+	if (rc < 0)
 		goto out_release;
-	}
-	if (resp.status == 200) {
-		rc = auth_parse_token_response(resp.body, resp.body_len, &t);
-		if (rc < 0) {
-			util_set_err(err, strdup("the sign-in service sent a token response that could "
-					    "not be read"));
-			rc = -EIO;
-			goto out_release;
-		}
+	if (rc == 0) {
 		expires_at = (int64_t)time(NULL) + t.expires_in;
 		pthread_mutex_lock(&a->lock);
 		/* the refresh token rotates: store the new one before anything else */
@@ -430,10 +443,8 @@ static int do_refresh(struct auth *a, char **err)
 		auth_free_secret(refresh);
 		auth_install_tokens(a, &t, expires_at);
 		log_debug("access token refreshed, valid for %ld s", t.expires_in);
-		rc = 0;
 		goto out_release;
 	}
-	auth_parse_oauth_error(&resp, &oe);
 	if ((resp.status == 400 || resp.status == 401) && oe.code[0] &&
 	    strcmp(oe.code, "temporarily_unavailable") != 0) {
 		/* refused: only an interactive sign-in can fix this */
@@ -520,20 +531,11 @@ static int fetch_app_token(struct auth *a, char **err)
 	if (!body)
 		return -ENOMEM;
 	log_debug("requesting an app-only access token");
-	rc = auth_post_form(a, "token", body, &resp);
+	rc = auth_request_token(a, body, MSG_UNREADABLE_TOKEN, &resp, &t, &oe, err);
 	auth_free_secret(body);
-	if (rc < 0) {
-		util_set_err(err, auth_network_message(a, rc));
+	if (rc < 0)
 		goto out_release;
-	}
-	if (resp.status == 200) {
-		rc = auth_parse_token_response(resp.body, resp.body_len, &t);
-		if (rc < 0) {
-			util_set_err(err, strdup("the sign-in service sent a token response that could "
-					    "not be read"));
-			rc = -EIO;
-			goto out_release;
-		}
+	if (rc == 0) {
 		auth_free_secret(t.refresh);   /* not expected; never used */
 		t.refresh = NULL;
 		expires_at = (int64_t)time(NULL) + t.expires_in;
@@ -541,7 +543,6 @@ static int fetch_app_token(struct auth *a, char **err)
 		log_debug("app-only access token valid for %ld s", t.expires_in);
 		goto out_release;
 	}
-	auth_parse_oauth_error(&resp, &oe);
 	msg = auth_describe_error(a, resp.status, &oe);
 	if ((resp.status == 400 || resp.status == 401) &&
 	    strcmp(oe.code, "temporarily_unavailable") != 0) {

@@ -489,24 +489,15 @@ static int redeem_code(struct auth *a, const char *code, const char *redirect_ur
 	auth_free_secret(secret);
 	if (!body)
 		return -ENOMEM;
-	rc = auth_post_form(a, "token", body, &resp);
+	rc = auth_request_token(a, body, MSG_UNREADABLE_TOKEN "; nothing was stored", &resp, &t,
+				&oe, err);
 	auth_free_secret(body);
-	if (rc < 0) {
-		util_set_err(err, auth_network_message(a, rc));
+	if (rc < 0)
 		goto out_release;
-	}
-	if (resp.status == 200) {
-		rc = auth_parse_token_response(resp.body, resp.body_len, &t);
-		if (rc < 0) {
-			util_set_err(err, strdup("the sign-in service sent a token response that could "
-					    "not be read; nothing was stored"));
-			rc = -EIO;
-			goto out_release;
-		}
+	if (rc == 0) {
 		rc = auth_save_signin(a, &t, err);
 		goto out_release;
 	}
-	auth_parse_oauth_error(&resp, &oe);
 	util_set_err(err, describe_redeem_error(a, resp.status, &oe));
 	rc = -EACCES;
 out_release:

@@ -161,27 +161,15 @@ int auth_login_device_code(struct auth *a, FILE *out, char **err)
 			rc = -ETIMEDOUT;
 			break;
 		}
-		rc = auth_post_form(a, "token", body, &resp);
-		if (rc < 0) {
-			util_set_err(err, auth_network_message(a, rc));
-			auth_release_response(&resp);
+		rc = auth_request_token(a, body, MSG_UNREADABLE_TOKEN, &resp, &t, &oe, err);
+		status = resp.status;
+		auth_release_response(&resp);
+		if (rc < 0)
 			break;
-		}
-		if (resp.status == 200) {
-			rc = auth_parse_token_response(resp.body, resp.body_len, &t);
-			auth_release_response(&resp);
-			if (rc < 0) {
-				util_set_err(err, strdup("the sign-in service sent a token response that "
-						    "could not be read"));
-				rc = -EIO;
-				break;
-			}
+		if (rc == 0) {
 			rc = auth_save_signin(a, &t, err);
 			break;
 		}
-		auth_parse_oauth_error(&resp, &oe);
-		status = resp.status;
-		auth_release_response(&resp);
 		if (strcmp(oe.code, "authorization_pending") == 0)
 			continue;
 		if (strcmp(oe.code, "slow_down") == 0) {
