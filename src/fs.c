@@ -739,6 +739,28 @@ static int listing_fresh(struct fs_context *ctx, uint64_t dir_ino)
 	return fresh;
 }
 
+/* What every open does first (fs_internal.h), for reading and for writing alike. */
+int fs_open_begin(struct fs_context *ctx, fuse_ino_t ino, struct cache_entry *e,
+		  struct fs_file **h)
+{
+	int rc;
+
+	rc = cache_get(ctx->cache, ino, e);
+	if (rc)
+		return fs_stale(rc);
+	if (fs_alias_take(ctx->state, ino))
+		rc = -ESTALE;   /* maybe through a stale dentry: the kernel retries */
+	else if (e->item.is_dir)
+		rc = -EISDIR;
+	else if (e->item.is_package)
+		rc = -EOPNOTSUPP;
+	else if (!(*h = calloc(1, sizeof(**h))))
+		rc = -ENOMEM;
+	if (rc)
+		cache_entry_release(e);
+	return rc;
+}
+
 static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct fs_context *ctx = fs_ctx(req);
@@ -750,27 +772,10 @@ static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fs_open_write(req, ino, fi);
 		return;
 	}
-	rc = cache_get(ctx->cache, ino, &e);
+	rc = fs_open_begin(ctx, ino, &e, &h);
 	if (rc) {
-		fs_reply_failure(req, fs_stale(rc));
+		fs_reply_failure(req, rc);
 		return;
-	}
-	if (fs_alias_take(ctx->state, ino)) {
-		rc = -ESTALE;   /* maybe through a stale dentry: the kernel retries */
-		goto out_release;
-	}
-	if (e.item.is_dir) {
-		rc = -EISDIR;
-		goto out_release;
-	}
-	if (e.item.is_package) {
-		rc = -EOPNOTSUPP;
-		goto out_release;
-	}
-	h = calloc(1, sizeof(*h));
-	if (!h) {
-		rc = -ENOMEM;
-		goto out_release;
 	}
 	/* cache.c may keep a listed URL; it is only as fresh as its listing. */
 	if (e.item.download_url && !listing_fresh(ctx, e.parent_ino)) {
