@@ -164,12 +164,8 @@ int fs_feature_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t
 out_reply:
 	if (rc)
 		fs_reply_failure(req, rc);
-	else if (size == 0)
-		fuse_reply_xattr(req, strlen(value));
-	else if (size < strlen(value))
-		fuse_reply_err(req, ERANGE);
 	else
-		fuse_reply_buf(req, value, strlen(value));
+		fs_reply_xattr_data(req, value, strlen(value), size);
 	free(value);
 	free(err);
 	return 1;

@@ -228,6 +228,15 @@ void fs_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t n
 void fs_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length,
 		  struct fuse_file_info *fi);
 
+/* fs_xattr.c: the user.onedrive.* attributes of every item. */
+void fs_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size);
+void fs_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size);
+void fs_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
+		 size_t size, int flags);
+void fs_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name);
+/* Reply with len bytes of data the xattr way: size 0 asks for the length only. */
+void fs_reply_xattr_data(fuse_req_t req, const char *data, size_t len, size_t size);
+
 /* fs_features.c: versions, restore, copy and link attributes (see its header). */
 /* 1 when name is one of its attributes (the request is answered), else 0. */
 int fs_feature_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size);
