@@ -80,9 +80,18 @@ $(BUILD)/%.o: src/%.c $(wildcard src/*.h) $(BUILD)/.flags
 	@mkdir -p $(BUILD)
 	$(QUIET_CC)$(CC) $(ALL_CFLAGS) -Isrc -c -o $@ $<
 
-$(BUILD)/tests/%: tests/unit/%.c tests/unit/unit.h $(LIB) $(BUILD)/.flags
+# tests/unit/fixture.c (shared set-up of the cache and content tests) is
+# linked into every unit test; only those that call it pull in its code.
+$(BUILD)/tests/fixture.o: tests/unit/fixture.c tests/unit/fixture.h $(wildcard src/*.h) \
+		$(BUILD)/.flags
 	@mkdir -p $(BUILD)/tests
-	$(QUIET_LINK)$(CC) $(ALL_CFLAGS) -Isrc -Itests/unit -o $@ $< $(LIB) $(ALL_LDFLAGS) $(PKG_LIBS)
+	$(QUIET_CC)$(CC) $(ALL_CFLAGS) -Isrc -Itests/unit -c -o $@ $<
+
+$(BUILD)/tests/%: tests/unit/%.c tests/unit/unit.h tests/unit/fixture.h $(BUILD)/tests/fixture.o \
+		$(LIB) $(BUILD)/.flags
+	@mkdir -p $(BUILD)/tests
+	$(QUIET_LINK)$(CC) $(ALL_CFLAGS) -Isrc -Itests/unit -o $@ $< $(BUILD)/tests/fixture.o \
+		$(LIB) $(ALL_LDFLAGS) $(PKG_LIBS)
 
 check-unit: $(UNIT_BINS) check-fuzz-corpus
 	@set -e; for t in $(UNIT_BINS); do $$t; done
