@@ -270,6 +270,21 @@ int cache_fetch_batch(struct cache *c, enum stmt_id id, const char *what,
 	return ret;
 }
 
+/* Without the lock: fn may call back into the cache. */
+int cache_hand_batch(struct cache_entry *batch, size_t n, cache_entry_fn fn, void *ctx,
+		     uint64_t *after_ino)
+{
+	int ret = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		*after_ino = batch[i].ino;
+		if (ret == 0)
+			ret = fn(ctx, &batch[i]);
+		cache_entry_release(&batch[i]);
+	}
+	return ret;
+}
+
 /* Look up the inode of an item id: 0, -ENOENT or -EIO. */
 int cache_ino_of_id(struct cache *c, const char *id, uint64_t *ino)
 {
@@ -831,12 +846,7 @@ int cache_list_children(struct cache *c, uint64_t dir_ino, uint64_t after_ino,
 			return ret;
 		}
 		first = 0;
-		for (size_t i = 0; i < n; i++) {
-			after_ino = batch[i].ino;
-			if (ret == 0)
-				ret = fn(ctx, &batch[i]);
-			cache_entry_release(&batch[i]);
-		}
+		ret = cache_hand_batch(batch, n, fn, ctx, &after_ino);
 		if (ret != 0 || n < CACHE_LIST_BATCH)
 			return ret;
 	}

@@ -350,12 +350,7 @@ int cache_list_dirty(struct cache *c, cache_entry_fn fn, void *ctx)
 
 		if (ret < 0)
 			return ret;
-		for (size_t i = 0; i < n; i++) {
-			after_ino = batch[i].ino;
-			if (ret == 0)
-				ret = fn(ctx, &batch[i]);
-			cache_entry_release(&batch[i]);
-		}
+		ret = cache_hand_batch(batch, n, fn, ctx, &after_ino);
 		if (ret != 0 || n < CACHE_LIST_BATCH)
 			return ret;
 	}
