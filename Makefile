@@ -80,9 +80,18 @@ $(BUILD)/%.o: src/%.c $(wildcard src/*.h) $(BUILD)/.flags
 	@mkdir -p $(BUILD)
 	$(QUIET_CC)$(CC) $(ALL_CFLAGS) -Isrc -c -o $@ $<
 
-$(BUILD)/tests/%: tests/unit/%.c tests/unit/unit.h $(LIB) $(BUILD)/.flags
+# tests/unit/fixture.c (shared set-up of the cache and content tests) is
+# linked into every unit test; only those that call it pull in its code.
+$(BUILD)/tests/fixture.o: tests/unit/fixture.c tests/unit/fixture.h $(wildcard src/*.h) \
+		$(BUILD)/.flags
 	@mkdir -p $(BUILD)/tests
-	$(QUIET_LINK)$(CC) $(ALL_CFLAGS) -Isrc -Itests/unit -o $@ $< $(LIB) $(ALL_LDFLAGS) $(PKG_LIBS)
+	$(QUIET_CC)$(CC) $(ALL_CFLAGS) -Isrc -Itests/unit -c -o $@ $<
+
+$(BUILD)/tests/%: tests/unit/%.c tests/unit/unit.h tests/unit/fixture.h $(BUILD)/tests/fixture.o \
+		$(LIB) $(BUILD)/.flags
+	@mkdir -p $(BUILD)/tests
+	$(QUIET_LINK)$(CC) $(ALL_CFLAGS) -Isrc -Itests/unit -o $@ $< $(BUILD)/tests/fixture.o \
+		$(LIB) $(ALL_LDFLAGS) $(PKG_LIBS)
 
 check-unit: $(UNIT_BINS) check-fuzz-corpus
 	@set -e; for t in $(UNIT_BINS); do $$t; done
@@ -127,11 +136,11 @@ FUZZ_ARGS ?=
 FUZZ_BUILD := build-fuzz
 FUZZ_TARGETS := graph_item graph_drive graph_time errmap auth_token config names extent
 
-FUZZ_SRCS_graph_item := graph.c http.c auth.c auth_store.c config.c errmap.c item.c
+FUZZ_SRCS_graph_item := graph.c http.c auth.c auth_store.c config.c errmap.c item.c util.c
 FUZZ_SRCS_graph_drive := $(FUZZ_SRCS_graph_item)
 FUZZ_SRCS_graph_time := $(FUZZ_SRCS_graph_item)
 FUZZ_SRCS_errmap := errmap.c names.c
-FUZZ_SRCS_auth_token := auth.c auth_store.c http.c config.c errmap.c
+FUZZ_SRCS_auth_token := auth.c auth_store.c http.c config.c errmap.c util.c
 FUZZ_SRCS_config := config.c
 FUZZ_SRCS_names := names.c
 FUZZ_SRCS_extent := extent.c

@@ -13,7 +13,6 @@
     within poll_interval + 1 s)
 """
 
-import argparse
 import json
 import os
 import statistics
@@ -25,7 +24,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from benchlib import Report, Timer, Workspace, fmt_s, graph_requests, log, top_labels  # noqa: E402
+from benchlib import (Report, Timer, Workspace, bench_parser, fmt_s, graph_requests,  # noqa: E402
+                      log, top_labels)
 
 FOLDERS = 1000
 FILES_PER_FOLDER = 10
@@ -120,12 +120,9 @@ def run(latency_ms=50, keep=False):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--latency-ms", type=float, default=50)
-    ap.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    ap = bench_parser(__doc__)
     a = ap.parse_args()
-    rep = run(a.latency_ms, a.keep)
-    return 0 if all(ok for _, ok in rep.goals) else 1
+    return run(a.latency_ms, a.keep).exit_status()
 
 
 if __name__ == "__main__":

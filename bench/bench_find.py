@@ -18,7 +18,6 @@ polls would also count as requests); bench_delta.py measures the first
 mount filled from delta next to the same walk.
 """
 
-import argparse
 import json
 import subprocess
 import sys
@@ -27,7 +26,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from benchlib import Report, Timer, Workspace, fmt_s, graph_requests, log, top_labels  # noqa: E402
+from benchlib import (Report, Timer, Workspace, bench_parser, fmt_s, graph_requests,  # noqa: E402
+                      log, top_labels)
 
 FOLDERS = 1000
 FILES_PER_FOLDER = 10
@@ -135,13 +135,10 @@ def run(latency_ms=50, dir_ttl=3600, keep=False):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--latency-ms", type=float, default=50)
+    ap = bench_parser(__doc__)
     ap.add_argument("--dir-ttl", type=int, default=3600)
-    ap.add_argument("--keep", action="store_true", help="keep the temporary folder")
     a = ap.parse_args()
-    rep = run(a.latency_ms, a.dir_ttl, a.keep)
-    return 0 if all(ok for _, ok in rep.goals) else 1
+    return run(a.latency_ms, a.dir_ttl, a.keep).exit_status()
 
 
 if __name__ == "__main__":

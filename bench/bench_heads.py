@@ -10,7 +10,6 @@ baseline    what was asked for (200 x 64 KiB), and, for time, curl asking
 figure      bytes the server sent / bytes asked (goal: at most 2)
 """
 
-import argparse
 import os
 import subprocess
 import sys
@@ -18,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from benchlib import (MiB, Report, Timer, Workspace, curl_download, fmt_s,  # noqa: E402
+from benchlib import (MiB, Report, Timer, Workspace, bench_parser, curl_download, fmt_s,  # noqa: E402
                       graph_requests, log, top_labels, write_auth_header)
 
 FILES = 200
@@ -81,12 +80,9 @@ def run(latency_ms=50, keep=False):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--latency-ms", type=float, default=50)
-    ap.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    ap = bench_parser(__doc__)
     a = ap.parse_args()
-    rep = run(a.latency_ms, a.keep)
-    return 0 if all(ok for _, ok in rep.goals) else 1
+    return run(a.latency_ms, a.keep).exit_status()
 
 
 if __name__ == "__main__":

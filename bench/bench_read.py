@@ -14,14 +14,13 @@ MB/s (repeatable, 0 = unlimited) caps the link the server's responses share
 and runs the measurement once per cap, each with its own fake and mount.
 """
 
-import argparse
 import os
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from benchlib import (MiB, Report, Timer, Workspace, curl_download, fmt_s,  # noqa: E402
+from benchlib import (MiB, Report, Timer, Workspace, bench_parser, curl_download, fmt_s,  # noqa: E402
                       graph_requests, log, top_labels, write_auth_header)
 
 SIZE = 256 * MiB
@@ -103,14 +102,11 @@ def run_one(rep, latency_ms, keep, mbs):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--latency-ms", type=float, default=50)
-    ap.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    ap = bench_parser(__doc__)
     ap.add_argument("--bandwidth", type=float, action="append", metavar="MBPS",
                     help="cap the server's link at MBPS MB/s (repeatable; 0 = unlimited)")
     a = ap.parse_args()
-    rep = run(a.latency_ms, a.keep, a.bandwidth or (0,))
-    return 0 if all(ok for _, ok in rep.goals) else 1
+    return run(a.latency_ms, a.keep, a.bandwidth or (0,)).exit_status()
 
 
 if __name__ == "__main__":

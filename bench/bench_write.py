@@ -28,7 +28,6 @@ requests) and upload_chunk=10 MiB (the default, set explicitly so that
 curl uses the same size); --workers N sets upload_workers (default 4).
 """
 
-import argparse
 import json
 import os
 import random
@@ -42,7 +41,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from benchlib import (MiB, BenchError, Report, Timer, Workspace, fmt_s,  # noqa: E402
+from benchlib import (MiB, BenchError, Report, Timer, Workspace, bench_parser, fmt_s,  # noqa: E402
                       log, top_labels, write_auth_header)
 
 CHUNK = 10 * MiB                 # upload_chunk: the daemon's default, given to both
@@ -380,18 +379,15 @@ def run(latency_ms=50, keep=False, parts=None, workers=None):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = bench_parser(__doc__, keep_help="keep the temporary folders")
     ap.add_argument("parts", nargs="*", metavar="PART", help="cp, tar or rss (default: all)")
-    ap.add_argument("--latency-ms", type=float, default=50)
-    ap.add_argument("--keep", action="store_true", help="keep the temporary folders")
     ap.add_argument("--workers", type=int, metavar="N",
                     help="upload_workers for the mounts (default: the daemon's, 4)")
     a = ap.parse_args()
     for p in a.parts:
         if p not in BENCHES:
             ap.error("unknown part '%s': choose from %s" % (p, ", ".join(PARTS)))
-    rep = run(a.latency_ms, a.keep, a.parts, a.workers)
-    return 0 if all(ok for _, ok in rep.goals) else 1
+    return run(a.latency_ms, a.keep, a.parts, a.workers).exit_status()
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ Every benchmark makes its own temporary folder, fake server and cache, so
 they do not disturb each other or your own ~/.cache/onedrivefs.
 """
 
+import argparse
 import json
 import os
 import shutil
@@ -255,6 +256,18 @@ class Report:
     def goal(self, text, ok):
         self.goals.append((text, ok))
         log("  goal: %-38s %s" % (text, "met" if ok else "NOT MET"))
+
+    def exit_status(self):
+        """0 when every goal is met, else 1."""
+        return 0 if all(ok for _, ok in self.goals) else 1
+
+
+def bench_parser(doc, keep_help="keep the temporary folder"):
+    """The command line every bench_*.py run alone starts from: --latency-ms, --keep."""
+    ap = argparse.ArgumentParser(description=doc.split("\n")[0])
+    ap.add_argument("--latency-ms", type=float, default=50)
+    ap.add_argument("--keep", action="store_true", help=keep_help)
+    return ap
 
 
 class Workspace:

@@ -34,6 +34,7 @@
 #include "errmap.h"
 #include "http.h"
 #include "log.h"
+#include "util.h"
 
 #define TOKEN_BODY_MAX (1024 * 1024)
 #define MAX_THREAD_SLEEP 60        /* re-check the wall clock at least this often (suspend) */
@@ -42,29 +43,6 @@
 #define RETRY_MAX 300
 #define MIN_REFRESH_GAP 10         /* seconds between background refreshes, at least */
 
-
-static char *format(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static char *format(const char *fmt, ...)
-{
-	va_list ap;
-	char *s;
-
-	va_start(ap, fmt);
-	if (vasprintf(&s, fmt, ap) < 0)
-		s = NULL;
-	va_end(ap);
-	return s;
-}
-
-static void set_err(char **err, char *msg)
-{
-	if (!err) {
-		free(msg);
-		return;
-	}
-	free(*err);
-	*err = msg;
-}
 
 void auth_free_secret(char *s)
 {
@@ -159,7 +137,7 @@ int auth_post_form(struct auth *a, const char *endpoint, const char *body,
 	char *url;
 	int rc;
 
-	url = format("%s/%s/oauth2/v2.0/%s", a->cfg->auth_url, a->cfg->tenant, endpoint);
+	url = util_format("%s/%s/oauth2/v2.0/%s", a->cfg->auth_url, a->cfg->tenant, endpoint);
 	if (!url) {
 		memset(resp, 0, sizeof(*resp));
 		return -ENOMEM;
@@ -175,6 +153,28 @@ int auth_post_form(struct auth *a, const char *endpoint, const char *body,
 	return rc;
 }
 
+int auth_request_token(struct auth *a, const char *body, const char *unreadable,
+		       struct http_response *resp, struct auth_tokens *t,
+		       struct oauth_error *oe, char **err)
+{
+	int rc;
+
+	rc = auth_post_form(a, "token", body, resp);
+	if (rc < 0) {
+		util_set_err(err, auth_network_message(a, rc));
+		return rc;
+	}
+	if (resp->status != 200) {
+		auth_parse_oauth_error(resp, oe);
+		return 1;
+	}
+	if (auth_parse_token_response(resp->body, resp->body_len, t) < 0) {
+		util_set_err(err, strdup(unreadable));
+		return -EIO;
+	}
+	return 0;
+}
+
 /* "name=value&..." with each value form-escaped; NULL-terminated name/value pairs. */
 char *auth_form_body(const char *name, ...)
 {
@@ -188,7 +188,7 @@ char *auth_form_body(const char *name, ...)
 		if (!value)
 			continue;   /* an optional field (client_secret) that is not set */
 		esc = http_form_escape(value ? value : "");
-		next = esc ? format("%s%s%s=%s", body, *body ? "&" : "", name, esc) : NULL;
+		next = esc ? util_format("%s%s%s=%s", body, *body ? "&" : "", name, esc) : NULL;
 		auth_free_secret(esc);
 		auth_free_secret(body);
 		body = next;
@@ -244,30 +244,30 @@ char *auth_describe_error(struct auth *a, long status, const struct oauth_error 
 
 	aadsts_suffix(oe, ax, sizeof(ax));
 	if (strcmp(oe->aadsts, "700016") == 0 || strcmp(code, "unauthorized_client") == 0)
-		return format("the app '%s' was not found or may not sign in at tenant '%s' "
+		return util_format("the app '%s' was not found or may not sign in at tenant '%s' "
 			      "(%s%s): check client_id and tenant", cfg->client_id, cfg->tenant,
 			      code[0] ? code : "unauthorized_client", ax);
 	if (strcmp(oe->aadsts, "50194") == 0)
-		return format("the app '%s' is single-tenant and cannot use tenant '%s' (%s%s): "
+		return util_format("the app '%s' is single-tenant and cannot use tenant '%s' (%s%s): "
 			      "set tenant to your tenant id or domain", cfg->client_id,
 			      cfg->tenant, code, ax);
 	if (strcmp(oe->aadsts, "700025") == 0)
-		return format("the app '%s' is a public client and must not send a secret "
+		return util_format("the app '%s' is a public client and must not send a secret "
 			      "(invalid_client%s): remove client_secret and client_secret_file",
 			      cfg->client_id, ax);
 	if (strcmp(oe->aadsts, "7000215") == 0)
-		return format("the service refused the client secret of app '%s' "
+		return util_format("the service refused the client secret of app '%s' "
 			      "(invalid_client%s): check client_secret_file; secrets expire, make a "
 			      "new one in the app registration", cfg->client_id, ax);
 	if (strcmp(oe->aadsts, "7000218") == 0)
-		return format("the app '%s' needs a client secret, or 'Allow public client flows' "
+		return util_format("the app '%s' needs a client secret, or 'Allow public client flows' "
 			      "in its registration (invalid_client%s): set client_secret_file",
 			      cfg->client_id, ax);
 	if (strcmp(oe->aadsts, "9001023") == 0 || strcmp(oe->aadsts, "50059") == 0)
-		return format("app-only sign-in needs the tenant id or domain, not '%s' (%s%s): "
+		return util_format("app-only sign-in needs the tenant id or domain, not '%s' (%s%s): "
 			      "set tenant=<your tenant id or domain>", cfg->tenant, code, ax);
 	if (strcmp(code, "invalid_client") == 0)
-		return format("the service refused client_id '%s' (invalid_client%s): check "
+		return util_format("the service refused client_id '%s' (invalid_client%s): check "
 			      "client_id and that the app registration allows public client flows",
 			      cfg->client_id, ax);
 	if (strcmp(code, "authorization_declined") == 0)
@@ -275,37 +275,37 @@ char *auth_describe_error(struct auth *a, long status, const struct oauth_error 
 	if (strcmp(code, "expired_token") == 0)
 		return strdup("the code expired before sign-in finished; run 'onedrivefs login' again");
 	if (strcmp(code, "bad_verification_code") == 0)
-		return format("the service did not recognise the device code (bad_verification_code%s); "
+		return util_format("the service did not recognise the device code (bad_verification_code%s); "
 			      "run 'onedrivefs login' again", ax);
 	if (strcmp(code, "invalid_scope") == 0)
-		return format("the service refused the scopes '%s' (invalid_scope%s): check the "
+		return util_format("the service refused the scopes '%s' (invalid_scope%s): check the "
 			      "scopes setting", cfg->scopes, ax);
 	if (needs_login(code))
-		return format(MSG_EXPIRED " (the service said: %s%s)", code, ax);
+		return util_format(MSG_EXPIRED " (the service said: %s%s)", code, ax);
 	if (strcmp(oe->aadsts, "90002") == 0)
-		return format("tenant '%s' was not found (%s%s): check the tenant setting",
+		return util_format("tenant '%s' was not found (%s%s): check the tenant setting",
 			      cfg->tenant, code, ax);
 	if (strcmp(oe->aadsts, "50020") == 0 || strcmp(oe->aadsts, "9002332") == 0)
-		return format("this account cannot sign in at tenant '%s' (%s%s): a personal "
+		return util_format("this account cannot sign in at tenant '%s' (%s%s): a personal "
 			      "Microsoft account needs tenant common or consumers, a work or school "
 			      "account common, organizations or its organization's tenant",
 			      cfg->tenant, code, ax);
 	if (strcmp(code, "invalid_request") == 0)
-		return format("the service rejected the sign-in request (invalid_request%s): check "
+		return util_format("the service rejected the sign-in request (invalid_request%s): check "
 			      "client_id and tenant", ax);
 	if (strcmp(code, "temporarily_unavailable") == 0)
-		return format("the sign-in service is temporarily unavailable (%s%s): try again "
+		return util_format("the sign-in service is temporarily unavailable (%s%s): try again "
 			      "in a minute", code, ax);
 	if (code[0])
-		return format("sign-in failed: the service said '%s'%s (HTTP %ld)", code, ax, status);
-	return format("sign-in failed: the service answered HTTP %ld", status);
+		return util_format("sign-in failed: the service said '%s'%s (HTTP %ld)", code, ax, status);
+	return util_format("sign-in failed: the service answered HTTP %ld", status);
 }
 
 char *auth_network_message(struct auth *a, int rc)
 {
 	char host[256], ebuf[128];
 
-	return format("cannot reach '%s': %s", url_host(a->cfg->auth_url, host, sizeof(host)),
+	return util_format("cannot reach '%s': %s", url_host(a->cfg->auth_url, host, sizeof(host)),
 		      log_errstr(rc, ebuf, sizeof(ebuf)));
 }
 
@@ -402,7 +402,7 @@ static int do_refresh(struct auth *a, char **err)
 	refresh = a->refresh_token ? strdup(a->refresh_token) : NULL;
 	pthread_mutex_unlock(&a->lock);
 	if (!refresh) {
-		set_err(err, strdup(MSG_NOT_SIGNED_IN));
+		util_set_err(err, strdup(MSG_NOT_SIGNED_IN));
 		return -EACCES;
 	}
 	rc = auth_client_secret(a, &secret, err);
@@ -418,21 +418,12 @@ static int do_refresh(struct auth *a, char **err)
 	if (!body)
 		return -ENOMEM;
 	log_debug("refreshing the access token");
-	rc = auth_post_form(a, "token", body, &resp);
+	/* no answer is not the user's fault: the caller retries later */
+	rc = auth_request_token(a, body, MSG_UNREADABLE_TOKEN, &resp, &t, &oe, err);
 	auth_free_secret(body);
-	if (rc < 0) {
-		/* no answer: not the user's fault, the caller retries later */
-		set_err(err, auth_network_message(a, rc));
+	if (rc < 0)
 		goto out_release;
-	}
-	if (resp.status == 200) {
-		rc = auth_parse_token_response(resp.body, resp.body_len, &t);
-		if (rc < 0) {
-			set_err(err, strdup("the sign-in service sent a token response that could "
-					    "not be read"));
-			rc = -EIO;
-			goto out_release;
-		}
+	if (rc == 0) {
 		expires_at = (int64_t)time(NULL) + t.expires_in;
 		pthread_mutex_lock(&a->lock);
 		/* the refresh token rotates: store the new one before anything else */
@@ -452,10 +443,8 @@ static int do_refresh(struct auth *a, char **err)
 		auth_free_secret(refresh);
 		auth_install_tokens(a, &t, expires_at);
 		log_debug("access token refreshed, valid for %ld s", t.expires_in);
-		rc = 0;
 		goto out_release;
 	}
-	auth_parse_oauth_error(&resp, &oe);
 	if ((resp.status == 400 || resp.status == 401) && oe.code[0] &&
 	    strcmp(oe.code, "temporarily_unavailable") != 0) {
 		/* refused: only an interactive sign-in can fix this */
@@ -468,11 +457,11 @@ static int do_refresh(struct auth *a, char **err)
 		pthread_mutex_unlock(&a->lock);
 		if (log_it)
 			log_error("%s", msg ? msg : MSG_EXPIRED);
-		set_err(err, msg);
+		util_set_err(err, msg);
 		rc = -EACCES;
 		goto out_release;
 	}
-	set_err(err, auth_describe_error(a, resp.status, &oe));
+	util_set_err(err, auth_describe_error(a, resp.status, &oe));
 	rc = resp.status == 503 || strcmp(oe.code, "temporarily_unavailable") == 0 ? -EAGAIN : -EIO;
 out_release:
 	auth_release_response(&resp);
@@ -525,14 +514,14 @@ static int fetch_app_token(struct auth *a, char **err)
 	int rc, log_it;
 
 	if (!a->cfg->client_id) {
-		set_err(err, strdup("no client_id set: client_credentials needs the app's client_id"));
+		util_set_err(err, strdup("no client_id set: client_credentials needs the app's client_id"));
 		return -EINVAL;
 	}
 	rc = auth_client_secret(a, &secret, err);
 	if (rc < 0)
 		return rc;
 	if (!secret) {
-		set_err(err, strdup("auth=client_credentials needs client_secret_file (or "
+		util_set_err(err, strdup("auth=client_credentials needs client_secret_file (or "
 				    "client_secret)"));
 		return -EINVAL;
 	}
@@ -542,20 +531,11 @@ static int fetch_app_token(struct auth *a, char **err)
 	if (!body)
 		return -ENOMEM;
 	log_debug("requesting an app-only access token");
-	rc = auth_post_form(a, "token", body, &resp);
+	rc = auth_request_token(a, body, MSG_UNREADABLE_TOKEN, &resp, &t, &oe, err);
 	auth_free_secret(body);
-	if (rc < 0) {
-		set_err(err, auth_network_message(a, rc));
+	if (rc < 0)
 		goto out_release;
-	}
-	if (resp.status == 200) {
-		rc = auth_parse_token_response(resp.body, resp.body_len, &t);
-		if (rc < 0) {
-			set_err(err, strdup("the sign-in service sent a token response that could "
-					    "not be read"));
-			rc = -EIO;
-			goto out_release;
-		}
+	if (rc == 0) {
 		auth_free_secret(t.refresh);   /* not expected; never used */
 		t.refresh = NULL;
 		expires_at = (int64_t)time(NULL) + t.expires_in;
@@ -563,7 +543,6 @@ static int fetch_app_token(struct auth *a, char **err)
 		log_debug("app-only access token valid for %ld s", t.expires_in);
 		goto out_release;
 	}
-	auth_parse_oauth_error(&resp, &oe);
 	msg = auth_describe_error(a, resp.status, &oe);
 	if ((resp.status == 400 || resp.status == 401) &&
 	    strcmp(oe.code, "temporarily_unavailable") != 0) {
@@ -580,7 +559,7 @@ static int fetch_app_token(struct auth *a, char **err)
 	} else {
 		rc = resp.status == 503 ? -EAGAIN : -EIO;
 	}
-	set_err(err, msg);
+	util_set_err(err, msg);
 out_release:
 	auth_release_response(&resp);
 	return rc;
@@ -593,7 +572,7 @@ int auth_save_signin(struct auth *a, struct auth_tokens *t, char **err)
 
 	if (!t->refresh) {
 		auth_tokens_release(t);
-		set_err(err, strdup("the service gave no refresh token: add offline_access to "
+		util_set_err(err, strdup("the service gave no refresh token: add offline_access to "
 				    "scopes; nothing was stored"));
 		return -EINVAL;
 	}
@@ -623,10 +602,10 @@ static int refresh_if_due(struct auth *a, char **err)
 	due = !a->access_token || a->expires_at - now <= a->ahead;
 	pthread_mutex_unlock(&a->lock);
 	if (state == AUTH_EXPIRED) {
-		set_err(err, strdup(MSG_EXPIRED));
+		util_set_err(err, strdup(MSG_EXPIRED));
 		rc = -EACCES;
 	} else if (state == AUTH_NONE) {
-		set_err(err, strdup(MSG_NOT_SIGNED_IN));
+		util_set_err(err, strdup(MSG_NOT_SIGNED_IN));
 		rc = -EACCES;
 	} else if (due) {
 		rc = do_refresh(a, err);
@@ -668,7 +647,7 @@ int auth_access_token(struct auth *a, char **token, char **err)
 		}
 	} else if (rc == 0) {
 		rc = -EIO;
-		set_err(err, strdup("the sign-in service gave an access token that has already expired"));
+		util_set_err(err, strdup("the sign-in service gave an access token that has already expired"));
 	}
 	pthread_mutex_unlock(&a->lock);
 	return rc;
@@ -686,7 +665,7 @@ int auth_refresh(struct auth *a, const char *stale, char **err)
 	pthread_mutex_lock(&a->lock);
 	if (a->state == AUTH_EXPIRED) {
 		pthread_mutex_unlock(&a->lock);
-		set_err(err, strdup(MSG_EXPIRED));
+		util_set_err(err, strdup(MSG_EXPIRED));
 		rc = -EACCES;
 		goto out_unlock;
 	}

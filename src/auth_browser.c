@@ -34,6 +34,7 @@
 #include "config.h"
 #include "http.h"
 #include "log.h"
+#include "util.h"
 
 extern char **environ;
 
@@ -41,29 +42,6 @@ extern char **environ;
 #define REQUEST_MAX 8192         /* the redirect request head */
 #define REQUEST_TIMEOUT 10       /* seconds a connection may take to send it */
 #define PARAM_MAX 4096           /* one query value (codes are ~1 KB) */
-
-static char *format(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static char *format(const char *fmt, ...)
-{
-	va_list ap;
-	char *s;
-
-	va_start(ap, fmt);
-	if (vasprintf(&s, fmt, ap) < 0)
-		s = NULL;
-	va_end(ap);
-	return s;
-}
-
-static void set_err(char **err, char *msg)
-{
-	if (!err) {
-		free(msg);
-		return;
-	}
-	free(*err);
-	*err = msg;
-}
 
 /* ---- PKCE ---------------------------------------------------------------- */
 
@@ -184,11 +162,11 @@ static int listener_open(struct listener *l, long want_port, char **err)
 	rc = listen_on(AF_INET, (int)want_port, &fd, &port);
 	if (rc < 0) {
 		if (want_port)
-			set_err(err, format("cannot listen on localhost port %ld for the sign-in "
+			util_set_err(err, util_format("cannot listen on localhost port %ld for the sign-in "
 					    "answer: %s (set redirect_port to a free port, or 0)",
 					    want_port, log_errstr(rc, ebuf, sizeof(ebuf))));
 		else
-			set_err(err, format("cannot listen on localhost for the sign-in answer: %s",
+			util_set_err(err, util_format("cannot listen on localhost for the sign-in answer: %s",
 					    log_errstr(rc, ebuf, sizeof(ebuf))));
 		return rc;
 	}
@@ -350,12 +328,12 @@ static void send_page(int fd, int status, int ok, const char *text)
 {
 	char *esc = html_escape(text ? text : ""), *page, *resp;
 
-	page = format("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">"
+	page = util_format("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">"
 		      "<title>onedrivefs sign-in</title></head>\n<body>\n<h1 id=\"%s\">%s</h1>\n"
 		      "<p id=\"message\">%s</p>\n</body></html>\n", ok ? "success" : "error",
 		      ok ? "Signed in to onedrivefs" : "onedrivefs sign-in failed",
 		      esc ? esc : "");
-	resp = page ? format("HTTP/1.1 %d %s\r\nContent-Type: text/html; charset=utf-8\r\n"
+	resp = page ? util_format("HTTP/1.1 %d %s\r\nContent-Type: text/html; charset=utf-8\r\n"
 			     "Content-Length: %zu\r\nCache-Control: no-store\r\n"
 			     "Connection: close\r\n\r\n%s", status,
 			     status == 200 ? "OK" : status == 404 ? "Not Found" : "Bad Request",
@@ -387,7 +365,7 @@ static int wait_redirect(struct listener *l, struct redirect *r, char **err)
 	for (;;) {
 		clock_gettime(CLOCK_MONOTONIC, &now);
 		if (now.tv_sec >= deadline) {
-			set_err(err, strdup("no answer from the browser within 10 minutes; run "
+			util_set_err(err, strdup("no answer from the browser within 10 minutes; run "
 					    "'onedrivefs login' again (nothing was stored)"));
 			return -ETIMEDOUT;
 		}
@@ -465,9 +443,9 @@ static char *describe_redirect_error(const struct redirect *r)
 			code[i] = '?';
 	aadsts_of(r->error_description, ax, sizeof(ax));
 	if (strcmp(code, "access_denied") == 0)
-		return format("sign-in was cancelled in the browser (access_denied%s%s); nothing "
+		return util_format("sign-in was cancelled in the browser (access_denied%s%s); nothing "
 			      "was stored", ax[0] ? ", AADSTS" : "", ax);
-	return format("sign-in failed in the browser: the service said '%s'%s%s; nothing was "
+	return util_format("sign-in failed in the browser: the service said '%s'%s%s; nothing was "
 		      "stored", code, ax[0] ? ", AADSTS" : "", ax);
 }
 
@@ -485,7 +463,7 @@ static char *describe_redeem_error(struct auth *a, long status, const struct oau
 		return strdup("the authorization code expired before it was redeemed "
 			      "(invalid_grant, AADSTS70008): run 'onedrivefs login' again");
 	if (strcmp(oe->code, "invalid_grant") == 0)
-		return format("the service refused the authorization code (invalid_grant%s%s): it "
+		return util_format("the service refused the authorization code (invalid_grant%s%s): it "
 			      "was issued for another app or redirect URI; run 'onedrivefs login' "
 			      "again (nothing was stored)", oe->aadsts[0] ? ", AADSTS" : "",
 			      oe->aadsts);
@@ -511,25 +489,16 @@ static int redeem_code(struct auth *a, const char *code, const char *redirect_ur
 	auth_free_secret(secret);
 	if (!body)
 		return -ENOMEM;
-	rc = auth_post_form(a, "token", body, &resp);
+	rc = auth_request_token(a, body, MSG_UNREADABLE_TOKEN "; nothing was stored", &resp, &t,
+				&oe, err);
 	auth_free_secret(body);
-	if (rc < 0) {
-		set_err(err, auth_network_message(a, rc));
+	if (rc < 0)
 		goto out_release;
-	}
-	if (resp.status == 200) {
-		rc = auth_parse_token_response(resp.body, resp.body_len, &t);
-		if (rc < 0) {
-			set_err(err, strdup("the sign-in service sent a token response that could "
-					    "not be read; nothing was stored"));
-			rc = -EIO;
-			goto out_release;
-		}
+	if (rc == 0) {
 		rc = auth_save_signin(a, &t, err);
 		goto out_release;
 	}
-	auth_parse_oauth_error(&resp, &oe);
-	set_err(err, describe_redeem_error(a, resp.status, &oe));
+	util_set_err(err, describe_redeem_error(a, resp.status, &oe));
 	rc = -EACCES;
 out_release:
 	auth_release_response(&resp);
@@ -545,7 +514,7 @@ static char *authorize_url(struct auth *a, const char *redirect_uri, const struc
 	ruri = http_form_escape(redirect_uri);
 	scope = http_form_escape(cfg->scopes);
 	if (cid && ruri && scope)
-		url = format("%s/%s/oauth2/v2.0/authorize?client_id=%s&response_type=code"
+		url = util_format("%s/%s/oauth2/v2.0/authorize?client_id=%s&response_type=code"
 			     "&redirect_uri=%s&response_mode=query&scope=%s&state=%s"
 			     "&code_challenge=%s&code_challenge_method=S256", cfg->auth_url,
 			     cfg->tenant, cid, ruri, scope, p->state, p->challenge);
@@ -585,12 +554,12 @@ int auth_login_browser(struct auth *a, FILE *out, int open_browser, char **err)
 	if (err)
 		*err = NULL;
 	if (!a->cfg->client_id) {
-		set_err(err, strdup("no client_id set: register an app and set client_id "
+		util_set_err(err, strdup("no client_id set: register an app and set client_id "
 				    "(see README)"));
 		return -EINVAL;
 	}
 	if (pkce_init(&p) < 0) {
-		set_err(err, strdup("cannot make the PKCE secret: the random number generator "
+		util_set_err(err, strdup("cannot make the PKCE secret: the random number generator "
 				    "failed"));
 		return -EIO;
 	}
@@ -622,11 +591,11 @@ int auth_login_browser(struct auth *a, FILE *out, int open_browser, char **err)
 	}
 	if (!r.state || strcmp(r.state, p.state) != 0) {
 		/* not the answer to our request: maybe forged, never redeemed */
-		set_err(err, strdup("the browser's answer does not belong to this sign-in (state "
+		util_set_err(err, strdup("the browser's answer does not belong to this sign-in (state "
 				    "mismatch): run 'onedrivefs login' again (nothing was stored)"));
 		rc = -EACCES;
 	} else if (r.error) {
-		set_err(err, describe_redirect_error(&r));
+		util_set_err(err, describe_redirect_error(&r));
 		rc = -EACCES;
 	} else {
 		rc = redeem_code(a, r.code, redirect_uri, &p, err);

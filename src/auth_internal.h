@@ -19,6 +19,7 @@
 
 #define MSG_NOT_SIGNED_IN "not signed in: run 'onedrivefs login' first"
 #define MSG_EXPIRED "sign-in expired or was revoked: run 'onedrivefs login'"
+#define MSG_UNREADABLE_TOKEN "the sign-in service sent a token response that could not be read"
 #define AUTH_REFRESH_AHEAD 300     /* refresh when fewer seconds remain */
 
 struct auth {
@@ -61,6 +62,15 @@ int auth_post_form(struct auth *a, const char *endpoint, const char *body,
 /* "name=value&..." with values form-escaped; NULL-terminated pairs; NULL values skipped. */
 char *auth_form_body(const char *name, ...);
 void auth_parse_oauth_error(const struct http_response *resp, struct oauth_error *oe);
+/*
+ * POST body to the token endpoint and read the answer.  0: a token answer,
+ * now in *t (the caller owns it); 1: the service said no, *oe holds why;
+ * -errno: no usable answer, *err says why (unreadable: that sentence).
+ * The caller releases *resp in every case.
+ */
+int auth_request_token(struct auth *a, const char *body, const char *unreadable,
+		       struct http_response *resp, struct auth_tokens *t,
+		       struct oauth_error *oe, char **err);
 /* One sentence (malloc'd) for a token-endpoint error. */
 char *auth_describe_error(struct auth *a, long status, const struct oauth_error *oe);
 /* "cannot reach '<identity host>': <why>" (malloc'd). */

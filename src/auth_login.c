@@ -22,18 +22,9 @@
 #include "config.h"
 #include "http.h"
 #include "log.h"
+#include "util.h"
 
 #define DEVICE_CODE_MAX_SECONDS 86400  /* cap on a device code's lifetime and poll interval */
-
-static void set_err(char **err, char *msg)
-{
-	if (!err) {
-		free(msg);
-		return;
-	}
-	free(*err);
-	*err = msg;
-}
 
 /* Print service text, replacing control characters (no terminal escapes from the network). */
 static void print_clean(FILE *out, const char *s)
@@ -82,12 +73,12 @@ static int request_device_code(struct auth *a, FILE *out, struct device_code *dc
 	rc = auth_post_form(a, "devicecode", body, &resp);
 	free(body);
 	if (rc < 0) {
-		set_err(err, auth_network_message(a, rc));
+		util_set_err(err, auth_network_message(a, rc));
 		goto out_release;
 	}
 	if (resp.status != 200) {
 		auth_parse_oauth_error(&resp, &oe);
-		set_err(err, auth_describe_error(a, resp.status, &oe));
+		util_set_err(err, auth_describe_error(a, resp.status, &oe));
 		rc = -EACCES;
 		goto out_release;
 	}
@@ -97,7 +88,7 @@ static int request_device_code(struct auth *a, FILE *out, struct device_code *dc
 	uri = root ? auth_json_str(root, "verification_uri") : NULL;
 	message = root ? auth_json_str(root, "message") : NULL;
 	if (!code || !user_code || !uri) {
-		set_err(err, strdup("the sign-in service sent a device code response that could "
+		util_set_err(err, strdup("the sign-in service sent a device code response that could "
 				    "not be read"));
 		rc = -EIO;
 		goto out_free_json;
@@ -147,7 +138,7 @@ int auth_login_device_code(struct auth *a, FILE *out, char **err)
 	if (err)
 		*err = NULL;
 	if (!a->cfg->client_id) {
-		set_err(err, strdup("no client_id set: register an app and set client_id "
+		util_set_err(err, strdup("no client_id set: register an app and set client_id "
 				    "(see README)"));
 		return -EINVAL;
 	}
@@ -165,39 +156,27 @@ int auth_login_device_code(struct auth *a, FILE *out, char **err)
 		/* never poll faster than asked (AADSTS50196 "loop detected") */
 		sleep_seconds(dc.interval);
 		if (monotonic_now() > deadline) {
-			set_err(err, strdup("the code expired before sign-in finished; run "
+			util_set_err(err, strdup("the code expired before sign-in finished; run "
 					    "'onedrivefs login' again"));
 			rc = -ETIMEDOUT;
 			break;
 		}
-		rc = auth_post_form(a, "token", body, &resp);
-		if (rc < 0) {
-			set_err(err, auth_network_message(a, rc));
-			auth_release_response(&resp);
+		rc = auth_request_token(a, body, MSG_UNREADABLE_TOKEN, &resp, &t, &oe, err);
+		status = resp.status;
+		auth_release_response(&resp);
+		if (rc < 0)
 			break;
-		}
-		if (resp.status == 200) {
-			rc = auth_parse_token_response(resp.body, resp.body_len, &t);
-			auth_release_response(&resp);
-			if (rc < 0) {
-				set_err(err, strdup("the sign-in service sent a token response that "
-						    "could not be read"));
-				rc = -EIO;
-				break;
-			}
+		if (rc == 0) {
 			rc = auth_save_signin(a, &t, err);
 			break;
 		}
-		auth_parse_oauth_error(&resp, &oe);
-		status = resp.status;
-		auth_release_response(&resp);
 		if (strcmp(oe.code, "authorization_pending") == 0)
 			continue;
 		if (strcmp(oe.code, "slow_down") == 0) {
 			dc.interval += 5;   /* RFC 8628 3.5 */
 			continue;
 		}
-		set_err(err, auth_describe_error(a, status, &oe));
+		util_set_err(err, auth_describe_error(a, status, &oe));
 		rc = -EACCES;
 		break;
 	}

@@ -25,31 +25,9 @@
 #include "auth_internal.h"
 #include "config.h"
 #include "log.h"
+#include "util.h"
 
 #define TOKEN_FILE_MAX (1024 * 1024)
-
-static char *format(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static char *format(const char *fmt, ...)
-{
-	va_list ap;
-	char *s;
-
-	va_start(ap, fmt);
-	if (vasprintf(&s, fmt, ap) < 0)
-		s = NULL;
-	va_end(ap);
-	return s;
-}
-
-static void set_err(char **err, char *msg)
-{
-	if (!err) {
-		free(msg);
-		return;
-	}
-	free(*err);
-	*err = msg;
-}
 
 static int write_all(int fd, const char *data, size_t len)
 {
@@ -73,7 +51,7 @@ static int write_file_atomic(const char *dir, const char *path, const char *data
 	char *tmp;
 	int fd, dfd, rc;
 
-	tmp = format("%s.tmp.%ld", path, (long)getpid());
+	tmp = util_format("%s.tmp.%ld", path, (long)getpid());
 	if (!tmp)
 		return -ENOMEM;
 	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
@@ -123,7 +101,7 @@ int auth_store_tokens(struct auth *a, const char *access, const char *refresh,
 		return -ENOMEM;
 	rc = config_mkdirs(cfg->config_dir, 0700);
 	if (rc < 0) {
-		set_err(err, format("cannot create folder '%s': %s", cfg->config_dir,
+		util_set_err(err, util_format("cannot create folder '%s': %s", cfg->config_dir,
 				    log_errstr(rc, ebuf, sizeof(ebuf))));
 		goto out_free_path;
 	}
@@ -142,7 +120,7 @@ int auth_store_tokens(struct auth *a, const char *access, const char *refresh,
 	}
 	rc = write_file_atomic(cfg->config_dir, path, text, strlen(text));
 	if (rc < 0) {
-		set_err(err, format("cannot store tokens in '%s': %s", path,
+		util_set_err(err, util_format("cannot store tokens in '%s': %s", path,
 				    log_errstr(rc, ebuf, sizeof(ebuf))));
 		goto out_free_text;
 	}
@@ -222,15 +200,15 @@ int auth_load_file(struct auth *a, char **err)
 	if (fd < 0) {
 		rc = -errno;
 		if (rc == -ENOENT)
-			set_err(err, strdup(MSG_NOT_SIGNED_IN));
+			util_set_err(err, strdup(MSG_NOT_SIGNED_IN));
 		else
-			set_err(err, format("cannot read '%s': %s", path,
+			util_set_err(err, util_format("cannot read '%s': %s", path,
 					    log_errstr(rc, ebuf, sizeof(ebuf))));
 		goto out_free_path;
 	}
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
 		rc = -EINVAL;
-		set_err(err, format("'%s' is not a regular file: remove it and run "
+		util_set_err(err, util_format("'%s' is not a regular file: remove it and run "
 				    "'onedrivefs login'", path));
 		goto out_close;
 	}
@@ -242,7 +220,7 @@ int auth_load_file(struct auth *a, char **err)
 	}
 	rc = read_capped(fd, TOKEN_FILE_MAX, &text, &len);
 	if (rc < 0) {
-		set_err(err, format("cannot read '%s': %s", path,
+		util_set_err(err, util_format("cannot read '%s': %s", path,
 				    log_errstr(rc, ebuf, sizeof(ebuf))));
 		goto out_close;
 	}
@@ -252,13 +230,13 @@ int auth_load_file(struct auth *a, char **err)
 	exp = root ? json_object_get(root, "expires_at") : NULL;
 	if (!access || !refresh || !*refresh || !json_is_integer(exp)) {
 		rc = -EINVAL;
-		set_err(err, format("'%s' is damaged: run 'onedrivefs login' again", path));
+		util_set_err(err, util_format("'%s' is damaged: run 'onedrivefs login' again", path));
 		goto out_free_json;
 	}
 	client_id = auth_json_str(root, "client_id");
 	if (!client_id || !cfg->client_id || strcmp(client_id, cfg->client_id) != 0) {
 		rc = -ENOENT;
-		set_err(err, format("not signed in with client_id '%s' (the tokens in '%s' belong "
+		util_set_err(err, util_format("not signed in with client_id '%s' (the tokens in '%s' belong "
 				    "to another app): run 'onedrivefs login' first",
 				    cfg->client_id ? cfg->client_id : "", path));
 		goto out_free_json;
@@ -267,7 +245,7 @@ int auth_load_file(struct auth *a, char **err)
 	auth_url = auth_json_str(root, "auth_url");
 	if (!auth_url || strcmp(auth_url, cfg->auth_url) != 0) {
 		rc = -ENOENT;
-		set_err(err, format("not signed in at '%s' (the tokens in '%s' came from '%s'): "
+		util_set_err(err, util_format("not signed in at '%s' (the tokens in '%s' came from '%s'): "
 				    "run 'onedrivefs login' first", cfg->auth_url, path,
 				    auth_url ? auth_url : "elsewhere"));
 		goto out_free_json;
@@ -324,26 +302,26 @@ int auth_client_secret(struct auth *a, char **secret, char **err)
 	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	if (fd < 0) {
 		rc = -errno;
-		set_err(err, format("cannot read the client secret file '%s': %s", path,
+		util_set_err(err, util_format("cannot read the client secret file '%s': %s", path,
 				    log_errstr(rc, ebuf, sizeof(ebuf))));
 		return rc;
 	}
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
 		rc = -EINVAL;
-		set_err(err, format("the client secret file '%s' is not a regular file", path));
+		util_set_err(err, util_format("the client secret file '%s' is not a regular file", path));
 		goto out_close;
 	}
 	if (st.st_mode & 077) {
 		/* a secret others can read is no secret: refuse, do not fix silently */
 		rc = -EACCES;
-		set_err(err, format("the client secret file '%s' can be read by other users (mode "
+		util_set_err(err, util_format("the client secret file '%s' can be read by other users (mode "
 				    "%04o): run 'chmod 600 %s'", path,
 				    (unsigned)(st.st_mode & 07777), path));
 		goto out_close;
 	}
 	rc = read_capped(fd, SECRET_FILE_MAX, &text, &len);
 	if (rc < 0) {
-		set_err(err, format("cannot read the client secret file '%s': %s", path,
+		util_set_err(err, util_format("cannot read the client secret file '%s': %s", path,
 				    log_errstr(rc, ebuf, sizeof(ebuf))));
 		goto out_close;
 	}
@@ -353,7 +331,7 @@ int auth_client_secret(struct auth *a, char **secret, char **err)
 	if (len == 0 || strcspn(text, "\r\n") != len) {
 		auth_free_secret(text);
 		rc = -EINVAL;
-		set_err(err, format("the client secret file '%s' must hold the secret on one line",
+		util_set_err(err, util_format("the client secret file '%s' must hold the secret on one line",
 				    path));
 		goto out_close;
 	}
@@ -380,7 +358,7 @@ int auth_delete_tokens(const struct odfs_config *cfg, int *existed, char **err)
 		}
 	} else if (errno != ENOENT) {
 		rc = -errno;
-		set_err(err, format("cannot remove '%s': %s", path, log_errstr(rc, ebuf, sizeof(ebuf))));
+		util_set_err(err, util_format("cannot remove '%s': %s", path, log_errstr(rc, ebuf, sizeof(ebuf))));
 	}
 	free(path);
 	return rc;

@@ -243,6 +243,48 @@ int cache_fetch_entry(struct cache *c, enum stmt_id id, struct cache_entry *out)
 	return ret;
 }
 
+/*
+ * Run a prepared entry SELECT (parameters bound) and copy its rows, at most
+ * CACHE_LIST_BATCH, into batch; on failure none are left in it.
+ */
+int cache_fetch_batch(struct cache *c, enum stmt_id id, const char *what,
+		      struct cache_entry *batch, size_t *n)
+{
+	sqlite3_stmt *st = c->stmt[id];
+	int rc, ret = 0;
+
+	*n = 0;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		ret = cache_entry_from_row(st, &batch[*n]);
+		if (ret < 0)
+			break;
+		(*n)++;
+	}
+	if (ret == 0 && rc != SQLITE_DONE)
+		ret = cache_db_fail(c, rc, what);
+	sqlite3_reset(st);
+	if (ret < 0) {
+		while (*n)
+			cache_entry_release(&batch[--*n]);
+	}
+	return ret;
+}
+
+/* Without the lock: fn may call back into the cache. */
+int cache_hand_batch(struct cache_entry *batch, size_t n, cache_entry_fn fn, void *ctx,
+		     uint64_t *after_ino)
+{
+	int ret = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		*after_ino = batch[i].ino;
+		if (ret == 0)
+			ret = fn(ctx, &batch[i]);
+		cache_entry_release(&batch[i]);
+	}
+	return ret;
+}
+
 /* Look up the inode of an item id: 0, -ENOENT or -EIO. */
 int cache_ino_of_id(struct cache *c, const char *id, uint64_t *ino)
 {
@@ -765,27 +807,14 @@ static int list_batch(struct cache *c, uint64_t dir_ino, uint64_t after_ino,
 		      struct cache_entry *batch, size_t *n)
 {
 	sqlite3_stmt *st = c->stmt[ST_LIST];
-	int rc, ret = 0;
+	int ret;
 
-	*n = 0;
 	pthread_mutex_lock(&c->lock);
 	sqlite3_bind_int64(st, 1, (sqlite3_int64)dir_ino);
 	sqlite3_bind_int64(st, 2, (sqlite3_int64)after_ino);
 	sqlite3_bind_int(st, 3, CACHE_LIST_BATCH);
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		ret = cache_entry_from_row(st, &batch[*n]);
-		if (ret < 0)
-			break;
-		(*n)++;
-	}
-	if (ret == 0 && rc != SQLITE_DONE)
-		ret = cache_db_fail(c, rc, "list a folder");
-	sqlite3_reset(st);
+	ret = cache_fetch_batch(c, ST_LIST, "list a folder", batch, n);
 	pthread_mutex_unlock(&c->lock);
-	if (ret < 0) {
-		while (*n)
-			cache_entry_release(&batch[--*n]);
-	}
 	return ret;
 }
 
@@ -817,12 +846,7 @@ int cache_list_children(struct cache *c, uint64_t dir_ino, uint64_t after_ino,
 			return ret;
 		}
 		first = 0;
-		for (size_t i = 0; i < n; i++) {
-			after_ino = batch[i].ino;
-			if (ret == 0)
-				ret = fn(ctx, &batch[i]);
-			cache_entry_release(&batch[i]);
-		}
+		ret = cache_hand_batch(batch, n, fn, ctx, &after_ino);
 		if (ret != 0 || n < CACHE_LIST_BATCH)
 			return ret;
 	}

@@ -51,6 +51,20 @@ int cache_finish(struct cache *c, int ret);
 int cache_entry_from_row(sqlite3_stmt *st, struct cache_entry *e);
 /* Run a prepared entry SELECT (parameters bound) for at most one row. */
 int cache_fetch_entry(struct cache *c, enum stmt_id id, struct cache_entry *out);
+/*
+ * Run a prepared entry SELECT (parameters bound) and copy up to
+ * CACHE_LIST_BATCH rows into batch (*n of them, the caller owns them);
+ * on failure -errno and none are left.
+ */
+int cache_fetch_batch(struct cache *c, enum stmt_id id, const char *what,
+		      struct cache_entry *batch, size_t *n);
+/*
+ * Called WITHOUT c->lock: hand the n entries of batch to fn in turn until
+ * it returns non-zero (that is the result, else 0), releasing every entry;
+ * *after_ino becomes the last entry's inode.
+ */
+int cache_hand_batch(struct cache_entry *batch, size_t n, cache_entry_fn fn, void *ctx,
+		     uint64_t *after_ino);
 /* The inode of an item id: 0, -ENOENT or -EIO. */
 int cache_ino_of_id(struct cache *c, const char *id, uint64_t *ino);
 int cache_remove_tree(struct cache *c, uint64_t ino);

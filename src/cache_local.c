@@ -329,26 +329,13 @@ int cache_update_remote(struct cache *c, uint64_t ino, const struct drive_item *
 static int dirty_batch(struct cache *c, uint64_t after_ino, struct cache_entry *batch, size_t *n)
 {
 	sqlite3_stmt *st = c->stmt[ST_LIST_DIRTY];
-	int rc, ret = 0;
+	int ret;
 
-	*n = 0;
 	pthread_mutex_lock(&c->lock);
 	sqlite3_bind_int64(st, 1, (sqlite3_int64)after_ino);
 	sqlite3_bind_int(st, 2, CACHE_LIST_BATCH);
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		ret = cache_entry_from_row(st, &batch[*n]);
-		if (ret < 0)
-			break;
-		(*n)++;
-	}
-	if (ret == 0 && rc != SQLITE_DONE)
-		ret = cache_db_fail(c, rc, "list local changes");
-	sqlite3_reset(st);
+	ret = cache_fetch_batch(c, ST_LIST_DIRTY, "list local changes", batch, n);
 	pthread_mutex_unlock(&c->lock);
-	if (ret < 0) {
-		while (*n)
-			cache_entry_release(&batch[--*n]);
-	}
 	return ret;
 }
 
@@ -363,12 +350,7 @@ int cache_list_dirty(struct cache *c, cache_entry_fn fn, void *ctx)
 
 		if (ret < 0)
 			return ret;
-		for (size_t i = 0; i < n; i++) {
-			after_ino = batch[i].ino;
-			if (ret == 0)
-				ret = fn(ctx, &batch[i]);
-			cache_entry_release(&batch[i]);
-		}
+		ret = cache_hand_batch(batch, n, fn, ctx, &after_ino);
 		if (ret != 0 || n < CACHE_LIST_BATCH)
 			return ret;
 	}

@@ -7,8 +7,8 @@
  * concurrent callers wait for the one in flight).  Bytes come from
  * content.c.  Inode numbers are the cache's row ids, stable across
  * remounts, so forget needs no bookkeeping.  The write operations live in
- * fs_write.c (content) and fs_names.c (names); this file keeps the reading
- * side and the operations table.
+ * fs_write.c (content) and fs_names.c (names), the extended attributes in
+ * fs_xattr.c; this file keeps the reading side and the operations table.
  *
  * While delta.c follows remote changes (poll_interval > 0), a folder listed
  * once stays fresh whatever its age: changes arrive through delta, which
@@ -739,6 +739,28 @@ static int listing_fresh(struct fs_context *ctx, uint64_t dir_ino)
 	return fresh;
 }
 
+/* What every open does first (fs_internal.h), for reading and for writing alike. */
+int fs_open_begin(struct fs_context *ctx, fuse_ino_t ino, struct cache_entry *e,
+		  struct fs_file **h)
+{
+	int rc;
+
+	rc = cache_get(ctx->cache, ino, e);
+	if (rc)
+		return fs_stale(rc);
+	if (fs_alias_take(ctx->state, ino))
+		rc = -ESTALE;   /* maybe through a stale dentry: the kernel retries */
+	else if (e->item.is_dir)
+		rc = -EISDIR;
+	else if (e->item.is_package)
+		rc = -EOPNOTSUPP;
+	else if (!(*h = calloc(1, sizeof(**h))))
+		rc = -ENOMEM;
+	if (rc)
+		cache_entry_release(e);
+	return rc;
+}
+
 static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct fs_context *ctx = fs_ctx(req);
@@ -750,27 +772,10 @@ static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fs_open_write(req, ino, fi);
 		return;
 	}
-	rc = cache_get(ctx->cache, ino, &e);
+	rc = fs_open_begin(ctx, ino, &e, &h);
 	if (rc) {
-		fs_reply_failure(req, fs_stale(rc));
+		fs_reply_failure(req, rc);
 		return;
-	}
-	if (fs_alias_take(ctx->state, ino)) {
-		rc = -ESTALE;   /* maybe through a stale dentry: the kernel retries */
-		goto out_release;
-	}
-	if (e.item.is_dir) {
-		rc = -EISDIR;
-		goto out_release;
-	}
-	if (e.item.is_package) {
-		rc = -EOPNOTSUPP;
-		goto out_release;
-	}
-	h = calloc(1, sizeof(*h));
-	if (!h) {
-		rc = -ENOMEM;
-		goto out_release;
 	}
 	/* cache.c may keep a listed URL; it is only as fresh as its listing. */
 	if (e.item.download_url && !listing_fresh(ctx, e.parent_ino)) {
@@ -817,178 +822,6 @@ static void fs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	bv.buf[0].fd = fd;
 	bv.buf[0].pos = off;
 	fuse_reply_data(req, &bv, 0);
-}
-
-/* ---- extended attributes ------------------------------------------------ */
-
-#define XATTR_PREFIX "user.onedrive."
-
-static const char *const xattr_names[] = {
-	XATTR_PREFIX "id", XATTR_PREFIX "etag", XATTR_PREFIX "ctag",
-	XATTR_PREFIX "quickxorhash", XATTR_PREFIX "status",
-};
-#define XATTR_COUNT (sizeof(xattr_names) / sizeof(xattr_names[0]))
-
-/* "dirty" -> "dirty, offline since 2026-11-29 05:01:02 UTC" while offline; takes s. */
-static char *offline_suffix(struct fs_context *ctx, char *s)
-{
-	int64_t since = graph_offline_since(ctx->graph);
-	time_t t = (time_t)since;
-	char when[64], *out;
-	struct tm tm;
-
-	if (!s || !since || strncmp(s, "error:", 6) == 0 || strcmp(s, "conflict") == 0)
-		return s;
-	if (!gmtime_r(&t, &tm) || !strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S UTC", &tm))
-		snprintf(when, sizeof(when), "%lld", (long long)since);
-	if (asprintf(&out, "%s, offline since %s", s, when) < 0)
-		out = NULL;
-	free(s);
-	return out;
-}
-
-/* "clean", "dirty", "uploading", "conflict" or "error: ..." (malloc'd). */
-static char *upload_state_of(struct fs_context *ctx, const struct cache_entry *e)
-{
-	int64_t size;
-	struct timespec mtime;
-	int changed = e->dirty || e->is_local || fs_writer_peek(ctx->state, e->ino, &size, &mtime);
-	char *s;
-
-	if (e->item.is_dir || !ctx->upload)
-		return offline_suffix(ctx, strdup(changed && !e->item.is_dir ? "dirty" : "clean"));
-	s = upload_status(ctx->upload, e->ino);
-	/* No job, but local changes not yet queued (still open, or never closed). */
-	if (s && strcmp(s, "clean") == 0 && changed) {
-		free(s);
-		s = strdup("dirty");
-	}
-	/* Nothing can go up or be checked until the user signs in again: say so. */
-	if (s && (strcmp(s, "clean") == 0 || strcmp(s, "dirty") == 0) &&
-	    graph_sign_in_expired(ctx->graph)) {
-		free(s);
-		s = strdup("error: sign-in expired: run 'onedrivefs login'");
-	}
-	return offline_suffix(ctx, s);
-}
-
-/* Attributes 0-3 straight from the item (NULL when it has none). */
-static const char *item_attr(const struct drive_item *it, size_t i)
-{
-	switch (i) {
-	case 0: return it->id;
-	case 1: return it->etag;
-	case 2: return it->ctag;
-	case 3: return it->qxhash;
-	}
-	return NULL;
-}
-
-/*
- * The value of xattr i for e (malloc'd), NULL when it has none: an item
- * not on the service yet has no id or tags.
- */
-static char *xattr_value(struct fs_context *ctx, const struct cache_entry *e, size_t i, int *rc)
-{
-	const char *v;
-	char *copy;
-
-	*rc = 0;
-	if (i == 4) {
-		copy = upload_state_of(ctx, e);
-		if (!copy)
-			*rc = -ENOMEM;
-		return copy;
-	}
-	v = e->is_local ? NULL : item_attr(&e->item, i);
-	if (!v)
-		return NULL;
-	copy = strdup(v);
-	if (!copy)
-		*rc = -ENOMEM;
-	return copy;
-}
-
-/* Reply with data the xattr way: size 0 asks for the length only. */
-static void reply_xattr_data(fuse_req_t req, const char *data, size_t len, size_t size)
-{
-	if (size == 0)
-		fuse_reply_xattr(req, len);
-	else if (size < len)
-		fuse_reply_err(req, ERANGE);
-	else
-		fuse_reply_buf(req, data, len);
-}
-
-static void fs_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
-{
-	struct fs_context *ctx = fs_ctx(req);
-	char *value = NULL;
-	struct cache_entry e;
-	size_t i;
-	int rc;
-
-	if (fs_feature_getxattr(req, ino, name, size))
-		return;
-	for (i = 0; i < XATTR_COUNT; i++)
-		if (strcmp(name, xattr_names[i]) == 0)
-			break;
-	if (i == XATTR_COUNT) {
-		fuse_reply_err(req, ENODATA);
-		return;
-	}
-	rc = cache_get(ctx->cache, ino, &e);
-	if (rc) {
-		fs_reply_failure(req, rc);
-		return;
-	}
-	value = xattr_value(ctx, &e, i, &rc);
-	cache_entry_release(&e);
-	if (rc)
-		fs_reply_failure(req, rc);
-	else if (value)
-		reply_xattr_data(req, value, strlen(value), size);
-	else
-		fuse_reply_err(req, ENODATA);
-	free(value);
-}
-
-static void fs_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
-{
-	struct fs_context *ctx = fs_ctx(req);
-	char list[256];
-	struct cache_entry e;
-	size_t i, len = 0;
-	int rc;
-
-	rc = cache_get(ctx->cache, ino, &e);
-	if (rc) {
-		fs_reply_failure(req, rc);
-		return;
-	}
-	for (i = 0; i < XATTR_COUNT; i++) {
-		/* status always exists; the others only once the service knows the item */
-		if (i != 4 && (e.is_local || !item_attr(&e.item, i)))
-			continue;
-		memcpy(list + len, xattr_names[i], strlen(xattr_names[i]) + 1);
-		len += strlen(xattr_names[i]) + 1;
-	}
-	cache_entry_release(&e);
-	reply_xattr_data(req, list, len, size);
-}
-
-/* Our attributes are read-only; nothing else is stored. */
-static void fs_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
-			size_t size, int flags)
-{
-	if (fs_feature_setxattr(req, ino, name, value, size))
-		return;
-	fuse_reply_err(req, strncmp(name, XATTR_PREFIX, strlen(XATTR_PREFIX)) ? ENOTSUP : EPERM);
-}
-
-static void fs_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
-{
-	fuse_reply_err(req, strncmp(name, XATTR_PREFIX, strlen(XATTR_PREFIX)) ? ENOTSUP : EPERM);
 }
 
 static const struct fuse_lowlevel_ops fs_ops = {

@@ -65,15 +65,6 @@ static int remote_entry(struct fs_context *ctx, uint64_t ino, struct cache_entry
 	return 0;
 }
 
-static void log_feature(struct fs_context *ctx, const char *what, uint64_t ino, int rc,
-			const char *err)
-{
-	char path[FS_PATH_MAX];
-
-	fs_path_of(ctx, ino, path, sizeof(path));
-	fs_log_failure(what, path, NULL, rc, err);
-}
-
 /* The versions listing as text (malloc'd). */
 static int versions_text(struct fs_context *ctx, const char *id, char **out, char **err)
 {
@@ -168,17 +159,13 @@ int fs_feature_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t
 	else
 		rc = graph_version_url(ctx->graph, e.item.id, attr + 11, &value, &err);
 	if (rc && rc != -ENODATA)
-		log_feature(ctx, "read attribute of", ino, rc, err);
+		fs_log_ino_failure(ctx, "read attribute of", ino, rc, err);
 	cache_entry_release(&e);
 out_reply:
 	if (rc)
 		fs_reply_failure(req, rc);
-	else if (size == 0)
-		fuse_reply_xattr(req, strlen(value));
-	else if (size < strlen(value))
-		fuse_reply_err(req, ERANGE);
 	else
-		fuse_reply_buf(req, value, strlen(value));
+		fs_reply_xattr_data(req, value, strlen(value), size);
 	free(value);
 	free(err);
 	return 1;
@@ -259,7 +246,7 @@ int fs_feature_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const 
 		rc = copy_to(ctx, &e, value, size, &err);
 	}
 	if (rc)
-		log_feature(ctx, is_restore ? "restore" : "copy", ino, rc, err);
+		fs_log_ino_failure(ctx, is_restore ? "restore" : "copy", ino, rc, err);
 	cache_entry_release(&e);
 	free(err);
 	fs_reply_failure(req, rc);
@@ -305,7 +292,7 @@ static int server_copy(struct fs_context *ctx, uint64_t ino_in, uint64_t ino_out
 		goto out_dir;
 	}
 	if (rc) {
-		log_feature(ctx, "copy to", ino_out, rc, err);
+		fs_log_ino_failure(ctx, "copy to", ino_out, rc, err);
 		goto out_dir;
 	}
 	/* nothing of the placeholder goes up: its (empty) bytes are dropped */

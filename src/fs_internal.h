@@ -173,6 +173,9 @@ struct timespec fs_now(void);
 /* One line per failure: a warning for answers users cause, else an error. */
 void fs_log_failure(const char *what, const char *path, const char *to, int rc,
 		    const char *err);
+/* fs_log_failure() for ino, named by its path. */
+void fs_log_ino_failure(struct fs_context *ctx, const char *what, uint64_t ino, int rc,
+			const char *err);
 /* Commit ino's upload journal row (-EROFS without an upload queue). */
 int fs_queue_upload(struct fs_context *ctx, uint64_t ino);
 /* An item is gone here: no upload, no content, and no row when remove_row. */
@@ -193,6 +196,14 @@ int fs_check_empty(struct fs_context *ctx, const struct cache_entry *dir);
 /* fuse_reply_entry with ino's current attributes. */
 void fs_reply_entry(fuse_req_t req, struct fs_context *ctx, uint64_t ino);
 
+/*
+ * fs.c: the start of every open: ino's entry into *e (caller releases) and a
+ * zeroed handle into *h (caller frees until opened); -EISDIR, -EOPNOTSUPP
+ * (package), -ESTALE (just replaced), -ENOMEM or a cache error, and then
+ * nothing to release.
+ */
+int fs_open_begin(struct fs_context *ctx, fuse_ino_t ino, struct cache_entry *e,
+		  struct fs_file **h);
 /* fs_write.c: open with a write mode or O_TRUNC. */
 void fs_open_write(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
 
@@ -216,6 +227,15 @@ void fs_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t n
 	       const char *newname, unsigned int flags);
 void fs_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length,
 		  struct fuse_file_info *fi);
+
+/* fs_xattr.c: the user.onedrive.* attributes of every item. */
+void fs_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size);
+void fs_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size);
+void fs_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
+		 size_t size, int flags);
+void fs_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name);
+/* Reply with len bytes of data the xattr way: size 0 asks for the length only. */
+void fs_reply_xattr_data(fuse_req_t req, const char *data, size_t len, size_t size);
 
 /* fs_features.c: versions, restore, copy and link attributes (see its header). */
 /* 1 when name is one of its attributes (the request is answered), else 0. */

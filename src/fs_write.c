@@ -329,6 +329,15 @@ void fs_log_failure(const char *what, const char *path, const char *to, int rc,
 		log_msg(level, "cannot %s '%s': %s", what, path, why);
 }
 
+void fs_log_ino_failure(struct fs_context *ctx, const char *what, uint64_t ino, int rc,
+			const char *err)
+{
+	char path[FS_PATH_MAX];
+
+	fs_path_of(ctx, ino, path, sizeof(path));
+	fs_log_failure(what, path, NULL, rc, err);
+}
+
 int fs_queue_upload(struct fs_context *ctx, uint64_t ino)
 {
 	if (!ctx->upload)
@@ -510,34 +519,16 @@ void fs_open_write(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct fs_context *ctx = fs_ctx(req);
 	int truncate = (fi->flags & O_TRUNC) != 0;
-	char path[FS_PATH_MAX];
 	struct timespec now = fs_now();
 	struct cache_entry e;
 	struct fs_file *h;
 	int64_t size;
 	int rc;
 
-	rc = cache_get(ctx->cache, ino, &e);
+	rc = fs_open_begin(ctx, ino, &e, &h);
 	if (rc) {
-		fs_reply_failure(req, fs_stale(rc));
+		fs_reply_failure(req, rc);
 		return;
-	}
-	if (fs_alias_take(ctx->state, ino)) {
-		rc = -ESTALE;   /* maybe through a stale dentry: the kernel retries */
-		goto out_release;
-	}
-	if (e.item.is_dir) {
-		rc = -EISDIR;
-		goto out_release;
-	}
-	if (e.item.is_package) {
-		rc = -EOPNOTSUPP;
-		goto out_release;
-	}
-	h = calloc(1, sizeof(*h));
-	if (!h) {
-		rc = -ENOMEM;
-		goto out_release;
 	}
 	/* a listed URL may be stale; content.c asks for a fresh one when it needs bytes */
 	free(e.item.download_url);
@@ -545,8 +536,7 @@ void fs_open_write(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	rc = content_file_open_write(ctx->content, &e.item, truncate, &h->cf);
 	if (rc) {
 		free(h);
-		fs_path_of(ctx, ino, path, sizeof(path));
-		fs_log_failure("open for writing", path, NULL, rc, NULL);
+		fs_log_ino_failure(ctx, "open for writing", ino, rc, NULL);
 		goto out_release;
 	}
 	h->writable = 1;
@@ -674,7 +664,6 @@ void fs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_
 	struct fs_context *ctx = fs_ctx(req);
 	struct fs_file *h = fs_file_of(fi);
 	struct timespec now = fs_now();
-	char path[FS_PATH_MAX];
 	int64_t len;
 	ssize_t n;
 
@@ -684,8 +673,7 @@ void fs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_
 	}
 	n = content_write(h->cf, buf, size, off);
 	if (n < 0) {
-		fs_path_of(ctx, ino, path, sizeof(path));
-		fs_log_failure("write to", path, NULL, (int)n, NULL);
+		fs_log_ino_failure(ctx, "write to", ino, (int)n, NULL);
 		fs_reply_failure(req, (int)n);
 		return;
 	}
@@ -695,37 +683,32 @@ void fs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_
 	fuse_reply_write(req, (size_t)n);
 }
 
+/* Commit what h wrote, if it may write; a failure is logged. */
+static int save(struct fs_context *ctx, fuse_ino_t ino, struct fs_file *h)
+{
+	int rc = h->writable ? commit(ctx, ino, h) : 0;
+
+	if (rc)
+		fs_log_ino_failure(ctx, "save", ino, rc, NULL);
+	return rc;
+}
+
 /* Every close(): the changes are durable and queued before close() returns. */
 void fs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct fs_context *ctx = fs_ctx(req);
 	struct fs_file *h = fs_file_of(fi);
-	char path[FS_PATH_MAX];
-	int rc = 0;
 
-	if (h->writable)
-		rc = commit(ctx, ino, h);
-	if (rc) {
-		fs_path_of(ctx, ino, path, sizeof(path));
-		fs_log_failure("save", path, NULL, rc, NULL);
-	}
-	fs_reply_failure(req, rc);
+	fs_reply_failure(req, save(ctx, ino, h));
 }
 
 void fs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct fs_context *ctx = fs_ctx(req);
 	struct fs_file *h = fs_file_of(fi);
-	char path[FS_PATH_MAX];
-	int rc = 0;
 
 	/* writes after the last flush (a shared mapping written back late) */
-	if (h->writable)
-		rc = commit(ctx, ino, h);
-	if (rc) {
-		fs_path_of(ctx, ino, path, sizeof(path));
-		fs_log_failure("save", path, NULL, rc, NULL);
-	}
+	save(ctx, ino, h);
 	close_file(ctx, ino, h);
 	fuse_reply_err(req, 0);
 }
@@ -735,17 +718,14 @@ void fs_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_inf
 {
 	struct fs_context *ctx = fs_ctx(req);
 	struct fs_file *h = fi ? fs_file_of(fi) : NULL;
-	char path[FS_PATH_MAX];
 	int rc = 0;
 
 	if (h && h->writable)
 		rc = commit(ctx, ino, h);
 	if (rc == 0 && ctx->upload)
 		rc = upload_wait(ctx->upload, ino);
-	if (rc) {
-		fs_path_of(ctx, ino, path, sizeof(path));
-		fs_log_failure("sync", path, NULL, rc, NULL);
-	}
+	if (rc)
+		fs_log_ino_failure(ctx, "sync", ino, rc, NULL);
 	fs_reply_failure(req, rc);
 }
 
@@ -855,7 +835,7 @@ void fs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 {
 	struct fs_context *ctx = fs_ctx(req);
 	struct fs_file *h = fi ? fs_file_of(fi) : NULL;
-	char path[FS_PATH_MAX], *err = NULL;
+	char *err = NULL;
 	const char *what = "resize";
 	struct cache_entry e;
 	struct stat st;
@@ -898,8 +878,7 @@ void fs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 	if (rc == 0)
 		rc = cache_get(ctx->cache, ino, &e);
 	if (rc) {
-		fs_path_of(ctx, ino, path, sizeof(path));
-		fs_log_failure(what, path, NULL, rc, err);
+		fs_log_ino_failure(ctx, what, ino, rc, err);
 		free(err);
 		fs_reply_failure(req, rc);
 		return;

@@ -29,6 +29,7 @@
 #include "journal.h"
 #include "log.h"
 #include "names.h"
+#include "sqlrun.h"
 
 #define BUSY_TIMEOUT_MS 10000
 #define RETRY_FIRST_MS 1000
@@ -84,43 +85,18 @@ static const char schema_sql[] =
 
 /* ---- the table ---- */
 
-/* One statement with bound values ("i" int64_t, "t" text or NULL).  db_lock taken. */
+/* One statement with bound values (sqlrun.h).  Takes db_lock. */
 static int db_run(struct journal *j, int64_t *rowid, const char *sql, const char *types, ...)
 {
-	sqlite3_stmt *st;
 	va_list ap;
-	int rc, i;
+	int rc;
 
 	pthread_mutex_lock(&j->db_lock);
-	rc = sqlite3_prepare_v2(j->db, sql, -1, &st, NULL);
-	if (rc != SQLITE_OK)
-		goto out_log;
 	va_start(ap, types);
-	for (i = 0; types[i]; i++) {
-		if (types[i] == 'i') {
-			sqlite3_bind_int64(st, i + 1, va_arg(ap, int64_t));
-		} else {
-			const char *s = va_arg(ap, const char *);
-
-			if (s)
-				sqlite3_bind_text(st, i + 1, s, -1, SQLITE_TRANSIENT);
-			else
-				sqlite3_bind_null(st, i + 1);
-		}
-	}
+	rc = sqlrun_v(j->db, "the journal of offline changes", rowid, sql, types, ap);
 	va_end(ap);
-	rc = sqlite3_step(st);
-	sqlite3_finalize(st);
-	if (rc == SQLITE_DONE) {
-		if (rowid)
-			*rowid = sqlite3_last_insert_rowid(j->db);
-		pthread_mutex_unlock(&j->db_lock);
-		return 0;
-	}
-out_log:
-	log_error("cannot update the journal of offline changes: %s", sqlite3_errmsg(j->db));
 	pthread_mutex_unlock(&j->db_lock);
-	return rc == SQLITE_FULL ? -ENOSPC : -EIO;
+	return rc;
 }
 
 static void free_op(struct op *o)

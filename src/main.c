@@ -37,6 +37,7 @@
 #include "log.h"
 #include "probe.h"
 #include "upload.h"
+#include "util.h"
 
 #ifndef ODFS_VERSION
 #define ODFS_VERSION "0.1.0"
@@ -145,19 +146,6 @@ static void cmdline_error(struct cmdline *cl, char *msg)
 		free(msg);
 }
 
-static char *msgf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static char *msgf(const char *fmt, ...)
-{
-	va_list ap;
-	char *s;
-
-	va_start(ap, fmt);
-	if (vasprintf(&s, fmt, ap) < 0)
-		s = NULL;
-	va_end(ap);
-	return s;
-}
-
 static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outargs)
 {
 	struct cmdline *cl = data;
@@ -180,14 +168,14 @@ static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outa
 	case KEY_DEVICE_CODE:
 	case KEY_BROWSER:
 		if (cl->command != CMD_LOGIN)
-			cmdline_error(cl, msgf("'%s' goes with 'onedrivefs login'", arg));
+			cmdline_error(cl, util_format("'%s' goes with 'onedrivefs login'", arg));
 		*(key == KEY_BROWSER ? &cl->browser : &cl->device_code) = 1;
 		if (cl->browser && cl->device_code)
-			cmdline_error(cl, msgf("choose one of '--browser' and '--device-code'"));
+			cmdline_error(cl, util_format("choose one of '--browser' and '--device-code'"));
 		return 0;
 	case KEY_REVOKE:
 		if (cl->command != CMD_LOGOUT)
-			cmdline_error(cl, msgf("'--revoke' goes with 'onedrivefs logout'"));
+			cmdline_error(cl, util_format("'--revoke' goes with 'onedrivefs logout'"));
 		cl->revoke = 1;
 		return 0;
 	case FUSE_OPT_KEY_NONOPT:
@@ -205,7 +193,7 @@ static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outa
 			cl->had_source = 1;
 			return 0;
 		}
-		cmdline_error(cl, msgf("unexpected argument '%s' (see 'onedrivefs --help')", arg));
+		cmdline_error(cl, util_format("unexpected argument '%s' (see 'onedrivefs --help')", arg));
 		return 0;
 	case FUSE_OPT_KEY_OPT:
 		break;
@@ -213,7 +201,7 @@ static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outa
 		return 1;
 	}
 	if (arg[0] == '-') {
-		cmdline_error(cl, msgf("unknown option '%s' (see 'onedrivefs --help')", arg));
+		cmdline_error(cl, util_format("unknown option '%s' (see 'onedrivefs --help')", arg));
 		return 0;
 	}
 	n = strcspn(arg, "=");
@@ -222,7 +210,7 @@ static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outa
 		grown = realloc(cl->pairs, (cl->npairs + 1) * sizeof(*grown));
 		if (!grown || !(grown[cl->npairs] = strdup(arg))) {
 			cl->pairs = grown ? grown : cl->pairs;
-			cmdline_error(cl, msgf("out of memory"));
+			cmdline_error(cl, util_format("out of memory"));
 			return 0;
 		}
 		cl->pairs = grown;
@@ -230,7 +218,7 @@ static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outa
 		return 0;
 	}
 	if (cl->login) {
-		cmdline_error(cl, msgf("unknown setting '%s' (see 'onedrivefs --help')", name));
+		cmdline_error(cl, util_format("unknown setting '%s' (see 'onedrivefs --help')", name));
 		return 0;
 	}
 	if (strcmp(arg, "allow_other") == 0)

@@ -61,6 +61,7 @@
 #include "graph.h"
 #include "http.h"
 #include "log.h"
+#include "sqlrun.h"
 #include "upload.h"
 #include "upload_internal.h"
 
@@ -113,38 +114,15 @@ static const char journal_sql[] =
  */
 int upload_db_run(struct upload_queue *q, const char *sql, const char *types, ...)
 {
-	sqlite3_stmt *st;
 	va_list ap;
-	int rc, i;
+	int rc;
 
 	pthread_mutex_lock(&q->db_lock);
-	rc = sqlite3_prepare_v2(q->db, sql, -1, &st, NULL);
-	if (rc != SQLITE_OK)
-		goto out_log;
 	va_start(ap, types);
-	for (i = 0; types[i]; i++) {
-		if (types[i] == 'i') {
-			sqlite3_bind_int64(st, i + 1, va_arg(ap, int64_t));
-		} else {
-			const char *s = va_arg(ap, const char *);
-
-			if (s)
-				sqlite3_bind_text(st, i + 1, s, -1, SQLITE_TRANSIENT);
-			else
-				sqlite3_bind_null(st, i + 1);
-		}
-	}
+	rc = sqlrun_v(q->db, "the upload journal", NULL, sql, types, ap);
 	va_end(ap);
-	rc = sqlite3_step(st);
-	sqlite3_finalize(st);
-	if (rc == SQLITE_DONE) {
-		pthread_mutex_unlock(&q->db_lock);
-		return 0;
-	}
-out_log:
-	log_error("cannot update the upload journal: %s", sqlite3_errmsg(q->db));
 	pthread_mutex_unlock(&q->db_lock);
-	return rc == SQLITE_FULL ? -ENOSPC : -EIO;
+	return rc;
 }
 
 static int journal_open(struct upload_queue *q, char **err)

@@ -15,55 +15,26 @@
 #include <time.h>
 #include <unistd.h>
 #include "cache.h"
+#include "fixture.h"
 #include "unit.h"
 
-static char dir[64];
-static char db_path[128];
-
+/* fixture_item() with nanoseconds, a creation time and a URL that must not be stored. */
 static struct drive_item mk(const char *id, const char *parent_id, const char *name, int is_dir)
 {
-	struct drive_item it;
+	struct drive_item it = fixture_item(id, parent_id, name, is_dir);
 
-	memset(&it, 0, sizeof(it));
-	it.id = (char *)id;
-	it.parent_id = (char *)parent_id;
-	it.name = (char *)name;
-	it.is_dir = is_dir;
-	it.size = is_dir ? 0 : 42;
-	it.mtime.tv_sec = 1700000000;
 	it.mtime.tv_nsec = 123456789;
 	it.ctime_created.tv_sec = 1600000000;
-	it.etag = (char *)"\"{E},1\"";
-	it.ctag = (char *)"\"c:{E},1\"";
 	it.download_url = (char *)"https://example.invalid/never-stored";
 	return it;
-}
-
-static void remove_db(void)
-{
-	static const char *const suffixes[] = { "", "-wal", "-shm", "-journal" };
-	char name[160];
-
-	for (size_t i = 0; i < sizeof(suffixes) / sizeof(suffixes[0]); i++) {
-		snprintf(name, sizeof(name), "%s%s", db_path, suffixes[i]);
-		unlink(name);
-	}
 }
 
 /* A fresh cache with root "root!1" of drive "0123ABCD". */
 static struct cache *fresh(void)
 {
-	struct drive_item root = mk("root!1", NULL, "root", 1);
-	struct cache *c = NULL;
-	char *err = NULL;
+	struct cache *c;
 
-	remove_db();
-	root.is_root = 1;
-	CHECK_INT(cache_open(db_path, &c, &err), 0);
-	CHECK(err == NULL);
-	free(err);
-	if (c)
-		CHECK_INT(cache_set_root(c, "0123ABCD", &root), 0);
+	CHECK_INT(fixture_cache(1, &c), 0);
 	return c;
 }
 
@@ -400,7 +371,7 @@ static void test_stable_ino(void)
 	cache_close(c);
 
 	c = NULL;
-	CHECK_INT(cache_open(db_path, &c, &err), 0);
+	CHECK_INT(cache_open(fixture_db, &c, &err), 0);
 	if (!c)
 		return;
 	CHECK_INT(ino_of(c, "A"), a);
@@ -415,7 +386,7 @@ static void test_stable_ino(void)
 	CHECK_INT(cache_remove(c, n1), 0);
 	cache_close(c);
 	c = NULL;
-	CHECK_INT(cache_open(db_path, &c, &err), 0);
+	CHECK_INT(cache_open(fixture_db, &c, &err), 0);
 	if (!c)
 		return;
 	n2 = add(c, "N2", "root!1", "n2", 0);
@@ -542,13 +513,13 @@ static void test_refold_and_damage(void)
 		return;
 	add(c, "u", "root!1", "\xc3\x84RGER", 0);
 	cache_close(c);
-	CHECK_INT(sqlite3_open(db_path, &db), SQLITE_OK);
+	CHECK_INT(sqlite3_open(fixture_db, &db), SQLITE_OK);
 	CHECK_INT(sqlite3_exec(db, "UPDATE items SET name_fold = 'stale';"
 			       "UPDATE meta SET value = 'old' WHERE key = 'fold_version'",
 			       NULL, NULL, NULL), SQLITE_OK);
 	sqlite3_close(db);
 	c = NULL;
-	CHECK_INT(cache_open(db_path, &c, &err), 0);
+	CHECK_INT(cache_open(fixture_db, &c, &err), 0);
 	if (!c)
 		return;
 	CHECK_INT(cache_lookup(c, CACHE_ROOT_INO, "\xc3\xa4rger", &e), 0);
@@ -556,19 +527,19 @@ static void test_refold_and_damage(void)
 	cache_close(c);
 
 	/* unknown schema version: rebuilt empty */
-	CHECK_INT(sqlite3_open(db_path, &db), SQLITE_OK);
+	CHECK_INT(sqlite3_open(fixture_db, &db), SQLITE_OK);
 	CHECK_INT(sqlite3_exec(db, "PRAGMA user_version = 99", NULL, NULL, NULL), SQLITE_OK);
 	sqlite3_close(db);
 	c = NULL;
-	CHECK_INT(cache_open(db_path, &c, &err), 0);
+	CHECK_INT(cache_open(fixture_db, &c, &err), 0);
 	if (c) {
 		CHECK_INT(cache_count(c), 0);
 		cache_close(c);
 	}
 
 	/* garbage file: replaced */
-	remove_db();
-	f = fopen(db_path, "w");
+	fixture_remove_db();
+	f = fopen(fixture_db, "w");
 	CHECK(f != NULL);
 	if (f) {
 		for (int i = 0; i < 512; i++)
@@ -576,7 +547,7 @@ static void test_refold_and_damage(void)
 		fclose(f);
 	}
 	c = NULL;
-	CHECK_INT(cache_open(db_path, &c, &err), 0);
+	CHECK_INT(cache_open(fixture_db, &c, &err), 0);
 	if (c) {
 		CHECK_INT(cache_count(c), 0);
 		cache_close(c);
@@ -730,12 +701,8 @@ static void test_big(void)
 
 int main(void)
 {
-	strcpy(dir, "/tmp/odfs-cache-XXXXXX");
-	if (!mkdtemp(dir)) {
-		perror("mkdtemp");
+	if (fixture_setup("cache"))
 		return 1;
-	}
-	snprintf(db_path, sizeof(db_path), "%s/meta.db", dir);
 	RUN(test_root);
 	RUN(test_upsert_lookup);
 	RUN(test_replace_children);
@@ -747,7 +714,6 @@ int main(void)
 	RUN(test_refold_and_damage);
 	RUN(test_threads);
 	RUN(test_big);
-	remove_db();
-	rmdir(dir);
+	fixture_teardown();
 	return unit_report("cache");
 }

@@ -16,26 +16,8 @@
 #include <time.h>
 #include <unistd.h>
 #include "cache.h"
+#include "fixture.h"
 #include "unit.h"
-
-static char dir[64];
-static char db_path[128];
-
-static struct drive_item mk(const char *id, const char *parent_id, const char *name, int is_dir)
-{
-	struct drive_item it;
-
-	memset(&it, 0, sizeof(it));
-	it.id = (char *)id;
-	it.parent_id = (char *)parent_id;
-	it.name = (char *)name;
-	it.is_dir = is_dir;
-	it.size = is_dir ? 0 : 42;
-	it.mtime.tv_sec = 1700000000;
-	it.etag = (char *)"\"{E},1\"";
-	it.ctag = (char *)"\"c:{E},1\"";
-	return it;
-}
 
 static struct drive_item gone(const char *id)
 {
@@ -47,29 +29,11 @@ static struct drive_item gone(const char *id)
 	return it;
 }
 
-static void remove_db(void)
-{
-	static const char *const suffixes[] = { "", "-wal", "-shm", "-journal" };
-	char name[160];
-
-	for (size_t i = 0; i < sizeof(suffixes) / sizeof(suffixes[0]); i++) {
-		snprintf(name, sizeof(name), "%s%s", db_path, suffixes[i]);
-		unlink(name);
-	}
-}
-
 static struct cache *fresh(void)
 {
-	struct drive_item root = mk("root!1", NULL, "root", 1);
-	struct cache *c = NULL;
-	char *err = NULL;
+	struct cache *c;
 
-	remove_db();
-	root.is_root = 1;
-	CHECK_INT(cache_open(db_path, &c, &err), 0);
-	free(err);
-	if (c)
-		CHECK_INT(cache_set_root(c, "0123ABCD", &root), 0);
+	CHECK_INT(fixture_cache(1, &c), 0);
 	return c;
 }
 
@@ -115,11 +79,11 @@ static void test_children_first_and_root(void)
 	struct cache *c = fresh();
 	/* reversed: the leaf first, the root last, a duplicate-free round */
 	struct drive_item items[] = {
-		mk("f!3", "d!2", "leaf.txt", 0),
-		mk("d!2", "c!1", "sub", 1),
-		mk("c!1", "root!1", "Docs", 1),
-		mk("x!9", "unknown!7", "orphan.txt", 0),
-		mk("root!1", NULL, "root", 1),
+		fixture_item("f!3", "d!2", "leaf.txt", 0),
+		fixture_item("d!2", "c!1", "sub", 1),
+		fixture_item("c!1", "root!1", "Docs", 1),
+		fixture_item("x!9", "unknown!7", "orphan.txt", 0),
+		fixture_item("root!1", NULL, "root", 1),
 	};
 	struct cache_change *ch = NULL;
 	struct cache_entry e;
@@ -154,13 +118,13 @@ static void test_rename_move_delete(void)
 {
 	struct cache *c = fresh();
 	struct drive_item base[] = {
-		mk("a!1", "root!1", "A", 1),
-		mk("b!2", "root!1", "B", 1),
-		mk("f!3", "a!1", "f.txt", 0),
-		mk("g!4", "a!1", "g.txt", 0),
-		mk("s!5", "a!1", "S", 1),
-		mk("t!6", "s!5", "t.txt", 0),
-		mk("u!7", "s!5", "u.txt", 0),
+		fixture_item("a!1", "root!1", "A", 1),
+		fixture_item("b!2", "root!1", "B", 1),
+		fixture_item("f!3", "a!1", "f.txt", 0),
+		fixture_item("g!4", "a!1", "g.txt", 0),
+		fixture_item("s!5", "a!1", "S", 1),
+		fixture_item("t!6", "s!5", "t.txt", 0),
+		fixture_item("u!7", "s!5", "u.txt", 0),
 	};
 	struct drive_item round[6];
 	struct cache_change *ch = NULL;
@@ -179,12 +143,12 @@ static void test_rename_move_delete(void)
 	/* f renamed, g moved to B with new content, u moved out of S, S deleted */
 	round[0] = gone("s!5");
 	round[1] = gone("t!6");
-	round[2] = mk("f!3", "a!1", "f2.txt", 0);
-	round[3] = mk("g!4", "b!2", "g.txt", 0);
+	round[2] = fixture_item("f!3", "a!1", "f2.txt", 0);
+	round[3] = fixture_item("g!4", "b!2", "g.txt", 0);
 	round[3].ctag = (char *)"\"c:{E},2\"";
 	round[3].size = 7;
-	round[4] = mk("u!7", "b!2", "u.txt", 0);
-	round[5] = mk("a!1", "root!1", "A", 1);
+	round[4] = fixture_item("u!7", "b!2", "u.txt", 0);
+	round[5] = fixture_item("a!1", "root!1", "A", 1);
 	n = apply(c, round, 6, 0, &ch);
 	CHECK_INT(n, 4);              /* f, g, u and the removed S (t went with it) */
 	CHECK_INT(ino_at(c, a, "f2.txt"), f);
@@ -209,9 +173,9 @@ static void test_local_changes_win(void)
 {
 	struct cache *c = fresh();
 	struct drive_item base[] = {
-		mk("a!1", "root!1", "A", 1),
-		mk("f!3", "a!1", "f.txt", 0),
-		mk("k!4", "a!1", "kept", 1),
+		fixture_item("a!1", "root!1", "A", 1),
+		fixture_item("f!3", "a!1", "f.txt", 0),
+		fixture_item("k!4", "a!1", "kept", 1),
 	};
 	struct drive_item round[4];
 	struct timespec now = { 1700000001, 0 };
@@ -229,9 +193,9 @@ static void test_local_changes_win(void)
 	CHECK_INT(cache_create_local(c, k, "inner.txt", 0, &now, &inner, &id), 0);
 	free(id);
 	/* remote: f changed and renamed, a file takes new.txt, folder 'kept' deleted */
-	round[0] = mk("f!3", "a!1", "renamed.txt", 0);
+	round[0] = fixture_item("f!3", "a!1", "renamed.txt", 0);
 	round[0].ctag = (char *)"\"c:{E},9\"";
-	round[1] = mk("n!5", "a!1", "NEW.txt", 0);
+	round[1] = fixture_item("n!5", "a!1", "NEW.txt", 0);
 	round[2] = gone("k!4");
 	round[3] = gone("f!3");
 	CHECK_INT(apply(c, round, 3, 0, NULL), 0);
@@ -256,13 +220,13 @@ static void test_complete_drops_unnamed_and_takeover(void)
 {
 	struct cache *c = fresh();
 	struct drive_item base[] = {
-		mk("a!1", "root!1", "A", 1),
-		mk("f!3", "a!1", "f.txt", 0),
-		mk("g!4", "a!1", "g.txt", 0),
+		fixture_item("a!1", "root!1", "A", 1),
+		fixture_item("f!3", "a!1", "f.txt", 0),
+		fixture_item("g!4", "a!1", "g.txt", 0),
 	};
 	struct drive_item again[] = {
-		mk("a!1", "root!1", "A", 1),
-		mk("h!5", "a!1", "G.TXT", 0),     /* takes g's name: g is gone */
+		fixture_item("a!1", "root!1", "A", 1),
+		fixture_item("h!5", "a!1", "G.TXT", 0),     /* takes g's name: g is gone */
 	};
 	struct cache_change *ch = NULL;
 	uint64_t a, f, g;
@@ -287,11 +251,11 @@ static void test_snapshot_keeps_newer_local_state(void)
 {
 	struct cache *c = fresh();
 	struct drive_item base[] = {
-		mk("a!1", "root!1", "A", 1),
-		mk("f!3", "a!1", "f.txt", 0),
-		mk("g!4", "a!1", "g.txt", 0),
+		fixture_item("a!1", "root!1", "A", 1),
+		fixture_item("f!3", "a!1", "f.txt", 0),
+		fixture_item("g!4", "a!1", "g.txt", 0),
 	};
-	struct drive_item uploaded = mk("u!9", "a!1", "up.txt", 0);
+	struct drive_item uploaded = fixture_item("u!9", "a!1", "up.txt", 0);
 	struct timespec now = { 1700000001, 0 };
 	struct cache_snapshot *snap = NULL;
 	struct cache_change *changes = NULL;
@@ -336,8 +300,8 @@ static void test_package_children_skipped(void)
 {
 	struct cache *c = fresh();
 	struct drive_item items[] = {
-		mk("p!1", "root!1", "Notebook", 0),
-		mk("s!2", "p!1", "Section.one", 0),
+		fixture_item("p!1", "root!1", "Notebook", 0),
+		fixture_item("s!2", "p!1", "Section.one", 0),
 	};
 
 	items[0].is_package = 1;
@@ -365,13 +329,13 @@ static void test_big_round(void)
 		for (int i = 0; i < PER; i++, k++) {
 			snprintf(ids[k], sizeof(ids[k]), "f!%d.%d", d, i);
 			snprintf(names[k], sizeof(names[k]), "file-%d.txt", i);
-			items[k] = mk(ids[k], ids[FOLDERS * PER + d], names[k], 0);
+			items[k] = fixture_item(ids[k], ids[FOLDERS * PER + d], names[k], 0);
 		}
 	}
 	for (int d = 0; d < FOLDERS; d++, k++) {
 		snprintf(ids[k], sizeof(ids[k]), "d!%d", d);
 		snprintf(names[k], sizeof(names[k]), "folder-%d", d);
-		items[k] = mk(ids[k], "root!1", names[k], 1);
+		items[k] = fixture_item(ids[k], "root!1", names[k], 1);
 	}
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	CHECK_INT(apply(c, items, k, CACHE_APPLY_COMPLETE, NULL), (long)k);
@@ -390,12 +354,8 @@ out:
 
 int main(void)
 {
-	snprintf(dir, sizeof(dir), "/tmp/odfs-cache-delta-XXXXXX");
-	if (!mkdtemp(dir)) {
-		perror("mkdtemp");
+	if (fixture_setup("cache-delta"))
 		return 1;
-	}
-	snprintf(db_path, sizeof(db_path), "%s/meta.db", dir);
 	RUN(test_children_first_and_root);
 	RUN(test_rename_move_delete);
 	RUN(test_local_changes_win);
@@ -403,7 +363,6 @@ int main(void)
 	RUN(test_snapshot_keeps_newer_local_state);
 	RUN(test_package_children_skipped);
 	RUN(test_big_round);
-	remove_db();
-	rmdir(dir);
+	fixture_teardown();
 	return unit_report("test_cache_delta");
 }

@@ -13,63 +13,29 @@
 #include <time.h>
 #include <unistd.h>
 #include "cache.h"
+#include "fixture.h"
 #include "unit.h"
-
-static char dir[64];
-static char db_path[128];
-
-static struct drive_item mk(const char *id, const char *parent_id, const char *name, int is_dir)
-{
-	struct drive_item it;
-
-	memset(&it, 0, sizeof(it));
-	it.id = (char *)id;
-	it.parent_id = (char *)parent_id;
-	it.name = (char *)name;
-	it.is_dir = is_dir;
-	it.size = is_dir ? 0 : 42;
-	it.mtime.tv_sec = 1700000000;
-	it.etag = (char *)"\"{E},1\"";
-	it.ctag = (char *)"\"c:{E},1\"";
-	return it;
-}
-
-static void remove_db(void)
-{
-	static const char *const suffixes[] = { "", "-wal", "-shm", "-journal" };
-	char name[160];
-
-	for (size_t i = 0; i < sizeof(suffixes) / sizeof(suffixes[0]); i++) {
-		snprintf(name, sizeof(name), "%s%s", db_path, suffixes[i]);
-		unlink(name);
-	}
-}
 
 static struct cache *reopen(void)
 {
-	struct drive_item root = mk("root!1", NULL, "root", 1);
-	struct cache *c = NULL;
-	char *err = NULL;
+	struct cache *c;
 
-	root.is_root = 1;
-	CHECK_INT(cache_open(db_path, &c, &err), 0);
-	CHECK(err == NULL);
-	free(err);
-	if (c)
-		CHECK_INT(cache_set_root(c, "0123ABCD", &root), 0);
+	CHECK_INT(fixture_cache(0, &c), 0);
 	return c;
 }
 
 static struct cache *fresh(void)
 {
-	remove_db();
-	return reopen();
+	struct cache *c;
+
+	CHECK_INT(fixture_cache(1, &c), 0);
+	return c;
 }
 
 static uint64_t add(struct cache *c, const char *id, const char *parent_id, const char *name,
 		    int is_dir)
 {
-	struct drive_item it = mk(id, parent_id, name, is_dir);
+	struct drive_item it = fixture_item(id, parent_id, name, is_dir);
 	uint64_t ino = 0;
 
 	CHECK_INT(cache_upsert(c, &it, &ino), 0);
@@ -250,7 +216,7 @@ static void test_attrs_and_dirty(void)
 static void test_update_remote(void)
 {
 	struct cache *c = fresh();
-	struct drive_item up = mk("REAL!9", "ignored", "ignored", 0);
+	struct drive_item up = fixture_item("REAL!9", "ignored", "ignored", 0);
 	int64_t size = 5000;
 	struct cache_entry e;
 	uint64_t dir_ino, ino;
@@ -366,11 +332,11 @@ static void test_listing_keeps_local(void)
 	CHECK_INT(cache_set_dirty(c, gone_dirty, 1), 0);
 
 	/* The server lists clean.txt, dirty.txt (changed elsewhere) and a new local.txt. */
-	list[0] = mk("C", "root!1", "clean.txt", 0);
-	list[1] = mk("DI", "root!1", "dirty-renamed.txt", 0);
+	list[0] = fixture_item("C", "root!1", "clean.txt", 0);
+	list[1] = fixture_item("DI", "root!1", "dirty-renamed.txt", 0);
 	list[1].size = 1;
 	list[1].ctag = (char *)"\"c:{DI},9\"";
-	list[2] = mk("NEW", "root!1", "local.TXT", 0);
+	list[2] = fixture_item("NEW", "root!1", "local.TXT", 0);
 	CHECK_INT(cache_replace_children(c, CACHE_ROOT_INO, list, 3, 1234), 0);
 	CHECK(exists(c, clean));
 	CHECK(exists(c, local));                /* absent from the list: kept */
@@ -388,14 +354,14 @@ static void test_listing_keeps_local(void)
 	cache_entry_release(&e);
 
 	/* Single upserts (delta) obey the same rule. */
-	list[3] = mk("DI", "root!1", "other.txt", 0);
+	list[3] = fixture_item("DI", "root!1", "other.txt", 0);
 	list[3].size = 5;
 	CHECK_INT(cache_upsert(c, &list[3], NULL), 0);
 	e = get(c, dirty);
 	CHECK_INT(e.item.size, 999);
 	CHECK_STR(e.item.name, "dirty.txt");
 	cache_entry_release(&e);
-	list[3] = mk("NEW", "root!1", "local.txt", 0);
+	list[3] = fixture_item("NEW", "root!1", "local.txt", 0);
 	CHECK_INT(cache_upsert(c, &list[3], NULL), -EEXIST);
 	CHECK(exists(c, local));
 
@@ -424,7 +390,7 @@ static void test_upgrade(void)
 		return;
 	ino = add(c, "OLD", "root!1", "old.txt", 0);
 	cache_close(c);
-	CHECK_INT(sqlite3_open(db_path, &db), SQLITE_OK);
+	CHECK_INT(sqlite3_open(fixture_db, &db), SQLITE_OK);
 	CHECK_INT(sqlite3_exec(db, "ALTER TABLE items DROP COLUMN dirty; PRAGMA user_version = 1;",
 			       NULL, NULL, NULL), SQLITE_OK);
 	sqlite3_close(db);
@@ -443,12 +409,8 @@ static void test_upgrade(void)
 
 int main(void)
 {
-	strcpy(dir, "/tmp/odfs-cachel-XXXXXX");
-	if (!mkdtemp(dir)) {
-		perror("mkdtemp");
+	if (fixture_setup("cachel"))
 		return 1;
-	}
-	snprintf(db_path, sizeof(db_path), "%s/meta.db", dir);
 	RUN(test_create_local);
 	RUN(test_set_id);
 	RUN(test_local_move);
@@ -457,7 +419,6 @@ int main(void)
 	RUN(test_list_dirty);
 	RUN(test_listing_keeps_local);
 	RUN(test_upgrade);
-	remove_db();
-	rmdir(dir);
+	fixture_teardown();
 	return unit_report("cache_local");
 }

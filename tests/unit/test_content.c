@@ -22,6 +22,7 @@
 
 #include "config.h"
 #include "content.h"
+#include "fixture.h"
 #include "graph.h"
 #include "unit.h"
 
@@ -86,7 +87,6 @@ int graph_download(struct graph *g, const char *url, int64_t off, int64_t len, h
 
 /* ---- helpers ------------------------------------------------------------ */
 
-static char dir[64];
 static struct odfs_config cfg;
 
 static struct content_cache *open_cc(void)
@@ -427,6 +427,31 @@ static void test_dirty_survives_new_tag(void)
 /* A write landing while a download of the same range is in flight. */
 static struct content_file *hook_file;
 
+/*
+ * Open item for writing (*w) and for reading (*r), then read all of it
+ * through *r while hook acts on *w (once, after the first chunk arrives).
+ */
+static char *read_with_hook(struct content_cache *cc, struct drive_item *item,
+			    void (*hook)(void), struct content_file **w, struct content_file **r,
+			    ssize_t *got)
+{
+	reset_fake(item->size);
+	CHECK_INT(content_file_open_write(cc, item, 0, w), 0);
+	CHECK_INT(content_file_open(cc, item, r), 0);
+	hook_file = *w;
+	fake_hook = hook;
+	return read_at(*r, 0, (size_t)item->size, got);
+}
+
+static void close_hooked(struct content_cache *cc, const struct drive_item *item,
+			 struct content_file *w, struct content_file *r)
+{
+	content_file_close(r);
+	content_file_close(w);
+	content_discard(cc, item->id);
+	content_close(cc);
+}
+
 static void write_during_fetch(void)
 {
 	CHECK_INT(content_write(hook_file, "XXXX", 4, 100000), 4);
@@ -443,22 +468,14 @@ static void test_fetch_keeps_writes(void)
 
 	if (!cc)
 		return;
-	reset_fake(size);
-	CHECK_INT(content_file_open_write(cc, &item, 0, &w), 0);
-	CHECK_INT(content_file_open(cc, &item, &r), 0);
-	hook_file = w;
-	fake_hook = write_during_fetch;
-	buf = read_at(r, 0, (size_t)size, &got);
+	buf = read_with_hook(cc, &item, write_during_fetch, &w, &r, &got);
 	CHECK_INT(got, size);
 	CHECK(fake_hook == NULL);
 	CHECK(is_pattern(buf, 0, 100000));
 	CHECK(memcmp(buf + 100000, "XXXX", 4) == 0);
 	CHECK(is_pattern(buf + 100004, 100004, (size_t)size - 100004));
 	free(buf);
-	content_file_close(r);
-	content_file_close(w);
-	content_discard(cc, item.id);
-	content_close(cc);
+	close_hooked(cc, &item, w, r);
 }
 
 static void truncate_during_fetch(void)
@@ -477,12 +494,7 @@ static void test_fetch_after_truncate(void)
 
 	if (!cc)
 		return;
-	reset_fake(size);
-	CHECK_INT(content_file_open_write(cc, &item, 0, &w), 0);
-	CHECK_INT(content_file_open(cc, &item, &r), 0);
-	hook_file = w;
-	fake_hook = truncate_during_fetch;
-	buf = read_at(r, 0, (size_t)size, &got);
+	buf = read_with_hook(cc, &item, truncate_during_fetch, &w, &r, &got);
 	CHECK_INT(got, 50000);          /* cut short by the truncate */
 	CHECK(is_pattern(buf, 0, 50000));
 	free(buf);
@@ -493,10 +505,7 @@ static void test_fetch_after_truncate(void)
 	CHECK(is_pattern(buf, 0, 50000));
 	CHECK(is_zero(buf + 50000, 50000));
 	free(buf);
-	content_file_close(r);
-	content_file_close(w);
-	content_discard(cc, item.id);
-	content_close(cc);
+	close_hooked(cc, &item, w, r);
 }
 
 static void test_eviction_keeps_dirty(void)
@@ -561,7 +570,7 @@ static void test_old_index(void)
 	sqlite3 *db = NULL;
 	ssize_t got;
 
-	snprintf(path, sizeof(path), "%s/content/content.db", dir);
+	snprintf(path, sizeof(path), "%s/content/content.db", fixture_dir);
 	unlink(path);
 	CHECK_INT(sqlite3_open(path, &db), SQLITE_OK);
 	CHECK_INT(sqlite3_exec(db, "CREATE TABLE content ("
@@ -585,23 +594,11 @@ static void test_old_index(void)
 	content_close(cc);
 }
 
-static void cleanup(void)
-{
-	char cmd[128];
-
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-	if (system(cmd) != 0)
-		fprintf(stderr, "cannot remove %s\n", dir);
-}
-
 int main(void)
 {
-	snprintf(dir, sizeof(dir), "/tmp/odfs-content-XXXXXX");
-	if (!mkdtemp(dir)) {
-		perror("mkdtemp");
+	if (fixture_setup("content"))
 		return 1;
-	}
-	cfg.cache_dir = dir;
+	cfg.cache_dir = fixture_dir;
 	cfg.readahead_max = 1024 * 1024;
 	cfg.content_cache_max = 1024L * 1024 * 1024;
 	RUN(test_new_local_file);
@@ -613,6 +610,6 @@ int main(void)
 	RUN(test_fetch_after_truncate);
 	RUN(test_eviction_keeps_dirty);
 	RUN(test_old_index);
-	cleanup();
+	fixture_teardown();
 	return unit_report("test_content");
 }
