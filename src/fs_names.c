@@ -217,7 +217,7 @@ void fs_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
 	struct cache_entry dir, e;
 	struct drive_item out;
 	uint64_t ino = 0;
-	int rc;
+	int rc, journalled;
 
 	memset(&out, 0, sizeof(out));
 	rc = fs_check_new_name(ctx, parent, name, "create", NULL);
@@ -236,12 +236,13 @@ void fs_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
 	}
 	if (rc != -ENOENT)
 		goto out_release_dir;
-	if (!journal_wanted(ctx->journal)) {
+	journalled = journal_wanted(ctx->journal);
+	if (!journalled) {
 		rc = graph_create_folder(ctx->graph, dir.item.id, name, &out, &err);
 		if (rc == -EEXIST)   /* created elsewhere meanwhile: list again */
 			cache_set_listed_at(ctx->cache, parent, 0);
 	}
-	if (journal_wanted(ctx->journal) || (rc && errmap_is_transport(rc) && ctx->journal)) {
+	if (journalled || (rc && errmap_is_transport(rc) && ctx->journal)) {
 		free(err);
 		err = NULL;
 		rc = mkdir_journalled(ctx, &dir, name, &ino);
@@ -618,10 +619,15 @@ static int rename_remote(struct rename_op *op, const char *name)
 	local_changes = src->dirty || fs_writer_peek(ctx->state, src->ino, &size, &mtime) ||
 		(ctx->upload && upload_pending(ctx->upload, src->ino));
 	if (local_changes) {
+		/* the upload is conditioned on the tags its edit started from */
 		out.size = size;
 		out.mtime = mtime;
 		free(out.qxhash);
 		out.qxhash = src->item.qxhash ? strdup(src->item.qxhash) : NULL;
+		free(out.ctag);
+		out.ctag = src->item.ctag ? strdup(src->item.ctag) : NULL;
+		free(out.etag);
+		out.etag = src->item.etag ? strdup(src->item.etag) : NULL;
 	} else if (out.mtime.tv_sec != src->item.mtime.tv_sec && src->item.mtime.tv_sec) {
 		/* some services reset the time on a move: put it back */
 		struct drive_item fixed;

@@ -34,6 +34,8 @@
 #define BUSY_TIMEOUT_MS 10000
 #define RETRY_FIRST_MS 1000
 #define RETRY_MAX_MS 30000
+#define WARN_ATTEMPTS 5        /* a row still refused: say so once */
+#define GIVE_UP_ATTEMPTS 40    /* about 17 minutes, for failures other than the network's */
 
 enum op_kind { OP_FOLDER, OP_MOVE, OP_DELETE, OP_TIMES };
 
@@ -49,7 +51,14 @@ struct op {
 	int is_dir;             /* delete */
 	int64_t mtime, crtime;  /* times: unix seconds (0: leave) */
 	char *path;             /* for messages */
+	int attempts;           /* failed tries in a row (replay thread only) */
 	struct op *next;
+};
+
+/* A folder's local id and the real one its replayed creation gave it. */
+struct id_map {
+	char *local_id, *real_id;
+	struct id_map *next;
 };
 
 struct journal {
@@ -59,6 +68,15 @@ struct journal {
 
 	pthread_mutex_t db_lock;        /* protects db */
 	sqlite3 *db;
+
+	/*
+	 * Held across a row's INSERT and its place in the list, and across an
+	 * id rewrite of the table and the list, so a row added meanwhile is
+	 * rewritten too; ids holds every rewrite made, for rows whose caller
+	 * read the local id before it changed.  Taken before lock and db_lock.
+	 */
+	pthread_mutex_t order;
+	struct id_map *ids;
 
 	pthread_mutex_t lock;           /* protects everything below */
 	pthread_cond_t work;            /* a row was added, a kick, or stop */
@@ -215,6 +233,22 @@ static int open_db(struct journal *j, char **err)
 
 /* ---- the API: recording ---- */
 
+/* Replace *id by the real id a replayed folder creation gave it.  order held. */
+static void translate(struct journal *j, char **id)
+{
+	char *real;
+
+	if (!*id)
+		return;
+	for (struct id_map *m = j->ids; m; m = m->next) {
+		if (strcmp(m->local_id, *id) == 0 && (real = strdup(m->real_id))) {
+			free(*id);
+			*id = real;
+			return;
+		}
+	}
+}
+
 static int add(struct journal *j, struct op *o)
 {
 	int rc;
@@ -223,12 +257,16 @@ static int add(struct journal *j, struct op *o)
 		free_op(o);
 		return -ENOMEM;
 	}
+	pthread_mutex_lock(&j->order);
+	translate(j, &o->item_id);
+	translate(j, &o->parent_id);
 	/* outside j->lock: a FULL commit waits for the disk */
 	rc = db_run(j, &o->seq, "INSERT INTO name_ops(kind, item_id, parent_id, name, tag, is_dir,"
 		    " mtime, crtime, path) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?)", "tttttiiit",
 		    kind_names[o->kind], o->item_id, o->parent_id, o->name, o->tag,
 		    (int64_t)o->is_dir, o->mtime, o->crtime, o->path);
 	if (rc < 0) {
+		pthread_mutex_unlock(&j->order);
 		free_op(o);
 		return rc;
 	}
@@ -236,6 +274,7 @@ static int add(struct journal *j, struct op *o)
 	append(j, o);
 	pthread_cond_signal(&j->work);
 	pthread_mutex_unlock(&j->lock);
+	pthread_mutex_unlock(&j->order);
 	return 0;
 }
 
@@ -393,36 +432,52 @@ static int is_transient(int rc)
 }
 
 /* Every later row (and the list) that names old_id names new_id from now on. */
+static void id_map_free(struct id_map *m)
+{
+	if (m) {
+		free(m->local_id);
+		free(m->real_id);
+		free(m);
+	}
+}
+
 static int rewrite_id(struct journal *j, const char *old, const char *new_id)
 {
-	char *a, *b, *old_id = strdup(old);   /* old may be one of the strings replaced */
+	struct id_map *m = calloc(1, sizeof(*m));
+	char *a, *b;
 	int rc;
 
-	if (!old_id)
+	if (!m || !(m->local_id = strdup(old)) || !(m->real_id = strdup(new_id))) {
+		id_map_free(m);
 		return -ENOMEM;
-
-	rc = db_run(j, NULL, "UPDATE name_ops SET item_id = ? WHERE item_id = ?", "tt", new_id,
-		    old_id);
-	if (rc == 0)
-		rc = db_run(j, NULL, "UPDATE name_ops SET parent_id = ? WHERE parent_id = ?", "tt",
-			    new_id, old_id);
+	}
+	old = m->local_id;   /* the caller's string may be one of those replaced */
+	pthread_mutex_lock(&j->order);
+	/* both columns in one statement: a kill between two would strand rows */
+	rc = db_run(j, NULL, "UPDATE name_ops SET"
+		    " item_id = CASE WHEN item_id = ?1 THEN ?2 ELSE item_id END,"
+		    " parent_id = CASE WHEN parent_id = ?1 THEN ?2 ELSE parent_id END"
+		    " WHERE item_id = ?1 OR parent_id = ?1", "tt", old, new_id);
 	if (rc < 0) {
-		free(old_id);
+		pthread_mutex_unlock(&j->order);
+		id_map_free(m);
 		return rc;
 	}
+	m->next = j->ids;
+	j->ids = m;
 	pthread_mutex_lock(&j->lock);
 	for (struct op *o = j->head; o; o = o->next) {
-		if (strcmp(o->item_id, old_id) == 0 && (a = strdup(new_id))) {
+		if (strcmp(o->item_id, old) == 0 && (a = strdup(new_id))) {
 			free(o->item_id);
 			o->item_id = a;
 		}
-		if (o->parent_id && strcmp(o->parent_id, old_id) == 0 && (b = strdup(new_id))) {
+		if (o->parent_id && strcmp(o->parent_id, old) == 0 && (b = strdup(new_id))) {
 			free(o->parent_id);
 			o->parent_id = b;
 		}
 	}
 	pthread_mutex_unlock(&j->lock);
-	free(old_id);
+	pthread_mutex_unlock(&j->order);
 	return 0;
 }
 
@@ -447,12 +502,18 @@ static void relist_parent_of_id(struct journal *j, const char *parent_id)
  * The cached item with id gets the conflict name: the service keeps the
  * other one under the name we wanted.
  */
-static void rename_cached(struct journal *j, const char *id, const char *new_name)
+static void rename_cached(struct journal *j, const char *id, const char *wanted,
+			  const char *new_name)
 {
 	struct cache_entry e;
 
 	if (cache_get_by_id(j->cache, id, &e) < 0)
 		return;
+	/* renamed again here since: a later row carries that name */
+	if (wanted && e.item.name && strcmp(e.item.name, wanted) != 0) {
+		cache_entry_release(&e);
+		return;
+	}
 	if (cache_move(j->cache, e.ino, e.parent_ino, new_name) == 0) {
 		notify(j, e.parent_ino, e.item.name);
 		notify(j, e.parent_ino, new_name);
@@ -460,7 +521,12 @@ static void rename_cached(struct journal *j, const char *id, const char *new_nam
 	cache_entry_release(&e);
 }
 
-/* The service's answer becomes the cached item's base (name and place stay ours). */
+/*
+ * The service's answer becomes the cached item's base (name and place stay
+ * ours).  Not for an item with local changes: its tags are the base its
+ * upload is conditioned on, and the answer's may already hold another
+ * device's edit, which the upload must meet as a conflict.
+ */
 static void take_answer(struct journal *j, const char *id, const struct drive_item *item,
 			int clear_dirty)
 {
@@ -468,47 +534,115 @@ static void take_answer(struct journal *j, const char *id, const struct drive_it
 
 	if (cache_get_by_id(j->cache, id, &e) < 0)
 		return;
-	cache_update_remote(j->cache, e.ino, item, clear_dirty);
+	if (!e.dirty || clear_dirty)
+		cache_update_remote(j->cache, e.ino, item, clear_dirty);
 	cache_entry_release(&e);
+}
+
+/* The drive root's id (malloc'd), NULL when unknown. */
+static char *root_id(struct journal *j)
+{
+	struct cache_entry r;
+	char *id = NULL;
+
+	if (cache_get(j->cache, CACHE_ROOT_INO, &r) == 0) {
+		id = r.item.id ? strdup(r.item.id) : NULL;
+		cache_entry_release(&r);
+	}
+	return id;
+}
+
+/* The cached item's current name (malloc'd), NULL when it is gone here. */
+static char *cached_name(struct journal *j, const char *id)
+{
+	struct cache_entry e;
+	char *name = NULL;
+
+	if (cache_get_by_id(j->cache, id, &e) == 0) {
+		name = e.item.name ? strdup(e.item.name) : NULL;
+		cache_entry_release(&e);
+	}
+	return name;
+}
+
+/*
+ * Its folder is gone from the service (deleted on another device): the
+ * item lands in the drive root instead, so nothing made here is lost.
+ */
+static void moved_to_root(struct journal *j, const char *id, const char *name)
+{
+	struct cache_entry e;
+
+	if (cache_get_by_id(j->cache, id, &e) < 0)
+		return;
+	if (cache_move(j->cache, e.ino, CACHE_ROOT_INO, name) == 0) {
+		notify(j, e.parent_ino, e.item.name);
+		notify(j, CACHE_ROOT_INO, name);
+	}
+	cache_entry_release(&e);
+}
+
+/* POST the folder; a name taken by a folder merges, by a file takes a conflict name. */
+static int create_folder(struct journal *j, struct op *o, const char *parent_id,
+			 struct drive_item *out, char **err)
+{
+	struct drive_item other;
+	char *name;
+	int rc;
+
+	rc = graph_create_folder(j->graph, parent_id, o->name, out, err);
+	if (rc != -EEXIST)
+		return rc;
+	free(*err);
+	*err = NULL;
+	memset(&other, 0, sizeof(other));
+	rc = graph_get_child(j->graph, parent_id, o->name, &other, err);
+	if (rc == 0 && other.is_dir) {
+		/* made elsewhere meanwhile: one folder, the contents of both */
+		*out = other;
+		log_info("'%s' was also created on another device: the two folders are merged",
+			 o->path ? o->path : o->name);
+		return 0;
+	}
+	if (rc < 0)
+		return rc;
+	drive_item_release(&other);
+	name = names_conflict(o->name);
+	if (!name)
+		return -ENOMEM;
+	rc = graph_create_folder(j->graph, parent_id, name, out, err);
+	if (rc == 0) {
+		rename_cached(j, o->item_id, o->name, name);
+		log_warnx("a file named '%s' was created on another device; your folder is '%s'",
+			  o->path ? o->path : o->name, name);
+	}
+	free(name);
+	return rc;
 }
 
 static int replay_folder(struct journal *j, struct op *o, char **err)
 {
-	struct drive_item out, other;
+	struct drive_item out;
 	struct cache_entry e;
-	char *name = NULL;
+	char *root = NULL;
 	int rc;
 
 	memset(&out, 0, sizeof(out));
-	if (is_local_id(o->parent_id)) {
-		*err = strdup("its parent folder could not be created");
-		return -ENOENT;
-	}
-	rc = graph_create_folder(j->graph, o->parent_id, o->name, &out, err);
-	if (rc == -EEXIST) {
+	rc = is_local_id(o->parent_id) ? -ENOENT :
+		create_folder(j, o, o->parent_id, &out, err);
+	if (rc == -ENOENT && (root = root_id(j)) && strcmp(root, o->parent_id) != 0) {
+		/* its parent is gone from the service: the folder goes to the root */
 		free(*err);
 		*err = NULL;
-		memset(&other, 0, sizeof(other));
-		rc = graph_get_child(j->graph, o->parent_id, o->name, &other, err);
-		if (rc == 0 && other.is_dir) {
-			/* made elsewhere meanwhile: one folder, the contents of both */
-			out = other;
-			log_info("'%s' was also created on another device: the two folders are merged",
-				 o->path ? o->path : o->name);
-		} else if (rc == 0) {
-			drive_item_release(&other);
-			name = names_conflict(o->name);
-			if (!name)
-				return -ENOMEM;
-			rc = graph_create_folder(j->graph, o->parent_id, name, &out, err);
-			if (rc == 0) {
-				rename_cached(j, o->item_id, name);
-				log_warnx("a file named '%s' was created on another device; your "
-					  "folder is '%s'", o->path ? o->path : o->name, name);
-			}
+		rc = create_folder(j, o, root, &out, err);
+		if (rc == 0) {
+			moved_to_root(j, o->item_id, out.name ? out.name : o->name);
+			log_warnx("the folder holding '%s' was deleted on another device; the "
+				  "folder made here is now '/%s'", o->path ? o->path : o->name,
+				  out.name ? out.name : o->name);
 		}
 	}
-	free(name);
+	free(root);
 	if (rc < 0)
 		return rc;
 	if (cache_get_by_id(j->cache, o->item_id, &e) == 0) {
@@ -523,43 +657,71 @@ static int replay_folder(struct journal *j, struct op *o, char **err)
 	return rc;
 }
 
+/* PATCH name and/or parent; a taken name gets a conflict name (both kept). */
+static int move_item(struct journal *j, struct op *o, const char *parent_id,
+		     struct drive_item *out, char **err)
+{
+	char *want = NULL, *name = NULL;
+	int rc;
+
+	rc = graph_update_item(j->graph, o->item_id, o->name, parent_id, NULL, NULL, NULL, out,
+			       err);
+	if (rc != -EEXIST)
+		return rc;
+	/* the name was taken on the service meanwhile */
+	want = o->name ? strdup(o->name) : cached_name(j, o->item_id);
+	if (!want)
+		return rc;
+	free(*err);
+	*err = NULL;
+	name = names_conflict(want);
+	rc = name ? graph_update_item(j->graph, o->item_id, name, parent_id, NULL, NULL, NULL, out,
+				      err) : -ENOMEM;
+	if (rc == 0) {
+		rename_cached(j, o->item_id, want, name);
+		log_warnx("'%s' was taken on another device meanwhile; yours is now '%s'", want,
+			  name);
+	}
+	free(name);
+	free(want);
+	return rc;
+}
+
 static int replay_move(struct journal *j, struct op *o, char **err)
 {
-	struct drive_item out;
-	char *name = NULL;
+	struct drive_item out, cur;
+	char *root = NULL, *name;
 	int rc;
 
 	memset(&out, 0, sizeof(out));
+	memset(&cur, 0, sizeof(cur));
 	if (is_local_id(o->item_id) || is_local_id(o->parent_id)) {
 		*err = strdup("a folder it depends on could not be created");
 		return -ENOENT;
 	}
-	rc = graph_update_item(j->graph, o->item_id, o->name, o->parent_id, NULL, NULL, NULL, &out,
-			       err);
-	if (rc == -EEXIST && o->name) {
-		/* the name was taken on the service meanwhile: both kept */
+	rc = move_item(j, o, o->parent_id, &out, err);
+	if (rc == -ENOENT && o->parent_id && graph_get_item(j->graph, o->item_id, &cur, NULL) == 0 &&
+	    (root = root_id(j))) {
+		/* the item is there: its new folder was deleted elsewhere */
 		free(*err);
 		*err = NULL;
-		name = names_conflict(o->name);
-		if (!name)
-			return -ENOMEM;
-		rc = graph_update_item(j->graph, o->item_id, name, o->parent_id, NULL, NULL, NULL,
-				       &out, err);
-		if (rc == 0) {
-			rename_cached(j, o->item_id, name);
-			log_warnx("'%s' was taken on another device meanwhile; yours is now '%s'",
-				  o->path ? o->path : o->name, name);
+		rc = move_item(j, o, root, &out, err);
+		name = out.name ? out.name : o->name;
+		if (rc == 0 && name) {
+			moved_to_root(j, o->item_id, name);
+			log_warnx("the folder '%s' was to move into was deleted on another device; "
+				  "it is now '/%s'", o->path ? o->path : o->item_id, name);
 		}
-	}
-	if (rc == -ENOENT) {
+	} else if (rc == -ENOENT) {
 		log_warnx("'%s' was deleted on another device before the rename could be sent",
 			  o->path ? o->path : o->item_id);
 		relist_parent_of_id(j, o->parent_id);
 		rc = 0;
-	} else if (rc == 0) {
-		take_answer(j, o->item_id, &out, 0);
 	}
-	free(name);
+	if (rc == 0 && out.id)
+		take_answer(j, o->item_id, &out, 0);
+	free(root);
+	drive_item_release(&cur);
 	drive_item_release(&out);
 	return rc;
 }
@@ -640,6 +802,37 @@ static int replay(struct journal *j, struct op *o, char **err)
 	return -EINVAL;
 }
 
+/*
+ * A row the service refused for good: the cache must not go on showing a
+ * change that never happened there.  The item's folders are listed again
+ * (and delta reports them), which brings back the service's view; a
+ * folder made here stays with its files, which still go up.
+ */
+static void forget_change(struct journal *j, const struct op *o)
+{
+	struct drive_item cur;
+	struct cache_entry e;
+
+	if (is_local_id(o->item_id))
+		return;
+	memset(&cur, 0, sizeof(cur));
+	if (graph_get_item(j->graph, o->item_id, &cur, NULL) == 0) {
+		relist_parent_of_id(j, cur.parent_id);
+		if (cache_get_by_id(j->cache, o->item_id, &e) == 0) {
+			if (e.parent_ino)
+				cache_set_listed_at(j->cache, e.parent_ino, 0);
+			if (!e.dirty && cache_upsert(j->cache, &cur, NULL) == 0) {
+				notify(j, e.parent_ino, e.item.name);
+				notify(j, e.parent_ino, cur.name);
+			}
+			cache_entry_release(&e);
+		}
+	}
+	drive_item_release(&cur);
+	if (o->parent_id)
+		relist_parent_of_id(j, o->parent_id);
+}
+
 static const char *what_of(const struct op *o)
 {
 	switch (o->kind) {
@@ -677,7 +870,7 @@ static void wait_ms(struct journal *j, int ms)
 static void *replay_main(void *arg)
 {
 	struct journal *j = arg;
-	int delay = RETRY_FIRST_MS, rc, replayed = 0;
+	int delay = RETRY_FIRST_MS, rc, sent = 0;
 	journal_drained_fn drained;
 	char *err;
 	struct op *o;
@@ -700,9 +893,15 @@ static void *replay_main(void *arg)
 
 		err = NULL;
 		rc = replay(j, o, &err);
-		if (rc < 0 && is_transient(rc) && !thread_cancelled(j)) {
-			log_debug("cannot %s '%s' yet: %s", what_of(o), o->path ? o->path : "?",
-				  err ? err : errmap_strerror(rc));
+		if (rc < 0 && is_transient(rc) && !thread_cancelled(j) &&
+		    (errmap_is_transport(rc) || ++o->attempts < GIVE_UP_ATTEMPTS)) {
+			if (o->attempts == WARN_ATTEMPTS)
+				log_warnx("cannot %s '%s' yet: %s; it is retried, and later changes "
+					  "wait for it", what_of(o), o->path ? o->path : "?",
+					  err ? err : errmap_strerror(rc));
+			else
+				log_debug("cannot %s '%s' yet: %s", what_of(o),
+					  o->path ? o->path : "?", err ? err : errmap_strerror(rc));
 			free(err);
 			pthread_mutex_lock(&j->lock);
 			wait_ms(j, delay);
@@ -715,11 +914,15 @@ static void *replay_main(void *arg)
 			break;
 		}
 		if (rc < 0)
-			log_error("cannot %s '%s' on OneDrive: %s; the change is kept here only",
-				  what_of(o), o->path ? o->path : "?", err ? err : errmap_strerror(rc));
+			log_error("cannot %s '%s' on OneDrive: %s; it was not sent, the drive "
+				  "shows it as it is on the service", what_of(o),
+				  o->path ? o->path : "?", err ? err : errmap_strerror(rc));
+		if (rc < 0)
+			forget_change(j, o);
+		else
+			sent++;
 		free(err);
 		delay = RETRY_FIRST_MS;
-		replayed++;
 		db_run(j, NULL, "DELETE FROM name_ops WHERE seq = ?", "i", o->seq);
 		pthread_mutex_lock(&j->lock);
 		j->head = o->next;
@@ -729,9 +932,10 @@ static void *replay_main(void *arg)
 		if (!j->head) {
 			drained = j->drained;
 			pthread_mutex_unlock(&j->lock);
-			log_info("sent %d change%s made while offline", replayed,
-				 replayed == 1 ? "" : "s");
-			replayed = 0;
+			if (sent)
+				log_info("sent %d change%s made while offline", sent,
+					 sent == 1 ? "" : "s");
+			sent = 0;
 			if (drained)
 				drained(j->hook_ctx);
 			pthread_mutex_lock(&j->lock);
@@ -761,6 +965,7 @@ int journal_open(const struct odfs_config *cfg, struct cache *cache, struct grap
 	j->graph = g;
 	pthread_mutex_init(&j->db_lock, NULL);
 	pthread_mutex_init(&j->lock, NULL);
+	pthread_mutex_init(&j->order, NULL);
 	pthread_condattr_init(&attr);
 	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
 	pthread_cond_init(&j->work, &attr);
@@ -887,9 +1092,16 @@ void journal_close(struct journal *j)
 		j->head = o->next;
 		free_op(o);
 	}
+	while (j->ids) {
+		struct id_map *m = j->ids;
+
+		j->ids = m->next;
+		id_map_free(m);
+	}
 	if (j->db)
 		sqlite3_close(j->db);
 	pthread_cond_destroy(&j->work);
+	pthread_mutex_destroy(&j->order);
 	pthread_mutex_destroy(&j->lock);
 	pthread_mutex_destroy(&j->db_lock);
 	free(j);

@@ -688,9 +688,9 @@ static void state_changed(void *arg, int online)
 	if (h->active) {
 		if (online) {
 			journal_kick(h->ctx->journal);   /* name changes first; it then kicks uploads */
-			upload_kick(h->ctx->upload);
 			delta_kick(h->ctx->delta);
 		}
+		upload_kick(h->ctx->upload);   /* online: go; offline: fsync waiters return */
 		probe_wake(h->probe);
 	}
 	pthread_mutex_unlock(&h->lock);

@@ -997,6 +997,7 @@ void upload_kick(struct upload_queue *q)
 		j->delay_ms = BACKOFF_FIRST_MS;
 	}
 	pthread_cond_broadcast(&q->work);
+	pthread_cond_broadcast(&q->done);   /* waiters re-check the hold (offline now?) */
 	pthread_mutex_unlock(&q->lock);
 }
 

@@ -4,34 +4,24 @@ with the conflict rule.  The outage here is the fake server refusing
 connections (stopped, then started again on the same port)."""
 
 import os
-import time
 
 import pytest
 
 from helpers import kill_daemon, meta_db_integrity, peer, qxhash, read_back, wait_landed, wait_settled, wait_until
 
 FAST = {"io_timeout": "3", "connect_timeout": "2", "max_retries": "1"}
-# the other device's edits must not reach the mount before the outage
-# (the fake cannot be edited while it is down): no delta round after the first
+# the other device's edits must reach the mount only through the replay:
+# no delta round after the first
 SLOW_POLL = dict(FAST, poll_interval="3600")
 
 
 def go_down(fake):
-    fake.server._pinned_port = fake.server.port
-    fake.server.stop()
+    """Refuse connections (the peer client still reaches the fake in-process)."""
+    fake.server.go_down()
 
 
 def come_back(fake):
-    fake.server._want_port = fake.server._pinned_port
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            fake.server.start()
-            return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
+    fake.server.come_back()
 
 
 def seed(fake, files):
@@ -169,3 +159,81 @@ def test_kill9_with_journalled_changes_then_remount(fake, mounter, env):
     wait_until(lambda: "d/b.txt" not in fake.dump_by_path(), 30, "the delete after the kill")
     assert "a.txt" not in fake.dump_by_path()
     assert read_back(m2.p("n/a.txt")) == b"alpha"
+
+
+# ---- the conflict rule when an offline edit meets a rename, a time, a taken name, a lost folder
+def conflict_copies(dump, stem):
+    return [p for p in dump if p.startswith(stem + " (conflict ")]
+
+
+@pytest.mark.parametrize("then", ["rename", "utime"])
+def test_offline_edit_and_name_or_time_change_vs_edit_elsewhere(fake, mounter, then):
+    """An edit made offline, plus a rename or a new time, meets an edit made
+    by another device: the replayed PATCH must not make the other device's
+    version the base of our upload (both are kept)."""
+    seed(fake, {"f.txt": "v1"})
+    m = mounter.mount(opts=SLOW_POLL, expect_errors=[r"conflict", r"another device"])
+    assert read_back(m.p("f.txt")) == b"v1"
+    go_down(fake)
+    if then == "utime":
+        os.utime(m.p("f.txt"), (1600000000, 1600000000))
+    write(m.p("f.txt"), b"mine, written offline")
+    final = "f.txt"
+    if then == "rename":
+        os.rename(m.p("f.txt"), m.p("g.txt"))
+        final = "g.txt"
+    peer(fake).put_content("/f.txt", data=b"theirs, written elsewhere")   # in-process while down
+    come_back(fake)
+
+    def both():
+        dump = fake.dump_by_path()
+        hashes = {v["quickXorHash"]: p for p, v in dump.items() if not v["folder"]}
+        if qxhash(b"theirs, written elsewhere") in hashes and qxhash(b"mine, written offline") in hashes:
+            return dump
+    dump = wait_until(both, 60, "both versions on the server")
+    mine = [p for p, v in dump.items() if v["quickXorHash"] == qxhash(b"mine, written offline")]
+    assert len(mine) == 1 and "(conflict " in mine[0], sorted(dump)
+    theirs = [p for p, v in dump.items() if v["quickXorHash"] == qxhash(b"theirs, written elsewhere")]
+    assert theirs == [final], sorted(dump)
+
+
+def test_offline_move_into_a_folder_where_the_name_was_taken(fake, mounter):
+    """mv a/f b/f offline (same name) while another device made b/f: ours
+    is moved under a conflict name, nothing disappears from the mount."""
+    seed(fake, {"a/f": "mine", "b/other": "o"})
+    m = mounter.mount(opts=SLOW_POLL, expect_errors=[r"taken on another device"])
+    os.listdir(m.p("a"))
+    os.listdir(m.p("b"))
+    go_down(fake)
+    os.rename(m.p("a/f"), m.p("b/f"))
+    peer(fake).put_content("/b/f", data=b"theirs")
+    come_back(fake)
+    dump = wait_until(lambda: (lambda d: d if conflict_copies(d, "b/f") else None)(fake.dump_by_path()),
+                      60, "our file moved under a conflict name")
+    assert "a/f" not in dump
+    copy = conflict_copies(dump, "b/f")[0]
+    assert dump[copy]["quickXorHash"] == qxhash(b"mine")
+    assert fake.content("b/f") == b"theirs"
+    name = copy.split("/", 1)[1]
+    wait_until(lambda: sorted(os.listdir(m.p("b"))) == sorted(["f", "other", name]), 30,
+               "both files in the mount")
+    assert read_back(m.p("b/" + name)) == b"mine"
+    assert "taken on another device" in m.stderr_text()
+
+
+def test_offline_folder_whose_parent_was_deleted_elsewhere(fake, mounter):
+    """mkdir p/d and a file in it offline, while another device deletes p:
+    the folder and its file land in the drive root, nothing is lost."""
+    seed(fake, {"p/x": "x"})
+    m = mounter.mount(opts=SLOW_POLL, expect_errors=[r"deleted on another device"])
+    os.listdir(m.p("p"))
+    go_down(fake)
+    os.mkdir(m.p("p/d"))
+    write(m.p("p/d/f"), b"precious")
+    peer(fake).delete("/p")
+    come_back(fake)
+    wait_landed(fake, {"d/f": b"precious"}, timeout=60, what="the folder and its file in the root")
+    assert "p" not in fake.dump_by_path()
+    assert "deleted on another device" in m.stderr_text()
+    wait_until(lambda: os.path.exists(m.p("d/f")), 30, "the folder in the root of the mount")
+    assert read_back(m.p("d/f")) == b"precious"
