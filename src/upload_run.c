@@ -473,8 +473,13 @@ static void follow_mtime(struct run *r, struct drive_item *item)
 
 	if (cache_get(r->q->cache, r->e.ino, &now) < 0)
 		return;
-	if (now.item.mtime.tv_sec > 0 && now.item.mtime.tv_sec != r->e.item.mtime.tv_sec &&
-	    now.item.mtime.tv_sec != item->mtime.tv_sec) {
+	/*
+	 * Also a time set on purpose that item lacks: an item taken for ours
+	 * (an earlier upload whose answer was lost) carries that upload's time.
+	 */
+	if (now.item.mtime.tv_sec > 0 && now.item.mtime.tv_sec != item->mtime.tv_sec &&
+	    (now.item.mtime.tv_sec != r->e.item.mtime.tv_sec ||
+	     upload_times_explicit(r->q, r->e.ino, &now.item.mtime))) {
 		crtime = now.item.ctime_created.tv_sec > 0 ? &now.item.ctime_created : NULL;
 		memset(&patched, 0, sizeof(patched));
 		if (graph_update_item(r->q->graph, item->id, NULL, NULL, &now.item.mtime, crtime,

@@ -718,3 +718,23 @@ def test_new_file_removed_while_its_create_is_in_doubt(fake, mounter, then):
     write(m.p("e/new.txt"), b"again\n")
     os.rename(m.p("e/new.txt"), m.p("new.txt"))       # onto the name the create had used
     assert read_back(m.p("new.txt")) == b"again\n"
+
+
+def test_time_set_while_a_create_is_in_doubt(fake, mounter):
+    """A new file's create lands with its answer lost and the retries fail;
+    its time is then set on purpose.  The next run takes the item that
+    create made for the file's own, and must give it that time too (it
+    carries the time of the lost upload)."""
+    m = mounter.mount(opts={"max_retries": "1"})
+    fake.faults({"rules": [{"match": "PUT content", "truncate": True, "times": 1},
+                           {"match": "PUT content", "status": 503, "retry_after": "0", "times": 4}]})
+    write(m.p("new.txt"), b"first\n")
+    wait_until(lambda: faults_applied(fake) >= 2, 30, "the answer to be lost and the retry to fail")
+    assert fake.content("new.txt") == b"first\n"   # made all the same
+    os.utime(m.p("new.txt"), (1373711851, 1373711851))
+    fake.faults({})
+    wait_landed(fake, {"new.txt": b"first\n"})
+    wait_settled(m.p(""))
+    wait_until(lambda: "2013-07-13T10:37:31" in json.dumps(fake.dump_by_path()["new.txt"]), 20,
+               "the time on the server")
+    assert os.stat(m.p("new.txt")).st_mtime == 1373711851
