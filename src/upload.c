@@ -1071,9 +1071,10 @@ void upload_forget(struct upload_queue *q, uint64_t ino)
 	pthread_mutex_lock(&q->lock);
 	j = find_job(q, ino);
 	if (j && j->state == JOB_RUNNING) {
+		/* the run cleans up after an in-doubt create itself */
 		__atomic_store_n(&j->forgotten, 1, __ATOMIC_RELAXED);
 	} else if (j) {
-		lost = j->lost_create;   /* the run that sent it cleans up itself */
+		lost = j->lost_create;
 		j->lost_create = NULL;
 		remove_job(q, j);
 	}

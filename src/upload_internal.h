@@ -40,7 +40,7 @@ struct job {
 	int64_t session_size;
 	int64_t session_expires; /* unix seconds */
 	char *lost_create;      /* journalled "hash\nparent_id\nname" of a create that failed */
-	char *lost_update;      /* journalled "hash\nitem_id" of the last new version sent */
+	char *lost_update;      /* journalled "item_id\nhash..." of versions sent, answer unknown */
 	struct job *next;
 };
 
