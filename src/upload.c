@@ -151,6 +151,9 @@ static int journal_open(struct upload_queue *q, char **err)
 	if (rc == SQLITE_OK)   /* a new file's create whose answer may be lost (upload_run.c) */
 		sqlite3_exec(q->db, "ALTER TABLE upload_jobs ADD COLUMN lost_create TEXT", NULL, NULL,
 			     NULL);
+	if (rc == SQLITE_OK)   /* a new version whose answer may be lost (upload_run.c) */
+		sqlite3_exec(q->db, "ALTER TABLE upload_jobs ADD COLUMN lost_update TEXT", NULL, NULL,
+			     NULL);
 	if (rc != SQLITE_OK) {
 		if (err && asprintf(err, "cannot open the upload journal in '%s': %s", path,
 				    q->db ? sqlite3_errmsg(q->db) : sqlite3_errstr(rc)) < 0)
@@ -198,7 +201,23 @@ static void free_job(struct job *j)
 	free(j->message);
 	free(j->session_url);
 	free(j->lost_create);
+	free(j->lost_update);
+	free(j->stale_session);
 	free(j);
+}
+
+/*
+ * The file was written again: its remembered session holds older bytes.
+ * The next run ends it on the service (upload_run.c), which refuses a new
+ * session for the file while one is open (409).  q->lock held, job not running.
+ */
+static void drop_session(struct job *j)
+{
+	if (!j->session_url)
+		return;
+	free(j->stale_session);
+	j->stale_session = j->session_url;
+	j->session_url = NULL;
 }
 
 static void remove_job(struct upload_queue *q, struct job *j)
@@ -499,11 +518,8 @@ static void finish(struct upload_queue *q, struct job *j, struct outcome *oc)
 		j->message = oc->message;
 		oc->message = NULL;
 		j->not_before = now_ms() + (j->again ? SETTLE_MS : j->delay_ms);
-		if (j->again) {
-			/* new content: a remembered session holds stale bytes */
-			free(j->session_url);
-			j->session_url = NULL;
-		}
+		if (j->again)
+			drop_session(j);   /* new content: a remembered session holds stale bytes */
 		j->again = 0;
 		upload_db_run(q, "UPDATE upload_jobs SET attempts = ?, last_error = ? WHERE ino = ?", "iti",
 		       (int64_t)j->attempts, j->message, (int64_t)j->ino);
@@ -637,7 +653,8 @@ static int load_journal(struct upload_queue *q)
 		return rc;
 	pthread_mutex_lock(&q->db_lock);
 	rc = sqlite3_prepare_v2(q->db, "SELECT ino, queued_at, attempts, session_url, session_size, "
-				"session_expires, state, explicit_mtime, lost_create FROM upload_jobs "
+				"session_expires, state, explicit_mtime, lost_create, lost_update "
+				"FROM upload_jobs "
 				"ORDER BY queued_at", -1, &st, NULL);
 	while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
 		rc = SQLITE_OK;
@@ -671,6 +688,9 @@ static int load_journal(struct upload_queue *q)
 		url = (const char *)sqlite3_column_text(st, 8);
 		if (url)
 			j->lost_create = strdup(url);
+		url = (const char *)sqlite3_column_text(st, 9);
+		if (url)
+			j->lost_update = strdup(url);
 	}
 	if (rc != SQLITE_DONE)
 		log_error("cannot read the upload journal: %s", sqlite3_errmsg(q->db));
@@ -751,8 +771,7 @@ static int enqueue(struct upload_queue *q, uint64_t ino)
 			/* new content: no reason to sit out an old back-off or failure */
 			j->failed = 0;
 			j->not_before = now_ms() + SETTLE_MS;
-			free(j->session_url);
-			j->session_url = NULL;
+			drop_session(j);
 		}
 	}
 	set_conflict(q, ino, 0);
@@ -1024,15 +1043,20 @@ void upload_set_hold(struct upload_queue *q, upload_hold_fn fn, void *ctx)
 void upload_forget(struct upload_queue *q, uint64_t ino)
 {
 	struct job *j;
+	char *lost = NULL;
 
 	if (!q)
 		return;
 	pthread_mutex_lock(&q->lock);
 	j = find_job(q, ino);
-	if (j && j->state == JOB_RUNNING)
+	if (j && j->state == JOB_RUNNING) {
+		/* the run cleans up after an in-doubt create itself */
 		__atomic_store_n(&j->forgotten, 1, __ATOMIC_RELAXED);
-	else if (j)
+	} else if (j) {
+		lost = j->lost_create;
+		j->lost_create = NULL;
 		remove_job(q, j);
+	}
 	set_conflict(q, ino, 0);
 	{
 		struct ino_mark *m = mark_of(q, ino, 0);
@@ -1045,4 +1069,7 @@ void upload_forget(struct upload_queue *q, uint64_t ino)
 	upload_db_run(q, "DELETE FROM upload_jobs WHERE ino = ?", "i", (int64_t)ino);
 	pthread_cond_broadcast(&q->done);
 	pthread_mutex_unlock(&q->lock);
+	if (lost && (!q->hold || q->hold(q->hold_ctx) != UPLOAD_HOLD_OFFLINE))
+		upload_drop_lost_create(q, lost);
+	free(lost);
 }

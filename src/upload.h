@@ -80,7 +80,11 @@ void upload_times_set(struct upload_queue *q, uint64_t ino, const struct timespe
 /* Retry every waiting job now, back-off forgotten (the service answers again). */
 void upload_kick(struct upload_queue *q);
 
-/* ino was deleted locally: drop its queued upload (a running one is abandoned). */
+/*
+ * ino was deleted locally: drop its queued upload (a running one is
+ * abandoned).  When its create went out with the answer lost, the item it
+ * may have made is deleted on the service (a request, unless offline).
+ */
 void upload_forget(struct upload_queue *q, uint64_t ino);
 
 /*

@@ -36,9 +36,11 @@ struct job {
 	int urgent;             /* upload_wait() waits for it: writers do not hold it back */
 	char *message;          /* status text of the last failure, or NULL */
 	char *session_url;      /* journalled session to resume, or NULL */
+	char *stale_session;    /* a session of older bytes to end on the service, or NULL */
 	int64_t session_size;
 	int64_t session_expires; /* unix seconds */
 	char *lost_create;      /* journalled "hash\nparent_id\nname" of a create that failed */
+	char *lost_update;      /* journalled "item_id\nhash..." of versions sent, answer unknown */
 	struct job *next;
 };
 
@@ -105,6 +107,13 @@ int upload_db_run(struct upload_queue *q, const char *sql, const char *types, ..
  * in oc (with the path and a failure message, malloc'd).
  */
 int upload_run_job(struct upload_queue *q, struct job *job, struct outcome *oc);
+
+/*
+ * A file whose create was in doubt (rec as journalled in job->lost_create)
+ * is gone here: delete the item that create made, if the service holds
+ * one where it went with exactly those bytes.  Best effort; no lock held.
+ */
+void upload_drop_lost_create(struct upload_queue *q, const char *rec);
 
 /* 1 if ino's mtime was set on purpose to exactly *mtime (takes q->lock). */
 int upload_times_explicit(struct upload_queue *q, uint64_t ino, const struct timespec *mtime);

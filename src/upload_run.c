@@ -34,6 +34,7 @@
 #define SESSION_MARGIN_S 60             /* a stored session this close to expiry is dropped */
 #define SESSION_STALLS 6                /* chunk failures without progress per run */
 #define HASH_MISMATCH_MAX 3             /* then accept the service's bytes (quirk 8) */
+#define LOST_VERSIONS_MAX 4             /* versions in doubt remembered per file */
 #define PATH_DEPTH_MAX 256
 
 /* One staged file being read for an upload, hashing as it goes. */
@@ -472,8 +473,13 @@ static void follow_mtime(struct run *r, struct drive_item *item)
 
 	if (cache_get(r->q->cache, r->e.ino, &now) < 0)
 		return;
-	if (now.item.mtime.tv_sec > 0 && now.item.mtime.tv_sec != r->e.item.mtime.tv_sec &&
-	    now.item.mtime.tv_sec != item->mtime.tv_sec) {
+	/*
+	 * Also a time set on purpose that item lacks: an item taken for ours
+	 * (an earlier upload whose answer was lost) carries that upload's time.
+	 */
+	if (now.item.mtime.tv_sec > 0 && now.item.mtime.tv_sec != item->mtime.tv_sec &&
+	    (now.item.mtime.tv_sec != r->e.item.mtime.tv_sec ||
+	     upload_times_explicit(r->q, r->e.ino, &now.item.mtime))) {
 		crtime = now.item.ctime_created.tv_sec > 0 ? &now.item.ctime_created : NULL;
 		memset(&patched, 0, sizeof(patched));
 		if (graph_update_item(r->q->graph, item->id, NULL, NULL, &now.item.mtime, crtime,
@@ -487,6 +493,82 @@ static void follow_mtime(struct run *r, struct drive_item *item)
 		free(err);
 	}
 	cache_entry_release(&now);
+}
+
+/*
+ * A new version of an existing item is about to go out.  The service may
+ * take it and the answer never arrive (a dropped connection, a kill); the
+ * next upload's If-Match then fails against that version, our own.  Journal
+ * the bytes' hash first, so that resolve_conflict() knows such a version
+ * for ours instead of keeping a conflict copy of it.  The record is
+ * "item_id\nhash\nhash...": every version sent to the item since an answer
+ * last arrived (any of them may be the one that landed), the newest
+ * LOST_VERSIONS_MAX kept.  Best effort.
+ */
+static void note_update(struct run *r, struct reader *rd, const struct graph_upload_target *t)
+{
+	char hash[QXHASH_BASE64_LEN + 1], *rec, *kept;
+	const char *old = r->job->lost_update, *p = old ? strchr(old, '\n') : NULL, *end;
+	size_t len, used = 0;
+	int n = 1;
+
+	if (!t->item_id || hash_until(rd, rd->size) < 0)
+		return;
+	qxhash_final_base64(&rd->h, hash);
+	kept = calloc(1, old ? strlen(old) + 1 : 1);
+	if (!kept)
+		return;
+	if (p && strlen(t->item_id) == (size_t)(p - old) &&
+	    strncmp(old, t->item_id, (size_t)(p - old)) == 0) {
+		/* the same item: the hashes sent before follow, but this one */
+		for (; p && n < LOST_VERSIONS_MAX; p = end) {
+			end = strchr(p + 1, '\n');
+			len = end ? (size_t)(end - p - 1) : strlen(p + 1);
+			if (len == strlen(hash) && strncmp(p + 1, hash, len) == 0)
+				continue;
+			memcpy(kept + used, p, len + 1);
+			used += len + 1;
+			n++;
+		}
+	}
+	if (asprintf(&rec, "%s\n%s%s", t->item_id, hash, kept) < 0) {
+		free(kept);
+		return;
+	}
+	free(kept);
+	if (old && strcmp(old, rec) == 0) {
+		free(rec);   /* journalled already */
+		return;
+	}
+	free(r->job->lost_update);
+	r->job->lost_update = rec;
+	upload_db_run(r->q, "UPDATE upload_jobs SET lost_update = ? WHERE ino = ?", "ti", rec,
+		      (int64_t)r->e.ino);
+}
+
+/* An answer arrived: no version sent is in doubt (in memory; a stale row is harmless). */
+static void clear_update(struct run *r)
+{
+	free(r->job->lost_update);
+	r->job->lost_update = NULL;
+}
+
+/* 1 if remote holds a version note_update() journalled (its answer was lost). */
+static int own_lost_version(const struct run *r, const struct drive_item *remote)
+{
+	const char *rec = r->job->lost_update, *p = rec ? strchr(rec, '\n') : NULL, *end;
+	size_t len;
+
+	if (!p || !remote->qxhash || !remote->id || strlen(remote->id) != (size_t)(p - rec) ||
+	    strncmp(rec, remote->id, (size_t)(p - rec)) != 0)
+		return 0;
+	for (; p; p = end) {
+		end = strchr(p + 1, '\n');
+		len = end ? (size_t)(end - p - 1) : strlen(p + 1);
+		if (len == strlen(remote->qxhash) && strncmp(p + 1, remote->qxhash, len) == 0)
+			return 1;
+	}
+	return 0;
 }
 
 /* The upload landed as item: tell the content and the cache. */
@@ -534,6 +616,7 @@ static int landed(struct run *r, struct reader *rd, struct drive_item *item, int
 		move_content(r, r->e.item.id, item->id);
 	if (was_new)
 		follow_rename(r, item);
+	clear_update(r);
 	return 0;
 }
 
@@ -547,6 +630,30 @@ static int same_bytes(struct reader *rd, const struct drive_item *remote)
 		return 0;
 	qxhash_final_base64(&rd->h, local);
 	return strcmp(local, remote->qxhash) == 0;
+}
+
+/*
+ * The item holds our own earlier version (own_lost_version): it is the base
+ * of this one, so send the bytes again conditioned on its tags.
+ */
+static int replace_own_version(struct run *r, struct reader *rd, const struct graph_upload_target *t,
+			       const struct drive_item *remote)
+{
+	struct graph_upload_target again = *t;
+	struct drive_item item;
+	int rc;
+
+	log_debug("'%s': the service holds the version sent last, whose answer was lost", r->path);
+	again.item_id = remote->id;
+	again.if_match = remote->ctag ? remote->ctag : remote->etag;
+	note_update(r, rd, &again);
+	rc = upload_to(r, &again, 0, rd, &item);
+	if (rc == -ESTALE)
+		rc = -EAGAIN;   /* changed on the service meanwhile: the next run sees a conflict */
+	if (rc == 0)
+		rc = landed(r, rd, &item, 0);
+	drive_item_release(&item);
+	return rc;
 }
 
 /*
@@ -573,6 +680,8 @@ static int resolve_conflict(struct run *r, struct reader *rd, const struct graph
 		rc = remote == &cur ? 0 : drive_item_copy(&cur, remote);
 		if (rc == 0)
 			rc = landed(r, rd, &cur, t->item_id == NULL);
+	} else if (t->item_id && !created_elsewhere && own_lost_version(r, remote)) {
+		rc = replace_own_version(r, rd, t, remote);
 	} else {
 		rc = save_conflict(r, rd, created_elsewhere, remote);
 		rc = rc == 0 ? RUN_CONFLICT : rc;
@@ -618,37 +727,67 @@ static void clear_create(struct run *r)
 }
 
 /*
- * The item a failed create made after all, if the service holds one where
- * it went with exactly the bytes sent then: moved to t's folder and name,
- * given the current bytes, into *item.  1 when *item is set, 0 when there
- * is no such item (create as usual), or -errno.
+ * The item a create journalled as rec ("hash\nparent_id\nname") made, if
+ * the service holds a file there with exactly the bytes sent then: 1 and
+ * *remote set, 0 when there is none (nothing was made, or someone else's
+ * file), or -errno.
  */
-static int lost_create_item(struct run *r, struct reader *rd, const struct graph_upload_target *t,
-			    struct drive_item *item)
+static int find_lost_create(struct upload_queue *q, const char *rec, struct drive_item *remote,
+			    char **err)
 {
-	struct graph_upload_target to;
-	struct drive_item remote, moved;
-	const char *rec = r->job->lost_create, *nl1, *nl2;
+	const char *nl1 = rec ? strchr(rec, '\n') : NULL, *nl2 = nl1 ? strchr(nl1 + 1, '\n') : NULL;
 	char *parent = NULL, *hash = NULL;
 	int rc;
 
-	memset(&remote, 0, sizeof(remote));
-	nl1 = rec ? strchr(rec, '\n') : NULL;
-	nl2 = nl1 ? strchr(nl1 + 1, '\n') : NULL;
+	memset(remote, 0, sizeof(*remote));
 	if (!nl2)
 		return 0;
 	hash = strndup(rec, (size_t)(nl1 - rec));
 	parent = strndup(nl1 + 1, (size_t)(nl2 - nl1 - 1));
 	rc = hash && parent ? 0 : -ENOMEM;
 	if (rc == 0)
-		rc = graph_get_child(r->q->graph, parent, nl2 + 1, &remote, &r->err);
-	if (rc == -ENOENT || (rc == 0 && (remote.is_dir || !remote.qxhash ||
-					  strcmp(remote.qxhash, hash) != 0))) {
-		rc = 0;   /* nothing was made, or someone else's: create as usual */
-		goto out_release;
+		rc = graph_get_child(q->graph, parent, nl2 + 1, remote, err);
+	if (rc == 0 && !remote->is_dir && remote->qxhash && strcmp(remote->qxhash, hash) == 0)
+		rc = 1;
+	else if (rc == 0 || rc == -ENOENT)
+		rc = 0;
+	if (rc != 1)
+		drive_item_release(remote);
+	free(parent);
+	free(hash);
+	return rc;
+}
+
+void upload_drop_lost_create(struct upload_queue *q, const char *rec)
+{
+	struct drive_item remote;
+	char *err = NULL;
+
+	if (find_lost_create(q, rec, &remote, &err) == 1) {
+		log_debug("deleting '%s', made by a create whose answer was lost, deleted here since",
+			  remote.name);
+		graph_delete_item_if(q->graph, remote.id, remote.ctag ? remote.ctag : remote.etag,
+				     NULL);
+		drive_item_release(&remote);
 	}
-	if (rc < 0)
-		goto out_release;
+	free(err);
+}
+
+/*
+ * The item a failed create made after all (find_lost_create): moved to t's
+ * folder and name, given the current bytes, into *item.  1 when *item is
+ * set, 0 when there is no such item (create as usual), or -errno.
+ */
+static int lost_create_item(struct run *r, struct reader *rd, const struct graph_upload_target *t,
+			    struct drive_item *item)
+{
+	struct graph_upload_target to;
+	struct drive_item remote, moved;
+	int rc;
+
+	rc = find_lost_create(r->q, r->job->lost_create, &remote, &r->err);
+	if (rc <= 0)
+		return rc;
 	log_debug("'%s' was created by an earlier upload whose answer was lost", r->path);
 	if (!remote.parent_id || strcmp(remote.parent_id, t->parent_id) != 0 ||
 	    strcmp(remote.name, t->name) != 0) {
@@ -679,14 +818,13 @@ static int lost_create_item(struct run *r, struct reader *rd, const struct graph
 	to.mtime = t->mtime;
 	to.mtime_explicit = t->mtime_explicit;
 	to.crtime = t->crtime;
+	note_update(r, rd, &to);
 	rc = upload_to(r, &to, 0, rd, item);
 	if (rc == -ESTALE)
 		rc = -EAGAIN;   /* changed on the service meanwhile: the next run sees a conflict */
 	rc = rc == 0 ? 1 : rc;
 out_release:
 	drive_item_release(&remote);
-	free(parent);
-	free(hash);
 	return rc;
 }
 
@@ -724,6 +862,20 @@ static int gone_meanwhile(struct run *r)
 	if (rc == 0)
 		cache_entry_release(&now);
 	return rc == -ENOENT;
+}
+
+/* A session left with older bytes (drop_session in upload.c): end it, best effort. */
+static void cancel_stale_session(struct run *r)
+{
+	struct graph_upload_session s;
+
+	if (!r->job->stale_session)
+		return;
+	memset(&s, 0, sizeof(s));
+	s.upload_url = r->job->stale_session;
+	r->job->stale_session = NULL;
+	graph_upload_session_cancel(r->q->graph, &s, NULL);
+	graph_upload_session_release(&s);
 }
 
 /* Stage the file and pick its target; RUN_DROP when there is nothing to upload. */
@@ -774,6 +926,7 @@ int upload_run_job(struct upload_queue *q, struct job *job, struct outcome *oc)
 	int rc, was_new = 0, new_target = 0;
 
 	memset(&item, 0, sizeof(item));
+	cancel_stale_session(&r);
 	rc = run_prepare(&r, &was_new);
 	if (rc != 0)
 		goto out;
@@ -805,8 +958,10 @@ int upload_run_job(struct upload_queue *q, struct job *job, struct outcome *oc)
 			if (rc < 0 && rc != -ENOENT)
 				goto out;
 		}
-		if (rc == 0)
+		if (rc == 0) {
+			note_update(&r, &rd, &t);
 			rc = upload_to(&r, &t, 1, &rd, &item);
+		}
 		if (rc == -ENOENT) {
 			/* deleted on the service meanwhile: the local bytes come back as new */
 			log_info("'%s' was deleted on another device; uploading your version again",
@@ -846,6 +1001,11 @@ int upload_run_job(struct upload_queue *q, struct job *job, struct outcome *oc)
 		rc = -ECANCELED;
 	}
 out:
+	if (job->lost_create && (forgotten(&r) || (rc == RUN_DROP && !r.e.item.id))) {
+		/* deleted here while a create was in doubt: what it made must not stay */
+		upload_drop_lost_create(q, job->lost_create);
+		clear_create(&r);
+	}
 	drive_item_release(&item);
 	oc->rc = rc;
 	oc->path = r.path;

@@ -646,3 +646,95 @@ def test_new_file_whose_create_answer_was_lost(fake, mounter, env, then):
     assert len(versions(fake, next(iter(want)))) >= 1
     names = [os.path.join(d, f) for d, _, fs in os.walk(m.p("")) for f in fs]
     assert [os.path.relpath(n, m.p("")) for n in names] == list(want)
+
+
+@pytest.mark.parametrize("then", ["rewrite", "kill", "large"])
+def test_new_version_whose_answer_was_lost(fake, mounter, env, then):
+    """A new version of a file lands on the service but its answer is
+    lost; the file is written again (or the daemon killed first) before
+    the next try, whose If-Match then fails against that version - our
+    own.  The next version replaces it: no "(conflict ...)" copy of the
+    file's own earlier version (the model tester's seed 833693599, under
+    faults)."""
+    big = then == "large"
+    first = pattern(5 * MIB + 1, 1) if big else b"first version\n"
+    second = pattern(5 * MIB + 3, 2) if big else b"second, longer version\n"
+    fake.seed([{"path": "f.txt", "content": "original\n"}])
+    m = mounter.mount()
+    assert read_back(m.p("f.txt")) == b"original\n"
+    # one chunk (upload_chunk is 10 MiB): its answer is lost, the session completes all the same
+    fake.faults({"rules": [{"match": "PUT upload" if big else "PUT content", "truncate": True, "times": 1}]})
+    write(m.p("f.txt"), first)
+    wait_until(lambda: faults_applied(fake) >= 1, 30, "the answer to be lost")
+    wait_until(lambda: fake.content("f.txt") == first, 30, "the first version on the service")
+    fake.faults({})
+    if then == "kill":
+        write(m.p("f.txt"), second)
+        kill_daemon(m)
+        assert meta_db_integrity(env) == "ok"
+        m = mounter.mount(path=m.path)
+    else:
+        write(m.p("f.txt"), second)
+    wait_landed(fake, {"f.txt": second})
+    wait_settled(m.p(""))
+    files = sorted(p for p, v in fake.dump_by_path().items() if not v.get("folder"))
+    assert files == ["f.txt"], files
+    assert os.listdir(m.p("")) == ["f.txt"]
+    assert read_back(m.p("f.txt")) == second
+
+
+@pytest.mark.parametrize("then", ["unlink", "rename-over", "rename-away"])
+def test_new_file_removed_while_its_create_is_in_doubt(fake, mounter, then):
+    """A new file's create lands but its answer is lost, and the file is
+    deleted here (or replaced, or renamed) before the retry learns what
+    happened: the item that create made must not stay on the service under
+    its old name, where it would show up again and make a later rename onto
+    that name fail with EEXIST (the model tester's seed 400, under faults)."""
+    m = mounter.mount()
+    os.mkdir(m.p("d"))
+    write(m.p("d/other.txt"), b"other\n")
+    wait_landed(fake, {"d/other.txt": b"other\n"})
+    # the answer breaks off, and the client's own retries fail for a while
+    fake.faults({"rules": [{"match": "PUT content", "truncate": True, "times": 1},
+                           {"match": "PUT content", "status": 503, "retry_after": "1", "times": 3}]})
+    write(m.p("new.txt"), b"first\n")
+    wait_until(lambda: faults_applied(fake) >= 1, 30, "the answer to be lost")
+    assert fake.content("new.txt") == b"first\n"   # made all the same
+    if then == "unlink":
+        os.unlink(m.p("new.txt"))
+        want = {"d/other.txt": b"other\n"}
+    elif then == "rename-over":
+        os.rename(m.p("d/other.txt"), m.p("new.txt"))
+        want = {"new.txt": b"other\n"}
+    else:
+        os.rename(m.p("new.txt"), m.p("d/moved.txt"))
+        want = {"d/other.txt": b"other\n", "d/moved.txt": b"first\n"}
+    fake.faults({})
+    wait_landed(fake, want)
+    wait_until(lambda: sorted(p for p, v in fake.dump_by_path().items() if not v.get("folder")) == sorted(want),
+               30, "only %r on the server" % sorted(want))
+    wait_settled(m.p(""))
+    os.rename(m.p("d"), m.p("e"))
+    write(m.p("e/new.txt"), b"again\n")
+    os.rename(m.p("e/new.txt"), m.p("new.txt"))       # onto the name the create had used
+    assert read_back(m.p("new.txt")) == b"again\n"
+
+
+def test_time_set_while_a_create_is_in_doubt(fake, mounter):
+    """A new file's create lands with its answer lost and the retries fail;
+    its time is then set on purpose.  The next run takes the item that
+    create made for the file's own, and must give it that time too (it
+    carries the time of the lost upload)."""
+    m = mounter.mount(opts={"max_retries": "1"})
+    fake.faults({"rules": [{"match": "PUT content", "truncate": True, "times": 1},
+                           {"match": "PUT content", "status": 503, "retry_after": "0", "times": 4}]})
+    write(m.p("new.txt"), b"first\n")
+    wait_until(lambda: faults_applied(fake) >= 2, 30, "the answer to be lost and the retry to fail")
+    assert fake.content("new.txt") == b"first\n"   # made all the same
+    os.utime(m.p("new.txt"), (1373711851, 1373711851))
+    fake.faults({})
+    wait_landed(fake, {"new.txt": b"first\n"})
+    wait_settled(m.p(""))
+    wait_until(lambda: "2013-07-13T10:37:31" in json.dumps(fake.dump_by_path()["new.txt"]), 20,
+               "the time on the server")
+    assert os.stat(m.p("new.txt")).st_mtime == 1373711851
