@@ -726,6 +726,14 @@ static int delta_held(void *vctx)
 	return journal_busy(ctx->journal);
 }
 
+/* journal.c's hook: as forget_entry, its context being the fs context. */
+static void journal_forget_entry(void *vctx, uint64_t parent_ino, const char *name)
+{
+	struct fs_context *ctx = vctx;
+
+	fuse_lowlevel_notify_inval_entry(ctx->se, parent_ino, name, strlen(name));
+}
+
 /* The offline changes are on the service: uploads and remote changes go on. */
 static void journal_drained(void *vctx)
 {
@@ -886,7 +894,7 @@ static int cmd_mount(struct odfs_config *cfg, struct fuse_args *args, const char
 		log_warnx("cannot start the token refresh thread; tokens refresh on demand");
 	upload_set_notify(ctx.upload, forget_entry, se);
 	upload_set_hold(ctx.upload, uploads_held, &ctx);
-	journal_set_hooks(ctx.journal, forget_entry, journal_drained, &ctx);
+	journal_set_hooks(ctx.journal, journal_forget_entry, journal_drained, &ctx);
 	if (journal_start(ctx.journal) < 0)
 		goto out_stop_auth;
 	if (upload_start(ctx.upload) < 0)
