@@ -219,7 +219,7 @@ int cache_entry_from_row(sqlite3_stmt *st, struct cache_entry *e)
 	ret |= dup_column(st, 14, &it->ctag);
 	ret |= dup_column(st, 15, &it->qxhash);
 	e->dirty = sqlite3_column_int(st, 16) != 0;
-	e->is_local = it->id && strncmp(it->id, CACHE_LOCAL_PREFIX, strlen(CACHE_LOCAL_PREFIX)) == 0;
+	e->is_local = cache_id_is_local(it->id);
 	if (ret) {
 		cache_entry_release(e);
 		return -ENOMEM;
@@ -887,4 +887,9 @@ int64_t cache_count(struct cache *c)
 	sqlite3_reset(st);
 	pthread_mutex_unlock(&c->lock);
 	return ret;
+}
+
+int cache_id_is_local(const char *id)
+{
+	return id && strncmp(id, CACHE_LOCAL_PREFIX, strlen(CACHE_LOCAL_PREFIX)) == 0;
 }

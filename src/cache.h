@@ -136,6 +136,9 @@ int64_t cache_count(struct cache *c);
 
 #define CACHE_LOCAL_PREFIX "local:"
 
+/* 1 when id is a local id (an item created here, not on the service yet). */
+int cache_id_is_local(const char *id);
+
 /*
  * A new local file or folder named name in parent_ino (-EEXIST if the name is
  * taken case-insensitively, -ENOENT/-ENOTDIR for a bad parent).  *ino

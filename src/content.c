@@ -579,7 +579,7 @@ void content_alias_add(struct content_cache *cc, const char *from, const char *t
 	struct content_alias *a;
 	char *f, *t;
 
-	if (strncmp(from, CACHE_LOCAL_PREFIX, strlen(CACHE_LOCAL_PREFIX)) != 0)
+	if (!cache_id_is_local(from))
 		return;
 	f = strdup(from);
 	t = strdup(to);
@@ -615,7 +615,7 @@ int content_file_open_mode(struct content_cache *cc, const struct drive_item *it
 	pthread_mutex_lock(&cc->lock);
 	content_stream_start_workers(cc);
 	rc = -ENOENT;
-	if (strncmp(item->id, CACHE_LOCAL_PREFIX, strlen(CACHE_LOCAL_PREFIX)) == 0)
+	if (cache_id_is_local(item->id))
 		rc = local_get(cc, item->id, size, &it);
 	if (rc == -ENOENT)
 		rc = content_item_get(cc, item->id, tag, size, &it);

@@ -316,7 +316,7 @@ static int fetch_url(struct content_cache *cc, struct content_item *it, int rene
 	if (!id)
 		return -ENOMEM;
 	/* a local id names bytes that exist only here: the service has none to give */
-	if (strncmp(id, CACHE_LOCAL_PREFIX, strlen(CACHE_LOCAL_PREFIX)) == 0) {
+	if (cache_id_is_local(id)) {
 		if (err && !*err)
 			*err = strdup("its local copy is missing and it was never uploaded");
 		free(id);

@@ -523,7 +523,7 @@ static int collect_orphan(void *ctx, const struct cache_entry *e)
 	struct orphans *l = ctx;
 	struct cache_entry *grown;
 
-	if (!e->item.is_dir || !journal_is_local_id(e->item.id) || has_folder_row(l->j, e->item.id))
+	if (!e->item.is_dir || !cache_id_is_local(e->item.id) || has_folder_row(l->j, e->item.id))
 		return 0;
 	if (l->n == l->cap) {
 		grown = realloc(l->v, (l->cap ? l->cap * 2 : 8) * sizeof(*grown));

@@ -66,8 +66,6 @@ struct journal {
 /* One statement on the journal's connection (sqlrun.h types); takes db_lock. */
 int journal_db_run(struct journal *j, int64_t *rowid, const char *sql, const char *types, ...);
 
-/* 1 for a local id ("local:..."), a folder not created on the service yet. */
-int journal_is_local_id(const char *id);
 /* 1 when a replay failure may pass: the network, throttling, a busy or full service. */
 int journal_is_transient(int rc);
 /* Every row (table and list) naming old names new_id from now on; remembered in j->ids. */

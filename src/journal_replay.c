@@ -19,11 +19,6 @@
 
 /* ---- journal_replay ---- */
 
-int journal_is_local_id(const char *id)
-{
-	return id && strncmp(id, CACHE_LOCAL_PREFIX, strlen(CACHE_LOCAL_PREFIX)) == 0;
-}
-
 /* Transport trouble or throttling: the row waits and is tried again. */
 int journal_is_transient(int rc)
 {
@@ -234,7 +229,7 @@ static int replay_folder(struct journal *j, struct op *o, char **err)
 	int rc;
 
 	memset(&out, 0, sizeof(out));
-	rc = journal_is_local_id(o->parent_id) ? -ENOENT :
+	rc = cache_id_is_local(o->parent_id) ? -ENOENT :
 		create_folder(j, o, o->parent_id, &out, err);
 	if (rc == -ENOENT && (root = root_id(j)) && strcmp(root, o->parent_id) != 0) {
 		/* its parent is gone from the service: the folder goes to the root */
@@ -301,7 +296,7 @@ static int replay_move(struct journal *j, struct op *o, char **err)
 
 	memset(&out, 0, sizeof(out));
 	memset(&cur, 0, sizeof(cur));
-	if (journal_is_local_id(o->item_id) || journal_is_local_id(o->parent_id)) {
+	if (cache_id_is_local(o->item_id) || cache_id_is_local(o->parent_id)) {
 		*err = strdup("a folder it depends on could not be created");
 		return -ENOENT;
 	}
@@ -345,7 +340,7 @@ static int replay_delete(struct journal *j, struct op *o, char **err)
 	struct drive_item cur;
 	int rc, children = 0;
 
-	if (journal_is_local_id(o->item_id))
+	if (cache_id_is_local(o->item_id))
 		return 0;   /* its creation never reached the service */
 	if (o->is_dir) {
 		rc = graph_list_children(j->graph, o->item_id, count_child, &children, err);
@@ -384,7 +379,7 @@ static int replay_times(struct journal *j, struct op *o, char **err)
 	struct drive_item out;
 	int rc;
 
-	if (journal_is_local_id(o->item_id))
+	if (cache_id_is_local(o->item_id))
 		return 0;
 	memset(&out, 0, sizeof(out));
 	rc = graph_update_item(j->graph, o->item_id, NULL, NULL, &mtime, o->crtime ? &crtime : NULL,
@@ -419,7 +414,7 @@ void journal_forget_change(struct journal *j, const struct op *o)
 	struct drive_item cur;
 	struct cache_entry e;
 
-	if (journal_is_local_id(o->item_id))
+	if (cache_id_is_local(o->item_id))
 		return;
 	memset(&cur, 0, sizeof(cur));
 	if (graph_get_item(j->graph, o->item_id, &cur, NULL) == 0) {

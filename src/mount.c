@@ -27,6 +27,7 @@
 #include "config.h"
 #include "content.h"
 #include "delta.h"
+#include "errmap.h"
 #include "fs.h"
 #include "graph.h"
 #include "journal.h"
@@ -124,17 +125,6 @@ static int check_mountpoint(const char *mp, char **canon)
 	return 0;
 }
 
-static int is_network_error(int rc)
-{
-	switch (-rc) {
-	case ECONNREFUSED: case EHOSTUNREACH: case ENETUNREACH: case ETIMEDOUT:
-	case ECONNRESET: case ECONNABORTED: case EHOSTDOWN:
-		return 1;
-	default:
-		return 0;
-	}
-}
-
 /* The Graph host, for messages. */
 static void graph_host(const struct odfs_config *cfg, char *host, size_t size)
 {
@@ -160,7 +150,7 @@ static int open_drive(struct auth *auth, struct graph *graph, struct drive_info 
 	rc = graph_open_drive(graph, drive, &err);
 	if (rc == 0) {
 		rc = graph_get_root(graph, root, &err);
-		if (rc < 0 && is_network_error(rc)) {
+		if (rc < 0 && errmap_is_transport(rc)) {
 			drive_info_release(drive);
 			*offline = 1;
 		} else if (rc < 0) {
@@ -172,7 +162,7 @@ static int open_drive(struct auth *auth, struct graph *graph, struct drive_info 
 	}
 	if (auth_state(auth) == AUTH_EXPIRED) {
 		/* auth.c has already said so, once */
-	} else if (is_network_error(rc)) {
+	} else if (errmap_is_transport(rc)) {
 		*offline = 1;
 	} else {
 		log_error("cannot open the drive: %s", err ? err : log_errstr(rc, ebuf, sizeof(ebuf)));

@@ -427,8 +427,7 @@ static void follow_rename(struct run *r, const struct drive_item *item)
 		return;
 	if (now.parent_ino != r->e.parent_ino &&
 	    cache_get(q->cache, now.parent_ino, &parent) == 0) {
-		new_parent = strncmp(parent.item.id, CACHE_LOCAL_PREFIX,
-				     strlen(CACHE_LOCAL_PREFIX)) ? parent.item.id : NULL;
+		new_parent = cache_id_is_local(parent.item.id) ? NULL : parent.item.id;
 	} else {
 		memset(&parent, 0, sizeof(parent));
 	}
@@ -448,10 +447,6 @@ static void follow_rename(struct run *r, const struct drive_item *item)
 	cache_entry_release(&now);
 }
 
-static int is_local_id(const char *id)
-{
-	return id && strncmp(id, CACHE_LOCAL_PREFIX, strlen(CACHE_LOCAL_PREFIX)) == 0;
-}
 
 static int forgotten(const struct run *r)
 {
@@ -891,14 +886,14 @@ static int run_prepare(struct run *r, int *was_new)
 		return rc;
 	if (r->e.item.is_dir)
 		return RUN_DROP;   /* folders are created synchronously */
-	*was_new = r->e.is_local || is_local_id(r->e.item.id);
+	*was_new = r->e.is_local || cache_id_is_local(r->e.item.id);
 	if (!*was_new && !r->e.dirty && !content_is_dirty(q->content, r->e.item.id))
 		return RUN_DROP;   /* nothing local left (a stale journal row) */
 	r->path = path_of(q, r->e.ino);
 	rc = cache_get(q->cache, r->e.parent_ino, &r->parent);
 	if (rc < 0)
 		return rc == -ENOENT ? RUN_DROP : rc;
-	if (is_local_id(r->parent.item.id)) {
+	if (cache_id_is_local(r->parent.item.id)) {
 		r->err = strdup("waiting for its folder to be created");
 		return -EAGAIN;
 	}
