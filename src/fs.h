@@ -44,4 +44,7 @@ struct fs_context {
 
 const struct fuse_lowlevel_ops *fs_operations(void);
 
+/* After the session loop: closes files whose release never came (fs_write.c). */
+void fs_close_leftovers(struct fs_context *ctx);
+
 #endif

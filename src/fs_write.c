@@ -702,6 +702,35 @@ void fs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	fs_reply_failure(req, save(ctx, ino, h));
 }
 
+/*
+ * The session has ended with files still open: the kernel drops a release
+ * it has not sent by then (an unmount right after a close).  Each is closed
+ * here as its release would have: bytes written through it are committed and
+ * queued, and nothing it holds outlives the mount.
+ */
+void fs_close_leftovers(struct fs_context *ctx)
+{
+	struct fs_state *st = ctx->state;
+	size_t i;
+
+	if (!st)
+		return;
+	for (i = 0; i < WRITER_BUCKETS; i++) {
+		for (;;) {
+			struct fs_file *h = NULL;
+
+			pthread_mutex_lock(&st->lock);
+			if (st->opened[i])
+				h = st->opened[i]->files;
+			pthread_mutex_unlock(&st->lock);
+			if (!h)
+				break;
+			save(ctx, h->ino, h);
+			fs_file_close(ctx, h);
+		}
+	}
+}
+
 void fs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct fs_context *ctx = fs_ctx(req);

@@ -553,6 +553,7 @@ int mount_run(struct odfs_config *cfg, struct fuse_args *args, const char *mount
 	fuse_loop_cfg_destroy(loop);
 	status = rc < 0 ? 1 : 0;
 	log_info("unmounting '%s'", canon);
+	fs_close_leftovers(&ctx);
 
 out_stop_auth:
 	hooks_set_active(&hooks, 0);

@@ -63,6 +63,27 @@ def mounts():
     return out
 
 
+def fuse_connection_abort(path):
+    """Abort the FUSE connection behind the mount at path, as the kernel does
+    when a daemon is torn away: requests it has not answered are dropped,
+    releases of files still open included."""
+    path = os.path.realpath(str(path))
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            if _unescape_mountinfo(fields[4]) == path:
+                minor = fields[2].split(":")[1]
+                break
+        else:
+            raise AssertionError("%s is not mounted" % path)
+    conn = "/sys/fs/fuse/connections"
+    if not os.path.exists(os.path.join(conn, minor)):
+        # fusectl is not mounted on every machine; root can mount it
+        subprocess.run(["mount", "-t", "fusectl", "fusectl", conn], capture_output=True, timeout=30)
+    with open(os.path.join(conn, minor, "abort"), "w") as f:
+        f.write("1")
+
+
 def mount_count(path):
     path = os.path.realpath(str(path))
     return sum(1 for m in mounts() if m[0] == path)

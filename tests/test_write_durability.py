@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from helpers import (MIB, call_with_deadline, kill_daemon, meta_db_integrity, pattern, qxhash, read_back, versions,
+from helpers import (MIB, call_with_deadline, fuse_connection_abort, kill_daemon, meta_db_integrity, pattern, qxhash, read_back, versions,
                      upload_sessions, expire_upload_sessions, wait_landed, wait_settled, wait_until)
 
 SESSION_SIZE = 30 * MIB
@@ -123,6 +123,36 @@ def test_kill9_twice_in_a_row(fake, mounter, env):
     m3 = mounter.mount(path=m.path)
     wait_landed(fake, files, timeout=60)
     wait_settled(m3.p("twice"))
+
+
+@pytest.mark.valgrind
+def test_connection_aborted_with_files_open(fake, mounter, env):
+    """The session ends while files are open (their releases never come):
+    bytes whose write() returned still land, and nothing leaks."""
+    fake.seed([{"path": "read.txt", "content": "readable\n"}])
+    m = mounter.mount()
+    data = pattern(300000, 61)
+    writer = open(m.p("open.bin"), "wb", buffering=0)
+    reader = open(m.p("read.txt"), "rb", buffering=0)
+    try:
+        assert writer.write(data) == len(data)    # acknowledged: it must not be lost
+        assert reader.read() == b"readable\n"
+        fuse_connection_abort(m.path)
+        m.proc.wait(timeout=60)
+    finally:
+        for f in (writer, reader):
+            try:
+                f.close()
+            except OSError:
+                pass                                # the connection is gone
+    m.stop()     # valgrind's verdict and the log's error lines
+    assert m.returncode == 0, m.stderr_text()
+    assert meta_db_integrity(env) == "ok"
+    m2 = mounter.mount(path=m.path)
+    wait_landed(fake, {"open.bin": data}, timeout=60, what="the bytes written before the abort")
+    wait_settled(m2.p(""))
+    assert read_back(m2.p("open.bin")) == data
+    assert read_back(m2.p("read.txt")) == b"readable\n"
 
 
 def test_fsync_waits_until_landed(fake, mounter):
