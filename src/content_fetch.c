@@ -10,6 +10,7 @@
  */
 #define _GNU_SOURCE     /* asprintf, GNU strerror_r */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,6 +34,7 @@
 #define URL_MAX_AGE     300                /* seconds a download URL is trusted */
 #define ERROR_LOG_EVERY 10                 /* seconds between failure messages per item */
 #define FAIL_HOLD       2                  /* seconds reads fail at once after a failure */
+#define FETCH_RESERVE   (4 * 1024 * 1024)  /* data file blocks allocated ahead of the writes */
 
 /* ---- waiting ---------------------------------------------------------- */
 
@@ -75,6 +77,8 @@ struct fetch {
 	size_t buf_size;
 	int64_t claim_end;            /* stream: bytes before this are ours (busy) */
 	int64_t skip_end;             /* stream: bytes before this are present: drop them */
+	int64_t reserved;             /* the data file's blocks are allocated up to here */
+	int no_reserve;               /* the file system cannot allocate ahead */
 	int stream;
 };
 
@@ -174,6 +178,32 @@ static int pwrite_all(int fd, const char *data, size_t len, int64_t off)
 }
 
 /*
+ * Allocate the data file's blocks from where the writes got to, a few MiB
+ * at a time and never past what f is about to write (its range, or a
+ * stream's claim): ext4 and the like charge much less per page for filling
+ * allocated blocks than for allocating each block as it is written (about
+ * half of a stream's pwrite time).  Only a hint: a file system that cannot,
+ * or a full disk, shows at the write.  It fills holes and never changes a
+ * byte, so it needs no care for local writes.
+ */
+static void fetch_reserve(struct fetch *f, int64_t end)
+{
+	int64_t from = f->written > f->reserved ? f->written : f->reserved;
+	int64_t limit = f->stream ? f->claim_end : f->end, to;
+
+	if (f->no_reserve || end <= f->reserved)
+		return;
+	to = from + FETCH_RESERVE < limit ? from + FETCH_RESERVE : limit;
+	if (to < end)
+		to = end;
+	if (fallocate(f->it->fd, FALLOC_FL_KEEP_SIZE, from, to - from) != 0) {
+		f->no_reserve = 1;
+		return;
+	}
+	f->reserved = to;
+}
+
+/*
  * Write fetched bytes [f->written, f->written + len) into the data file,
  * but only where they are still missing and below fetch_limit: whatever a
  * write or truncate put there meanwhile is newer.  An item nobody writes
@@ -189,6 +219,7 @@ static int fetch_write(struct fetch *f, const char *data, size_t len)
 
 	pthread_mutex_lock(&it->io);
 	if (!it->writers && !it->local) {
+		fetch_reserve(f, end);
 		rc = pwrite_all(it->fd, data, len, pos);
 		goto out_unlock_io;
 	}
