@@ -7,11 +7,19 @@
  * item's fetch_limit, deciding and writing under the item's io mutex: a
  * local write or truncate that happened while the download was in flight
  * is never overwritten by the older remote bytes.
+ *
+ * A stream receives and writes on two threads: copying from the socket and
+ * writing the page cache cost about the same, and one thread doing both in
+ * turn is what a cold sequential read on a fast link waits for.  Its
+ * network thread fills pieces of STREAM_RECORD bytes and queues them; a
+ * writer thread of its own writes and records them in order (struct
+ * fetch_writer).
  */
 #define _GNU_SOURCE     /* asprintf, GNU strerror_r */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +42,7 @@
 #define URL_MAX_AGE     300                /* seconds a download URL is trusted */
 #define ERROR_LOG_EVERY 10                 /* seconds between failure messages per item */
 #define FAIL_HOLD       2                  /* seconds reads fail at once after a failure */
+#define FETCH_PIECES    4                  /* a stream's pieces between network and writer */
 #define FETCH_RESERVE   (4 * 1024 * 1024)  /* data file blocks allocated ahead of the writes */
 
 /* ---- waiting ---------------------------------------------------------- */
@@ -71,15 +80,44 @@ struct fetch {
 	struct content_cache *cc;
 	struct content_item *it;
 	int64_t pos, end;             /* next byte to arrive; end of the range asked */
-	int64_t written;              /* bytes in [written, pos) wait in buf */
+	int64_t taken;                /* bytes in [taken, pos) wait in buf; below: written or queued */
+	/*
+	 * While a writer thread runs, it alone changes the fields below up to
+	 * no_reserve (written and recorded under cc->lock); otherwise the
+	 * fetch's own thread does.
+	 */
+	int64_t written;              /* bytes before this are in the data file */
 	int64_t recorded;             /* bytes in [recorded, written) are written, not yet in have */
+	int64_t reserved;             /* the data file's blocks are allocated up to here */
+	int no_reserve;               /* the file system cannot allocate ahead */
 	char *buf;                    /* NULL: every piece is written as it comes */
 	size_t buf_size;
 	int64_t claim_end;            /* stream: bytes before this are ours (busy) */
 	int64_t skip_end;             /* stream: bytes before this are present: drop them */
-	int64_t reserved;             /* the data file's blocks are allocated up to here */
-	int no_reserve;               /* the file system cannot allocate ahead */
 	int stream;
+	struct fetch_writer *w;       /* stream: its writer thread, or NULL: written here */
+};
+
+/*
+ * A stream's writer: a ring of FETCH_PIECES buffers.  The network thread
+ * fills the one after the queued pieces and waits when every buffer is
+ * queued; the writer writes the oldest, records it (waking the readers)
+ * and frees its buffer.  After a failed write, or once the stream is no
+ * longer wanted, the writer drops what is queued: pieces are written in
+ * order or not at all, so written never passes a hole.
+ */
+struct fetch_writer {
+	pthread_t thread;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;          /* lock: a piece queued or done, or stop */
+	char *bufs[FETCH_PIECES];
+	int64_t off[FETCH_PIECES];    /* lock: where each queued piece goes */
+	size_t len[FETCH_PIECES];     /* lock */
+	int64_t limit[FETCH_PIECES];  /* lock: its fetch writes nothing past this (reserve) */
+	unsigned head;                /* lock: the oldest queued piece */
+	unsigned queued;              /* lock: pieces queued, being written included */
+	int error;                    /* lock: first write failure, or -ECANCELED */
+	int stop;                     /* lock: no more pieces will come */
 };
 
 /*
@@ -179,17 +217,16 @@ static int pwrite_all(int fd, const char *data, size_t len, int64_t off)
 
 /*
  * Allocate the data file's blocks from where the writes got to, a few MiB
- * at a time and never past what f is about to write (its range, or a
- * stream's claim): ext4 and the like charge much less per page for filling
- * allocated blocks than for allocating each block as it is written (about
- * half of a stream's pwrite time).  Only a hint: a file system that cannot,
- * or a full disk, shows at the write.  It fills holes and never changes a
- * byte, so it needs no care for local writes.
+ * at a time and never past limit, what the fetch is about to write (its
+ * range, or a stream's claim): ext4 and the like charge much less per page
+ * for filling allocated blocks than for allocating each block as it is
+ * written (about half of a stream's pwrite time).  Only a hint: a file
+ * system that cannot, or a full disk, shows at the write.  It fills holes
+ * and never changes a byte, so it needs no care for local writes.
  */
-static void fetch_reserve(struct fetch *f, int64_t end)
+static void fetch_reserve(struct fetch *f, int64_t off, int64_t end, int64_t limit)
 {
-	int64_t from = f->written > f->reserved ? f->written : f->reserved;
-	int64_t limit = f->stream ? f->claim_end : f->end, to;
+	int64_t from = off > f->reserved ? off : f->reserved, to;
 
 	if (f->no_reserve || end <= f->reserved)
 		return;
@@ -204,22 +241,23 @@ static void fetch_reserve(struct fetch *f, int64_t end)
 }
 
 /*
- * Write fetched bytes [f->written, f->written + len) into the data file,
- * but only where they are still missing and below fetch_limit: whatever a
- * write or truncate put there meanwhile is newer.  An item nobody writes
- * (no writer, no local change: both only change under io) takes the short
- * way.
+ * Write fetched bytes [off, off + len) into the data file, but only where
+ * they are still missing and below fetch_limit: whatever a write or
+ * truncate put there meanwhile is newer.  An item nobody writes (no
+ * writer, no local change: both only change under io) takes the short
+ * way.  fetch_end: where the fetch's writes end (for fetch_reserve).
  */
-static int fetch_write(struct fetch *f, const char *data, size_t len)
+static int fetch_write(struct fetch *f, int64_t off, const char *data, size_t len,
+		       int64_t fetch_end)
 {
 	struct content_cache *cc = f->cc;
 	struct content_item *it = f->it;
-	int64_t pos = f->written, end = f->written + (int64_t)len;
+	int64_t pos = off, end = off + (int64_t)len;
 	int rc = 0;
 
 	pthread_mutex_lock(&it->io);
 	if (!it->writers && !it->local) {
-		fetch_reserve(f, end);
+		fetch_reserve(f, off, end, fetch_end);
 		rc = pwrite_all(it->fd, data, len, pos);
 		goto out_unlock_io;
 	}
@@ -232,25 +270,184 @@ static int fetch_write(struct fetch *f, const char *data, size_t len)
 			break;
 		/* have only grows while io is held: the gap stays a gap without the lock. */
 		pthread_mutex_unlock(&cc->lock);
-		rc = pwrite_all(it->fd, data + (gap.start - f->written),
-				(size_t)(gap.end - gap.start), gap.start);
+		rc = pwrite_all(it->fd, data + (gap.start - off), (size_t)(gap.end - gap.start),
+				gap.start);
 		pthread_mutex_lock(&cc->lock);
 		pos = gap.end;
 	}
 	pthread_mutex_unlock(&cc->lock);
 out_unlock_io:
 	pthread_mutex_unlock(&it->io);
-	if (rc == 0)
-		f->written = end;
 	return rc;
 }
 
-/* Write what waits in f->buf.  Lock not held. */
+/* Where f's writes end: a stream's claim, a demand fetch's range. */
+static int64_t fetch_limit_of(const struct fetch *f)
+{
+	return f->stream ? f->claim_end : f->end;
+}
+
+/* Write what waits in f->buf (no writer thread).  Lock not held. */
 static int fetch_flush(struct fetch *f)
 {
-	if (f->pos == f->written)
+	int rc;
+
+	if (f->pos == f->taken)
 		return 0;
-	return fetch_write(f, f->buf, (size_t)(f->pos - f->written));
+	rc = fetch_write(f, f->taken, f->buf, (size_t)(f->pos - f->taken), fetch_limit_of(f));
+	if (rc == 0)
+		f->written = f->taken = f->pos;
+	return rc;
+}
+
+/* ---- the writer thread --------------------------------------------------- */
+
+/* 1 when the stream f runs is no longer wanted.  Lock held. */
+static int stream_unwanted(const struct fetch *f)
+{
+	return f->it->cancel || f->cc->stopping || f->it->stream_stop;
+}
+
+static void *fetch_writer_main(void *arg)
+{
+	struct fetch *f = arg;
+	struct fetch_writer *w = f->w;
+
+	pthread_mutex_lock(&w->lock);
+	for (;;) {
+		unsigned i = w->head;
+		int64_t off = w->off[i], limit = w->limit[i];
+		size_t len = w->len[i];
+		int rc = 0;
+
+		if (!w->queued) {
+			if (w->stop)
+				break;
+			pthread_cond_wait(&w->cond, &w->lock);
+			continue;
+		}
+		if (!w->error) {
+			pthread_mutex_unlock(&w->lock);
+			rc = fetch_write(f, off, w->bufs[i], len, limit);
+			pthread_mutex_lock(&f->cc->lock);
+			if (rc == 0) {
+				f->written = off + (int64_t)len;
+				fetch_record(f);
+				if (f->stream && stream_unwanted(f))
+					rc = -ECANCELED;
+			}
+			pthread_mutex_unlock(&f->cc->lock);
+			pthread_mutex_lock(&w->lock);
+			if (rc && !w->error)
+				w->error = rc;
+		}
+		w->head = (w->head + 1) % FETCH_PIECES;
+		w->queued--;
+		pthread_cond_broadcast(&w->cond);
+	}
+	pthread_mutex_unlock(&w->lock);
+	return NULL;
+}
+
+static void fetch_writer_free(struct fetch_writer *w)
+{
+	unsigned i;
+
+	for (i = 0; i < FETCH_PIECES; i++)
+		free(w->bufs[i]);
+	pthread_cond_destroy(&w->cond);
+	pthread_mutex_destroy(&w->lock);
+	free(w);
+}
+
+/* Give f a writer thread and its buffers; without (no memory, no thread) f writes itself. */
+static void fetch_writer_start(struct fetch *f)
+{
+	struct fetch_writer *w = calloc(1, sizeof(*w));
+	unsigned i;
+
+	if (!w)
+		return;
+	pthread_mutex_init(&w->lock, NULL);
+	pthread_cond_init(&w->cond, NULL);
+	for (i = 0; i < FETCH_PIECES; i++) {
+		w->bufs[i] = malloc(f->buf_size);
+		if (!w->bufs[i])
+			goto out_free_writer;
+	}
+	f->w = w;
+	if (pthread_create(&w->thread, NULL, fetch_writer_main, f) != 0) {
+		f->w = NULL;
+		goto out_free_writer;
+	}
+	free(f->buf);
+	f->buf = w->bufs[0];
+	return;
+
+out_free_writer:
+	fetch_writer_free(w);
+}
+
+/*
+ * Queue what waits in f->buf for the writer and make f->buf a free buffer,
+ * waiting for one when every buffer is queued.  0, or the writer's failure
+ * (-ECANCELED: the stream is no longer wanted).  Lock not held.
+ */
+static int fetch_queue(struct fetch *f)
+{
+	struct fetch_writer *w = f->w;
+	int rc;
+
+	pthread_mutex_lock(&w->lock);
+	if (f->pos > f->taken && !w->error) {
+		unsigned i = (w->head + w->queued) % FETCH_PIECES;
+
+		w->off[i] = f->taken;
+		w->len[i] = (size_t)(f->pos - f->taken);
+		w->limit[i] = fetch_limit_of(f);
+		w->queued++;
+		pthread_cond_broadcast(&w->cond);
+	}
+	f->taken = f->pos;
+	while (w->queued == FETCH_PIECES && !w->error)
+		pthread_cond_wait(&w->cond, &w->lock);
+	f->buf = w->bufs[(w->head + w->queued) % FETCH_PIECES];
+	rc = w->error;
+	pthread_mutex_unlock(&w->lock);
+	return rc;
+}
+
+/* Wait until the writer has written or dropped every queued piece; its failure or 0. */
+static int fetch_drain(struct fetch *f)
+{
+	struct fetch_writer *w = f->w;
+	int rc;
+
+	pthread_mutex_lock(&w->lock);
+	while (w->queued)
+		pthread_cond_wait(&w->cond, &w->lock);
+	rc = w->error;
+	pthread_mutex_unlock(&w->lock);
+	return rc;
+}
+
+/* Queue what is left, let the writer finish and end it; its failure or 0. */
+static int fetch_writer_finish(struct fetch *f)
+{
+	struct fetch_writer *w = f->w;
+	int rc;
+
+	fetch_queue(f);
+	pthread_mutex_lock(&w->lock);
+	w->stop = 1;
+	pthread_cond_broadcast(&w->cond);
+	pthread_mutex_unlock(&w->lock);
+	pthread_join(w->thread, NULL);
+	rc = w->error;
+	fetch_writer_free(w);
+	f->w = NULL;
+	f->buf = NULL;
+	return rc;
 }
 
 /*
@@ -261,13 +458,15 @@ static int fetch_flush(struct fetch *f)
 static int fetch_take(struct fetch *f, const char *data, size_t len)
 {
 	while (len > 0) {
-		size_t held = (size_t)(f->pos - f->written), n;
+		size_t held = (size_t)(f->pos - f->taken), n;
 		int rc;
 
-		if (!f->buf || (held == 0 && len >= f->buf_size)) {
-			rc = fetch_write(f, data, len);
-			if (rc == 0)
+		if (!f->buf || (!f->w && held == 0 && len >= f->buf_size)) {
+			rc = fetch_write(f, f->pos, data, len, fetch_limit_of(f));
+			if (rc == 0) {
 				f->pos += (int64_t)len;
+				f->written = f->taken = f->pos;
+			}
 			return rc;
 		}
 		n = f->buf_size - held < len ? f->buf_size - held : len;
@@ -276,7 +475,7 @@ static int fetch_take(struct fetch *f, const char *data, size_t len)
 		data += n;
 		len -= n;
 		if (held + n == f->buf_size) {
-			rc = fetch_flush(f);
+			rc = f->w ? fetch_queue(f) : fetch_flush(f);
 			if (rc)
 				return rc;
 		}
@@ -303,8 +502,12 @@ static int fetch_sink(void *ctx, const char *data, size_t len)
 		if (f->stream && (int64_t)n > f->claim_end - f->pos)
 			n = (size_t)(f->claim_end - f->pos);
 		if (f->pos < f->skip_end) {
+			/* the writer must be done before written moves on here */
+			rc = f->w ? fetch_drain(f) : 0;
+			if (rc)
+				return rc;
 			f->pos += (int64_t)n;
-			f->written = f->recorded = f->pos;
+			f->taken = f->written = f->recorded = f->pos;
 		} else {
 			rc = fetch_take(f, data, n);
 			if (rc)
@@ -312,15 +515,21 @@ static int fetch_sink(void *ctx, const char *data, size_t len)
 		}
 		data += n;
 		len -= n;
-		if (f->pos - f->recorded >= (f->stream ? STREAM_RECORD : CONTENT_BLOCK) ||
+		if (f->pos - f->taken >= (f->stream ? STREAM_RECORD : CONTENT_BLOCK) ||
 		    f->pos == f->end || (f->stream && f->pos == f->claim_end)) {
+			if (f->w) {
+				/* the writer records it and says when the stream is not wanted */
+				rc = fetch_queue(f);
+				if (rc)
+					return rc;
+				continue;
+			}
 			rc = fetch_flush(f);
 			if (rc)
 				return rc;
 			pthread_mutex_lock(&f->cc->lock);
 			fetch_record(f);
-			rc = f->stream && (f->it->cancel || f->cc->stopping ||
-					   f->it->stream_stop) ? -ECANCELED : 0;
+			rc = f->stream && stream_unwanted(f) ? -ECANCELED : 0;
 			pthread_mutex_unlock(&f->cc->lock);
 			if (rc)
 				return rc;
@@ -384,6 +593,8 @@ static int fetch_run(struct fetch *f, char **err)
 	pthread_mutex_unlock(&cc->lock);
 	f->buf_size = f->stream ? STREAM_RECORD : CONTENT_BLOCK;
 	f->buf = malloc(f->buf_size);   /* without one, pieces are written as they come */
+	if (f->stream && f->buf)
+		fetch_writer_start(f);
 	rc = fetch_url(cc, it, 0, &url, err);
 	while (rc == 0) {
 		int64_t start = f->pos;
@@ -410,7 +621,7 @@ static int fetch_run(struct fetch *f, char **err)
 	}
 	free(url);
 	/* What arrived before a failure is good: keep it. */
-	flushed = fetch_flush(f);
+	flushed = f->w ? fetch_writer_finish(f) : fetch_flush(f);
 	if (flushed && (rc == 0 || rc == -ECANCELED))
 		rc = flushed;
 	free(f->buf);
@@ -552,7 +763,7 @@ static void *stream_worker(void *arg)
 		if (!it->cancel && !it->stream_stop) {
 			struct fetch f = {
 				.cc = cc, .it = it, .pos = job->start, .end = it->fetch_limit,
-				.written = job->start, .recorded = job->start,
+				.taken = job->start, .written = job->start, .recorded = job->start,
 				.claim_end = job->start, .stream = 1,
 			};
 
@@ -682,7 +893,7 @@ int content_fetch_ensure(struct content_cache *cc, struct content_item *it, int6
 			return -EIO;    /* logged already */
 		if (extent_set_add(&it->busy, gap.start, gap.end))
 			return -ENOMEM;
-		f.pos = f.written = f.recorded = gap.start;
+		f.pos = f.taken = f.written = f.recorded = gap.start;
 		f.end = gap.end;
 		rc = fetch_run(&f, &msg);
 		if (rc && !extent_set_covers(&it->have, need_start,
