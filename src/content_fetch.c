@@ -515,7 +515,8 @@ static int fetch_sink(void *ctx, const char *data, size_t len)
 		}
 		data += n;
 		len -= n;
-		if (f->pos - f->taken >= (f->stream ? STREAM_RECORD : CONTENT_BLOCK) ||
+		if (f->pos - (f->w ? f->taken : f->recorded) >=
+		    (f->stream ? STREAM_RECORD : CONTENT_BLOCK) ||
 		    f->pos == f->end || (f->stream && f->pos == f->claim_end)) {
 			if (f->w) {
 				/* the writer records it and says when the stream is not wanted */
