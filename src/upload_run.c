@@ -41,11 +41,14 @@
 struct reader {
 	struct upload_queue *q;
 	struct job *job;        /* read-only here: its forgotten flag */
+	const char *item_id;    /* the staged content's, for the change check */
+	const struct content_stage *st;
 	int fd;
 	int64_t size;
 	int64_t pos;            /* next byte the current request reads */
 	int64_t hashed;         /* bytes [0, hashed) are in h */
 	struct qxhash h;
+	int changed;            /* written here while it was read: the request was cut */
 };
 
 static int64_t wall_seconds(void)
@@ -132,7 +135,12 @@ static int hash_until(struct reader *r, int64_t upto)
 	return 0;
 }
 
-/* http_source_fn: the next bytes at r->pos, hashed once each. */
+/*
+ * http_source_fn: the next bytes at r->pos, hashed once each.  The
+ * descriptor is no snapshot: before the last byte goes out (the one that
+ * makes the service commit), make sure nothing was written since staging,
+ * else the service would keep a mix of versions whose hash nobody knows.
+ */
 static ssize_t reader_source(void *ctx, char *buf, size_t len)
 {
 	struct reader *r = ctx;
@@ -144,9 +152,17 @@ static ssize_t reader_source(void *ctx, char *buf, size_t len)
 		return -ECANCELED;
 	if (r->pos > r->hashed && (rc = hash_until(r, r->pos)) < 0)
 		return rc;
-	n = pread_full(r->fd, buf, len, r->pos);
-	if (n <= 0)
-		return n < 0 ? n : -EIO;   /* the staged file is shorter than staged */
+	if ((int64_t)len > r->size - r->pos)
+		len = (size_t)(r->size - r->pos);   /* the file may have grown meanwhile */
+	n = len ? pread_full(r->fd, buf, len, r->pos) : 0;
+	if (n > 0 && r->pos + n == r->size && r->st &&
+	    content_stage_changed(r->q->content, r->item_id, r->st) == 1)
+		n = 0;
+	if (n <= 0) {
+		if (n == 0)
+			r->changed = 1;   /* shorter than staged (a truncate), or written over */
+		return n < 0 ? n : -EIO;
+	}
 	if (r->pos + n > r->hashed) {
 		skip = r->hashed - r->pos;
 		qxhash_update(&r->h, buf + skip, (size_t)(n - skip));
@@ -267,7 +283,7 @@ static int upload_session(struct run *r, struct reader *rd, const struct graph_u
 			off = s.next_offset;
 			continue;
 		}
-		if (rc == -ECANCELED)
+		if (rc == -ECANCELED || rd->changed)
 			break;
 		if (rc == -ENOENT && restarts++ == 0) {
 			/* expired, or its credential did (quirk 14): a new session, once per run */
@@ -316,13 +332,24 @@ static int upload_session(struct run *r, struct reader *rd, const struct graph_u
 static int upload_to(struct run *r, const struct graph_upload_target *t, int resume,
 		     struct reader *rd, struct drive_item *out)
 {
+	int rc;
+
 	memset(out, 0, sizeof(*out));
 	rd->pos = 0;
 	rd->hashed = 0;
+	rd->changed = 0;
 	qxhash_init(&rd->h);
 	if (rd->size <= SIMPLE_MAX)
-		return graph_upload_small(r->q->graph, t, reader_source, rd, rd->size, out, &r->err);
-	return upload_session(r, rd, t, resume, out);
+		rc = graph_upload_small(r->q->graph, t, reader_source, rd, rd->size, out, &r->err);
+	else
+		rc = upload_session(r, rd, t, resume, out);
+	if (rc < 0 && rd->changed) {
+		/* the next run sends the new bytes */
+		free(r->err);
+		r->err = strdup("it was written again while it uploaded");
+		rc = -EAGAIN;
+	}
+	return rc;
 }
 
 /*
@@ -928,6 +955,8 @@ int upload_run_job(struct upload_queue *q, struct job *job, struct outcome *oc)
 	memset(&rd, 0, sizeof(rd));
 	rd.q = q;
 	rd.job = job;
+	rd.item_id = r.e.item.id;
+	rd.st = r.staged ? &r.st : NULL;
 	rd.fd = r.st.fd;
 	rd.size = r.st.size;
 	qxhash_init(&rd.h);

@@ -13,7 +13,7 @@ import time
 import pytest
 
 from helpers import (MIB, children_rules, deadline, kill_daemon, log_lines_matching, meta_db_integrity,
-                     pattern, peer, read_back, versions,
+                     pattern, peer, qxhash, read_back, versions,
                      wait_gone, wait_landed, wait_settled, wait_until, xattr)
 
 # folders on another drive are not in the drive's delta (see test_drives.py)
@@ -648,10 +648,7 @@ def test_new_file_whose_create_answer_was_lost(fake, mounter, env, then):
     assert [os.path.relpath(n, m.p("")) for n in names] == list(want)
 
 
-# "large" (the same through an upload session) still makes a conflict copy of
-# our own version when the daemon runs slowly (under AddressSanitizer): see
-# tests/README, known open bugs; it goes back here once fixed.
-@pytest.mark.parametrize("then", ["rewrite", "kill"])
+@pytest.mark.parametrize("then", ["rewrite", "kill", "large"])
 def test_new_version_whose_answer_was_lost(fake, mounter, env, then):
     """A new version of a file lands on the service but its answer is
     lost; the file is written again (or the daemon killed first) before
@@ -684,6 +681,34 @@ def test_new_version_whose_answer_was_lost(fake, mounter, env, then):
     assert files == ["f.txt"], files
     assert os.listdir(m.p("")) == ["f.txt"]
     assert read_back(m.p("f.txt")) == second
+
+
+def test_file_written_while_its_session_uploads(fake, mounter):
+    """The file is written over, head and tail, while its upload session is
+    half-way: the bytes already sent are the old ones, those still to come
+    the new ones.  The session must not complete with that mix (a version
+    that never existed here, whose hash no lost-answer record knows: after
+    a lost answer the next upload kept a "(conflict ...)" copy of it).  Only
+    whole versions reach the service."""
+    old = pattern(5 * MIB + 1, 1)
+    fake.seed([{"path": "f.txt", "content": "original\n"}])
+    m = mounter.mount(opts={"upload_chunk": str(320 * 1024)})
+    assert read_back(m.p("f.txt")) == b"original\n"
+    # the first chunk's answer comes late: the file is written meanwhile
+    fake.faults({"rules": [{"match": "PUT upload", "stall_ms": 1500, "times": 1}]})
+    write(m.p("f.txt"), old)
+    wait_until(lambda: faults_applied(fake) >= 1, 30, "the first chunk to be sent")
+    with open(m.p("f.txt"), "r+b") as f:
+        f.write(b"new head")
+        f.seek(-8, os.SEEK_END)
+        f.write(b"new tail")
+    new = b"new head" + old[8:-8] + b"new tail"
+    wait_landed(fake, {"f.txt": new})
+    wait_settled(m.p(""))
+    whole = {qxhash(v) for v in (b"original\n", old, new)}
+    torn = [v for v in versions(fake, "f.txt") if v["quickXorHash"] not in whole]
+    assert not torn, "versions on the service that never existed here: %r" % torn
+    assert read_back(m.p("f.txt")) == new
 
 
 @pytest.mark.parametrize("then", ["unlink", "rename-over", "rename-away"])
