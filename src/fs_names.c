@@ -300,8 +300,11 @@ static int delete_item(struct fs_context *ctx, const struct cache_entry *e, char
 	keep_open_content(ctx, e);
 	if (!e->is_local && !journal_wanted(ctx->journal)) {
 		rc = graph_delete_item(ctx->graph, e->item.id, err);
-		if (rc == -ENOENT)   /* gone already is just as good */
+		if (rc == -ENOENT) {   /* gone already is just as good */
+			free(*err);
+			*err = NULL;
 			rc = 0;
+		}
 		if (!rc || !errmap_is_transport(rc) || !ctx->journal)
 			return rc;
 		free(*err);
