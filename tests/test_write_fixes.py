@@ -683,6 +683,19 @@ def test_new_version_whose_answer_was_lost(fake, mounter, env, then):
     assert read_back(m.p("f.txt")) == second
 
 
+def test_unlink_of_a_file_deleted_on_the_service(fake, mounter):
+    """Another device deleted the file before this mount heard of it: the
+    unlink succeeds (gone is gone) and the service's "not found" message is
+    not leaked (AddressSanitizer's leak check fails the test otherwise)."""
+    fake.seed([{"path": "gone.txt", "content": "x\n"}])
+    m = mounter.mount(opts={"poll_interval": "0", "dir_ttl": "3600"})
+    assert os.listdir(m.p("")) == ["gone.txt"]
+    peer(fake).delete("/gone.txt")
+    os.unlink(m.p("gone.txt"))
+    assert os.listdir(m.p("")) == []
+    assert [p for p in fake.dump_by_path() if p] == []
+
+
 def test_file_written_while_its_session_uploads(fake, mounter):
     """The file is written over, head and tail, while its upload session is
     half-way: the bytes already sent are the old ones, those still to come
