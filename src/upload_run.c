@@ -780,19 +780,21 @@ static int find_lost_create(struct upload_queue *q, const char *rec, struct driv
 	return rc;
 }
 
-void upload_drop_lost_create(struct upload_queue *q, const char *rec)
+int upload_drop_lost_create(struct upload_queue *q, const char *rec)
 {
 	struct drive_item remote;
 	char *err = NULL;
+	int deleted = 0;
 
 	if (find_lost_create(q, rec, &remote, &err) == 1) {
 		log_debug("deleting '%s', made by a create whose answer was lost, deleted here since",
 			  remote.name);
-		graph_delete_item_if(q->graph, remote.id, remote.ctag ? remote.ctag : remote.etag,
-				     NULL);
+		deleted = graph_delete_item_if(q->graph, remote.id,
+					       remote.ctag ? remote.ctag : remote.etag, NULL) == 0;
 		drive_item_release(&remote);
 	}
 	free(err);
+	return deleted;
 }
 
 /*

@@ -761,6 +761,32 @@ def test_new_file_removed_while_its_create_is_in_doubt(fake, mounter, then):
     assert read_back(m.p("new.txt")) == b"again\n"
 
 
+def test_rename_onto_a_file_whose_create_is_in_doubt(fake, mounter):
+    """A new file's create lands with its answer lost, and its retry fails
+    too: the upload waits in back-off.  A file on the service is then
+    renamed onto it: the item that create made holds the name on the
+    service, and the rename must not fail with EEXIST because of it (the
+    model tester's seed 400, under faults)."""
+    m = mounter.mount(opts={"max_retries": "1"})
+    write(m.p("src.txt"), b"source\n")
+    wait_landed(fake, {"src.txt": b"source\n"})
+    wait_settled(m.p(""))
+    fake.faults({"rules": [{"match": "PUT content", "truncate": True, "times": 1},
+                           {"match": "PUT content", "status": 503, "retry_after": "0", "times": 4}]})
+    write(m.p("new.txt"), b"first\n")
+    wait_until(lambda: faults_applied(fake) >= 2, 30, "the answer to be lost and the retry to fail")
+    assert fake.content("new.txt") == b"first\n"   # made all the same
+    os.rename(m.p("src.txt"), m.p("new.txt"))
+    fake.faults({})
+    want = {"new.txt": b"source\n"}
+    wait_landed(fake, want)
+    wait_settled(m.p(""))
+    wait_until(lambda: sorted(p for p, v in fake.dump_by_path().items() if not v.get("folder")) == sorted(want),
+               30, "only %r on the server" % sorted(want))
+    assert os.listdir(m.p("")) == ["new.txt"]
+    assert read_back(m.p("new.txt")) == b"source\n"
+
+
 def test_time_set_while_a_create_is_in_doubt(fake, mounter):
     """A new file's create lands with its answer lost and the retries fail;
     its time is then set on purpose.  The next run takes the item that
