@@ -374,6 +374,16 @@ static void test_kill_point(const char *where)
 		raise(SIGKILL);
 }
 
+/* Test hook, off unless ODFS_TEST_PAUSE_AT names the point: wait there for a second. */
+static void test_pause_point(const char *where)
+{
+	const char *at = getenv("ODFS_TEST_PAUSE_AT");
+	struct timespec second = { 1, 0 };
+
+	if (at && strcmp(at, where) == 0)
+		nanosleep(&second, NULL);
+}
+
 static void move_content(struct run *r, const char *from_id, const char *to_id)
 {
 	int rc;
@@ -483,38 +493,38 @@ static int forgotten(const struct run *r)
 /*
  * A utimens that landed while the bytes travelled only changed the cache
  * (the upload was to carry the time, and carried the old one): if the
- * cache's time is not the one item has, PATCH it.  *item may be replaced by
- * the answer.  Best effort: on failure the service keeps its time.
+ * cache's time (now: the entry read before it took item) is not the one
+ * item has, PATCH it.  1 when *item was replaced by the answer, else 0.
+ * Best effort: on failure the service keeps its time.
  */
-static void follow_mtime(struct run *r, struct drive_item *item)
+static int follow_mtime(struct run *r, const struct cache_entry *now, struct drive_item *item)
 {
-	struct cache_entry now;
 	struct drive_item patched;
 	const struct timespec *crtime;
 	char *err = NULL;
+	int replaced = 0;
 
-	if (cache_get(r->q->cache, r->e.ino, &now) < 0)
-		return;
 	/*
 	 * Also a time set on purpose that item lacks: an item taken for ours
 	 * (an earlier upload whose answer was lost) carries that upload's time.
 	 */
-	if (now.item.mtime.tv_sec > 0 && now.item.mtime.tv_sec != item->mtime.tv_sec &&
-	    (now.item.mtime.tv_sec != r->e.item.mtime.tv_sec ||
-	     upload_times_explicit(r->q, r->e.ino, &now.item.mtime))) {
-		crtime = now.item.ctime_created.tv_sec > 0 ? &now.item.ctime_created : NULL;
+	if (now->item.mtime.tv_sec > 0 && now->item.mtime.tv_sec != item->mtime.tv_sec &&
+	    (now->item.mtime.tv_sec != r->e.item.mtime.tv_sec ||
+	     upload_times_explicit(r->q, r->e.ino, &now->item.mtime))) {
+		crtime = now->item.ctime_created.tv_sec > 0 ? &now->item.ctime_created : NULL;
 		memset(&patched, 0, sizeof(patched));
-		if (graph_update_item(r->q->graph, item->id, NULL, NULL, &now.item.mtime, crtime,
+		if (graph_update_item(r->q->graph, item->id, NULL, NULL, &now->item.mtime, crtime,
 				      NULL, &patched, &err) == 0) {
 			drive_item_release(item);
 			*item = patched;
+			replaced = 1;
 		} else {
 			log_warnx("cannot set the time of '%s': %s", r->path,
 				  err ? err : "unknown error");
 		}
 		free(err);
 	}
-	cache_entry_release(&now);
+	return replaced;
 }
 
 /*
@@ -597,7 +607,8 @@ static int own_lost_version(const struct run *r, const struct drive_item *remote
 static int landed(struct run *r, struct reader *rd, struct drive_item *item, int was_new)
 {
 	struct upload_queue *q = r->q;
-	int match, clean, moved;
+	struct cache_entry now;
+	int match, clean, moved, have_now;
 
 	/* deleted (or taken over) locally meanwhile: the cache is no longer ours to change */
 	if (forgotten(r))
@@ -625,17 +636,39 @@ static int landed(struct run *r, struct reader *rd, struct drive_item *item, int
 	moved = strcmp(item->id, r->e.item.id) != 0;
 	if (moved)
 		note_move(r, r->e.item.id);
-	/* the content keeps the old id until the cache holds the new one (crash safety) */
-	clean = content_stage_done(q->content, r->e.item.id, &r->st, NULL, item->ctag);
-	if (clean == 1)
-		follow_mtime(r, item);   /* (written again: the next upload carries the time) */
-	if (forgotten(r))
+	test_pause_point("landed");
+	have_now = cache_get(q->cache, r->e.ino, &now) == 0;   /* its time, for follow_mtime() */
+	/*
+	 * Content and cache take the item under q->lock, where upload_forget()
+	 * sets the flag: a rename that takes the inode over (the target's id
+	 * and tags, its content moved there) either comes first and is seen, or
+	 * comes after both; it never finds the content's tag new and the
+	 * cache's old, nor is it overwritten with this item.  The content keeps
+	 * the old id until the cache holds the new one (crash safety).
+	 */
+	pthread_mutex_lock(&q->lock);
+	if (forgotten(r)) {
+		pthread_mutex_unlock(&q->lock);
+		if (have_now)
+			cache_entry_release(&now);
 		return -ECANCELED;
+	}
+	clean = content_stage_done(q->content, r->e.item.id, &r->st, NULL, item->ctag);
 	if (was_new)
 		cache_set_id(q->cache, r->e.ino, item->id);
 	cache_update_remote(q->cache, r->e.ino, item, clean == 1);
 	if (moved)
 		move_content(r, r->e.item.id, item->id);
+	pthread_mutex_unlock(&q->lock);
+	/* (written again: the next upload carries the time) */
+	if (clean == 1 && have_now && follow_mtime(r, &now, item) == 1) {
+		pthread_mutex_lock(&q->lock);
+		if (!forgotten(r))
+			cache_update_remote(q->cache, r->e.ino, item, 0);
+		pthread_mutex_unlock(&q->lock);
+	}
+	if (have_now)
+		cache_entry_release(&now);
 	if (was_new)
 		follow_rename(r, item);
 	clear_update(r);

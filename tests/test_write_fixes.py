@@ -787,6 +787,35 @@ def test_rename_onto_a_file_whose_create_is_in_doubt(fake, mounter):
     assert read_back(m.p("new.txt")) == b"source\n"
 
 
+def test_rename_over_a_file_while_the_source_upload_lands(fake, env, mounter):
+    """A file's new version lands, and while the upload records that in the
+    cache (held there for a second by ODFS_TEST_PAUSE_AT=landed) the file
+    is renamed over another, whose item it takes over.  The landing must
+    not overwrite the take-over (its new id with the old item's size and
+    tags, marked clean): the target's item then kept its old bytes and
+    reads failed with "the server sent N bytes less than asked" (the model
+    tester's seed 672755882, under faults)."""
+    fake.seed([{"path": "src.txt", "content": "old source\n"},
+               {"path": "target.txt", "content": "target\n"}])
+    env.environ["ODFS_TEST_PAUSE_AT"] = "landed"
+    try:
+        m = mounter.mount()
+    finally:
+        del env.environ["ODFS_TEST_PAUSE_AT"]
+    assert read_back(m.p("target.txt")) == b"target\n"
+    new = b"new source, longer than the target\n"
+    write(m.p("src.txt"), new)
+    wait_until(lambda: fake.content("src.txt") == new, 30, "the new version on the service")
+    os.rename(m.p("src.txt"), m.p("target.txt"))      # while the upload lands
+    wait_landed(fake, {"target.txt": new})
+    wait_settled(m.p(""))
+    wait_until(lambda: sorted(p for p, v in fake.dump_by_path().items() if not v.get("folder")) == ["target.txt"],
+               30, "only target.txt on the server")
+    assert read_back(m.p("target.txt")) == new
+    m = mounter.remount(m)
+    assert read_back(m.p("target.txt")) == new
+
+
 def test_time_set_while_a_create_is_in_doubt(fake, mounter):
     """A new file's create lands with its answer lost and the retries fail;
     its time is then set on purpose.  The next run takes the item that
