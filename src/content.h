@@ -133,6 +133,13 @@ struct content_stage {
 int content_stage_open(struct content_cache *cc, const struct drive_item *base_item,
 		       struct content_stage *st, char **err);
 void content_stage_close(struct content_stage *st);
+/*
+ * 1 if item_id changed here since st was staged (its generation moved), else
+ * 0.  Waits for a write in progress, so bytes read through st before the
+ * call that came from a later write are always reported.
+ */
+int content_stage_changed(struct content_cache *cc, const char *item_id,
+			  const struct content_stage *st);
 
 /*
  * The upload of st landed: the content of item_id is now new_id's with tag

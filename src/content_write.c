@@ -297,6 +297,32 @@ void content_stage_close(struct content_stage *st)
 	st->fd = -1;
 }
 
+int content_stage_changed(struct content_cache *cc, const char *item_id,
+			  const struct content_stage *st)
+{
+	struct content_item *it;
+	struct content_row row;
+	int changed = 0;
+
+	pthread_mutex_lock(&cc->lock);
+	it = content_item_find(cc, item_id);
+	if (it) {
+		/* io first (the lock order of writes): a write in progress finishes and counts */
+		it->refs++;
+		pthread_mutex_unlock(&cc->lock);
+		pthread_mutex_lock(&it->io);
+		pthread_mutex_lock(&cc->lock);
+		changed = it->generation != st->generation;
+		pthread_mutex_unlock(&it->io);
+		content_item_unref(cc, it);
+	} else if (content_index_load(cc, item_id, &row) == 0) {
+		changed = row.generation != st->generation;
+		content_row_release(&row);
+	}
+	pthread_mutex_unlock(&cc->lock);
+	return changed;
+}
+
 /* Rename what is stored for old_id (not in memory) to new_id.  Lock held. */
 static int rename_stored(struct content_cache *cc, const char *old_id, const char *new_id)
 {

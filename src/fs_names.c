@@ -300,8 +300,11 @@ static int delete_item(struct fs_context *ctx, const struct cache_entry *e, char
 	keep_open_content(ctx, e);
 	if (!e->is_local && !journal_wanted(ctx->journal)) {
 		rc = graph_delete_item(ctx->graph, e->item.id, err);
-		if (rc == -ENOENT)   /* gone already is just as good */
+		if (rc == -ENOENT) {   /* gone already is just as good */
+			free(*err);
+			*err = NULL;
 			rc = 0;
+		}
 		if (!rc || !errmap_is_transport(rc) || !ctx->journal)
 			return rc;
 		free(*err);
@@ -595,6 +598,9 @@ static int rename_remote(struct rename_op *op, const char *name)
 		fs_drop_item(ctx, &op->dst, 1);
 		op->dst_gone = 1;
 	}
+	/* a target created here may hold the name through a create whose answer was lost */
+	if (op->has_dst && op->dst.is_local && !op->dst.item.is_dir && ctx->upload)
+		upload_drop_create_in_doubt(ctx->upload, op->dst.ino);
 	if (strcmp(src->item.name ? src->item.name : name, op->newname) != 0)
 		new_name = op->newname;
 	if (op->newdir.ino != src->parent_ino)

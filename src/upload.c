@@ -1030,6 +1030,31 @@ void upload_set_notify(struct upload_queue *q, upload_notify_fn fn, void *ctx)
 	pthread_mutex_unlock(&q->lock);
 }
 
+int upload_drop_create_in_doubt(struct upload_queue *q, uint64_t ino)
+{
+	struct job *j;
+	char *lost = NULL;
+	int deleted;
+
+	if (!q)
+		return 0;
+	pthread_mutex_lock(&q->lock);
+	j = find_job(q, ino);
+	/* a running upload settles its doubt itself (the caller waits for it) */
+	if (j && j->state != JOB_RUNNING && j->lost_create) {
+		lost = j->lost_create;
+		j->lost_create = NULL;
+	}
+	pthread_mutex_unlock(&q->lock);
+	if (!lost)
+		return 0;
+	upload_db_run(q, "UPDATE upload_jobs SET lost_create = NULL WHERE ino = ?", "i",
+		      (int64_t)ino);
+	deleted = upload_drop_lost_create(q, lost);
+	free(lost);
+	return deleted;
+}
+
 void upload_set_hold(struct upload_queue *q, upload_hold_fn fn, void *ctx)
 {
 	if (!q)

@@ -86,6 +86,14 @@ void upload_kick(struct upload_queue *q);
  * may have made is deleted on the service (a request, unless offline).
  */
 void upload_forget(struct upload_queue *q, uint64_t ino);
+/*
+ * ino, a file created here, is about to be replaced by a rename.  When its
+ * create went out with the answer lost and its upload waits (in back-off,
+ * not running), the item that create may have made holds the name on the
+ * service: delete it (a request) and forget the doubt, so that the rename
+ * can take the name.  1 if an item was deleted, else 0.
+ */
+int upload_drop_create_in_doubt(struct upload_queue *q, uint64_t ino);
 
 /*
  * Kernel notification hook (optional, set before upload_start()): an upload

@@ -112,8 +112,9 @@ int upload_run_job(struct upload_queue *q, struct job *job, struct outcome *oc);
  * A file whose create was in doubt (rec as journalled in job->lost_create)
  * is gone here: delete the item that create made, if the service holds
  * one where it went with exactly those bytes.  Best effort; no lock held.
+ * 1 if such an item was deleted, else 0.
  */
-void upload_drop_lost_create(struct upload_queue *q, const char *rec);
+int upload_drop_lost_create(struct upload_queue *q, const char *rec);
 
 /* 1 if ino's mtime was set on purpose to exactly *mtime (takes q->lock). */
 int upload_times_explicit(struct upload_queue *q, uint64_t ino, const struct timespec *mtime);

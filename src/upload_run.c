@@ -41,11 +41,14 @@
 struct reader {
 	struct upload_queue *q;
 	struct job *job;        /* read-only here: its forgotten flag */
+	const char *item_id;    /* the staged content's, for the change check */
+	const struct content_stage *st;
 	int fd;
 	int64_t size;
 	int64_t pos;            /* next byte the current request reads */
 	int64_t hashed;         /* bytes [0, hashed) are in h */
 	struct qxhash h;
+	int changed;            /* written here while it was read: the request was cut */
 };
 
 static int64_t wall_seconds(void)
@@ -132,7 +135,12 @@ static int hash_until(struct reader *r, int64_t upto)
 	return 0;
 }
 
-/* http_source_fn: the next bytes at r->pos, hashed once each. */
+/*
+ * http_source_fn: the next bytes at r->pos, hashed once each.  The
+ * descriptor is no snapshot: before the last byte goes out (the one that
+ * makes the service commit), make sure nothing was written since staging,
+ * else the service would keep a mix of versions whose hash nobody knows.
+ */
 static ssize_t reader_source(void *ctx, char *buf, size_t len)
 {
 	struct reader *r = ctx;
@@ -144,9 +152,17 @@ static ssize_t reader_source(void *ctx, char *buf, size_t len)
 		return -ECANCELED;
 	if (r->pos > r->hashed && (rc = hash_until(r, r->pos)) < 0)
 		return rc;
-	n = pread_full(r->fd, buf, len, r->pos);
-	if (n <= 0)
-		return n < 0 ? n : -EIO;   /* the staged file is shorter than staged */
+	if ((int64_t)len > r->size - r->pos)
+		len = (size_t)(r->size - r->pos);   /* the file may have grown meanwhile */
+	n = len ? pread_full(r->fd, buf, len, r->pos) : 0;
+	if (n > 0 && r->pos + n == r->size && r->st &&
+	    content_stage_changed(r->q->content, r->item_id, r->st) == 1)
+		n = 0;
+	if (n <= 0) {
+		if (n == 0)
+			r->changed = 1;   /* shorter than staged (a truncate), or written over */
+		return n < 0 ? n : -EIO;
+	}
 	if (r->pos + n > r->hashed) {
 		skip = r->hashed - r->pos;
 		qxhash_update(&r->h, buf + skip, (size_t)(n - skip));
@@ -267,7 +283,7 @@ static int upload_session(struct run *r, struct reader *rd, const struct graph_u
 			off = s.next_offset;
 			continue;
 		}
-		if (rc == -ECANCELED)
+		if (rc == -ECANCELED || rd->changed)
 			break;
 		if (rc == -ENOENT && restarts++ == 0) {
 			/* expired, or its credential did (quirk 14): a new session, once per run */
@@ -316,13 +332,24 @@ static int upload_session(struct run *r, struct reader *rd, const struct graph_u
 static int upload_to(struct run *r, const struct graph_upload_target *t, int resume,
 		     struct reader *rd, struct drive_item *out)
 {
+	int rc;
+
 	memset(out, 0, sizeof(*out));
 	rd->pos = 0;
 	rd->hashed = 0;
+	rd->changed = 0;
 	qxhash_init(&rd->h);
 	if (rd->size <= SIMPLE_MAX)
-		return graph_upload_small(r->q->graph, t, reader_source, rd, rd->size, out, &r->err);
-	return upload_session(r, rd, t, resume, out);
+		rc = graph_upload_small(r->q->graph, t, reader_source, rd, rd->size, out, &r->err);
+	else
+		rc = upload_session(r, rd, t, resume, out);
+	if (rc < 0 && rd->changed) {
+		/* the next run sends the new bytes */
+		free(r->err);
+		r->err = strdup("it was written again while it uploaded");
+		rc = -EAGAIN;
+	}
+	return rc;
 }
 
 /*
@@ -345,6 +372,16 @@ static void test_kill_point(const char *where)
 
 	if (at && strcmp(at, where) == 0)
 		raise(SIGKILL);
+}
+
+/* Test hook, off unless ODFS_TEST_PAUSE_AT names the point: wait there for a second. */
+static void test_pause_point(const char *where)
+{
+	const char *at = getenv("ODFS_TEST_PAUSE_AT");
+	struct timespec second = { 1, 0 };
+
+	if (at && strcmp(at, where) == 0)
+		nanosleep(&second, NULL);
 }
 
 static void move_content(struct run *r, const char *from_id, const char *to_id)
@@ -456,38 +493,38 @@ static int forgotten(const struct run *r)
 /*
  * A utimens that landed while the bytes travelled only changed the cache
  * (the upload was to carry the time, and carried the old one): if the
- * cache's time is not the one item has, PATCH it.  *item may be replaced by
- * the answer.  Best effort: on failure the service keeps its time.
+ * cache's time (now: the entry read before it took item) is not the one
+ * item has, PATCH it.  1 when *item was replaced by the answer, else 0.
+ * Best effort: on failure the service keeps its time.
  */
-static void follow_mtime(struct run *r, struct drive_item *item)
+static int follow_mtime(struct run *r, const struct cache_entry *now, struct drive_item *item)
 {
-	struct cache_entry now;
 	struct drive_item patched;
 	const struct timespec *crtime;
 	char *err = NULL;
+	int replaced = 0;
 
-	if (cache_get(r->q->cache, r->e.ino, &now) < 0)
-		return;
 	/*
 	 * Also a time set on purpose that item lacks: an item taken for ours
 	 * (an earlier upload whose answer was lost) carries that upload's time.
 	 */
-	if (now.item.mtime.tv_sec > 0 && now.item.mtime.tv_sec != item->mtime.tv_sec &&
-	    (now.item.mtime.tv_sec != r->e.item.mtime.tv_sec ||
-	     upload_times_explicit(r->q, r->e.ino, &now.item.mtime))) {
-		crtime = now.item.ctime_created.tv_sec > 0 ? &now.item.ctime_created : NULL;
+	if (now->item.mtime.tv_sec > 0 && now->item.mtime.tv_sec != item->mtime.tv_sec &&
+	    (now->item.mtime.tv_sec != r->e.item.mtime.tv_sec ||
+	     upload_times_explicit(r->q, r->e.ino, &now->item.mtime))) {
+		crtime = now->item.ctime_created.tv_sec > 0 ? &now->item.ctime_created : NULL;
 		memset(&patched, 0, sizeof(patched));
-		if (graph_update_item(r->q->graph, item->id, NULL, NULL, &now.item.mtime, crtime,
+		if (graph_update_item(r->q->graph, item->id, NULL, NULL, &now->item.mtime, crtime,
 				      NULL, &patched, &err) == 0) {
 			drive_item_release(item);
 			*item = patched;
+			replaced = 1;
 		} else {
 			log_warnx("cannot set the time of '%s': %s", r->path,
 				  err ? err : "unknown error");
 		}
 		free(err);
 	}
-	cache_entry_release(&now);
+	return replaced;
 }
 
 /*
@@ -570,7 +607,8 @@ static int own_lost_version(const struct run *r, const struct drive_item *remote
 static int landed(struct run *r, struct reader *rd, struct drive_item *item, int was_new)
 {
 	struct upload_queue *q = r->q;
-	int match, clean, moved;
+	struct cache_entry now;
+	int match, clean, moved, have_now;
 
 	/* deleted (or taken over) locally meanwhile: the cache is no longer ours to change */
 	if (forgotten(r))
@@ -598,17 +636,39 @@ static int landed(struct run *r, struct reader *rd, struct drive_item *item, int
 	moved = strcmp(item->id, r->e.item.id) != 0;
 	if (moved)
 		note_move(r, r->e.item.id);
-	/* the content keeps the old id until the cache holds the new one (crash safety) */
-	clean = content_stage_done(q->content, r->e.item.id, &r->st, NULL, item->ctag);
-	if (clean == 1)
-		follow_mtime(r, item);   /* (written again: the next upload carries the time) */
-	if (forgotten(r))
+	test_pause_point("landed");
+	have_now = cache_get(q->cache, r->e.ino, &now) == 0;   /* its time, for follow_mtime() */
+	/*
+	 * Content and cache take the item under q->lock, where upload_forget()
+	 * sets the flag: a rename that takes the inode over (the target's id
+	 * and tags, its content moved there) either comes first and is seen, or
+	 * comes after both; it never finds the content's tag new and the
+	 * cache's old, nor is it overwritten with this item.  The content keeps
+	 * the old id until the cache holds the new one (crash safety).
+	 */
+	pthread_mutex_lock(&q->lock);
+	if (forgotten(r)) {
+		pthread_mutex_unlock(&q->lock);
+		if (have_now)
+			cache_entry_release(&now);
 		return -ECANCELED;
+	}
+	clean = content_stage_done(q->content, r->e.item.id, &r->st, NULL, item->ctag);
 	if (was_new)
 		cache_set_id(q->cache, r->e.ino, item->id);
 	cache_update_remote(q->cache, r->e.ino, item, clean == 1);
 	if (moved)
 		move_content(r, r->e.item.id, item->id);
+	pthread_mutex_unlock(&q->lock);
+	/* (written again: the next upload carries the time) */
+	if (clean == 1 && have_now && follow_mtime(r, &now, item) == 1) {
+		pthread_mutex_lock(&q->lock);
+		if (!forgotten(r))
+			cache_update_remote(q->cache, r->e.ino, item, 0);
+		pthread_mutex_unlock(&q->lock);
+	}
+	if (have_now)
+		cache_entry_release(&now);
 	if (was_new)
 		follow_rename(r, item);
 	clear_update(r);
@@ -753,19 +813,21 @@ static int find_lost_create(struct upload_queue *q, const char *rec, struct driv
 	return rc;
 }
 
-void upload_drop_lost_create(struct upload_queue *q, const char *rec)
+int upload_drop_lost_create(struct upload_queue *q, const char *rec)
 {
 	struct drive_item remote;
 	char *err = NULL;
+	int deleted = 0;
 
 	if (find_lost_create(q, rec, &remote, &err) == 1) {
 		log_debug("deleting '%s', made by a create whose answer was lost, deleted here since",
 			  remote.name);
-		graph_delete_item_if(q->graph, remote.id, remote.ctag ? remote.ctag : remote.etag,
-				     NULL);
+		deleted = graph_delete_item_if(q->graph, remote.id,
+					       remote.ctag ? remote.ctag : remote.etag, NULL) == 0;
 		drive_item_release(&remote);
 	}
 	free(err);
+	return deleted;
 }
 
 /*
@@ -928,6 +990,8 @@ int upload_run_job(struct upload_queue *q, struct job *job, struct outcome *oc)
 	memset(&rd, 0, sizeof(rd));
 	rd.q = q;
 	rd.job = job;
+	rd.item_id = r.e.item.id;
+	rd.st = r.staged ? &r.st : NULL;
 	rd.fd = r.st.fd;
 	rd.size = r.st.size;
 	qxhash_init(&rd.h);

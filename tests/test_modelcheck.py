@@ -57,11 +57,7 @@ def test_model_random_ops(seed, session_root):
 def test_model_with_faults(session_root):
     """A short fault soak: the fake throttles, fails, drops, stalls,
     expires tokens and upload sessions and restarts; nothing may fail."""
-    # no "freeze" here while tests/README lists the conflict copy of our own
-    # version after a lost answer as open: a freeze loses answers by the
-    # dozen, and the bug then shows at random (the long soak keeps it)
-    kinds = [k for k in modelcheck.FAULT_KINDS if k != "freeze"]
-    run_seed(RANDOM_SEED ^ 0x5a5a, session_root, ops=OPS // 2, faults=True, fault_kinds=kinds,
+    run_seed(RANDOM_SEED ^ 0x5a5a, session_root, ops=OPS // 2, faults=True,
              kill_rate=0.004, remount_rate=0.004)
 
 
