@@ -394,11 +394,9 @@ static int commit(struct fs_context *ctx, uint64_t ino, struct fs_file *h)
 		goto out_failed;
 	}
 	fs_writer_peek(ctx->state, ino, &ignored, &mtime);
-	rc = cache_set_local_attrs(ctx->cache, ino, &size, &mtime);
+	rc = cache_set_local_change(ctx->cache, ino, &size, &mtime, 1);
 	if (rc == -ENOENT)
 		return 0;   /* deleted while open: nothing to upload */
-	if (rc == 0)
-		rc = cache_set_dirty(ctx->cache, ino, 1);
 	if (rc == 0)
 		rc = fs_queue_upload(ctx, ino);
 	if (rc == 0) {
