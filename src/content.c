@@ -371,7 +371,8 @@ static int item_load(struct content_cache *cc, const char *id, const char *tag, 
 		/* Punch out whatever an older version left, then size it sparse. */
 		extent_set_clear(&it->have);
 		it->size = it->remote_size = size;
-		if (ftruncate(it->fd, 0) || ftruncate(it->fd, it->size)) {
+		/* a file this open created is empty already */
+		if ((!it->new_file || it->size) && (ftruncate(it->fd, 0) || ftruncate(it->fd, it->size))) {
 			rc = -errno;
 			log_warn("cannot size the cache file '%s'", path);
 			goto out_free_item;
