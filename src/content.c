@@ -379,7 +379,14 @@ static int item_load(struct content_cache *cc, const char *id, const char *tag, 
 		}
 	}
 	it->fetch_limit = it->remote_size < it->size ? it->remote_size : it->size;
-	content_index_save(cc, it, 0);  /* stamps used_at, records the new tag */
+	/*
+	 * Stamps used_at, records the new tag.  A file just created here
+	 * (no row, no tag) is recorded by its first flush, or when let go.
+	 */
+	if (have_row || !it->new_file || *it->tag)
+		content_index_save(cc, it, 0);
+	else
+		it->unsaved = 1;
 	*out = it;
 	rc = 0;
 	goto out_free_row;
