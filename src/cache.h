@@ -167,6 +167,13 @@ int cache_move(struct cache *c, uint64_t ino, uint64_t new_parent_ino, const cha
 int cache_set_local_attrs(struct cache *c, uint64_t ino, const int64_t *size,
 			  const struct timespec *mtime);
 
+/*
+ * The same, and when dirty also marks the item dirty, all in one
+ * transaction (a close() of a written file: one commit instead of two).
+ */
+int cache_set_local_change(struct cache *c, uint64_t ino, const int64_t *size,
+			   const struct timespec *mtime, int dirty);
+
 int cache_set_dirty(struct cache *c, uint64_t ino, int dirty);
 
 /*

@@ -244,6 +244,12 @@ int cache_move(struct cache *c, uint64_t ino, uint64_t new_parent_ino, const cha
 int cache_set_local_attrs(struct cache *c, uint64_t ino, const int64_t *size,
 			  const struct timespec *mtime)
 {
+	return cache_set_local_change(c, ino, size, mtime, 0);
+}
+
+int cache_set_local_change(struct cache *c, uint64_t ino, const int64_t *size,
+			   const struct timespec *mtime, int dirty)
+{
 	int ret, changed = 1;
 
 	if (size && *size < 0)
@@ -264,6 +270,11 @@ int cache_set_local_attrs(struct cache *c, uint64_t ino, const int64_t *size,
 		sqlite3_bind_int64(c->stmt[ST_SET_MTIME], 3, mtime->tv_nsec);
 		ret = cache_run(c, ST_SET_MTIME, "store a time");
 		changed = ret == 0 && sqlite3_changes(c->db) > 0;
+	}
+	if (ret == 0 && changed && dirty) {
+		sqlite3_bind_int64(c->stmt[ST_SET_DIRTY], 1, (sqlite3_int64)ino);
+		sqlite3_bind_int(c->stmt[ST_SET_DIRTY], 2, 1);
+		ret = cache_run(c, ST_SET_DIRTY, "mark an item");
 	}
 	if (ret == 0 && !changed)
 		ret = -ENOENT;

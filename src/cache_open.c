@@ -14,6 +14,7 @@
 #include <unistd.h>
 #include "cache.h"
 #include "cache_internal.h"
+#include "sqlrun.h"
 #include "log.h"
 #include "names.h"
 
@@ -165,7 +166,7 @@ static int open_db(struct cache *c, char **err)
 	if (rc != SQLITE_OK)
 		goto out_fail;
 	sqlite3_extended_result_codes(c->db, 1);
-	sqlite3_busy_timeout(c->db, CACHE_BUSY_TIMEOUT_MS);
+	sqlrun_busy_timeout(c->db, CACHE_BUSY_TIMEOUT_MS);
 	/* cache_size in KiB (negative): the daemon's memory stays small. */
 	rc = exec(c->db, "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;"
 		  "PRAGMA cache_size = -2000; PRAGMA temp_store = MEMORY;"

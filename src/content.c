@@ -9,6 +9,9 @@
  * the byte ranges present as text ("0-65536 131072-262144") and when it was
  * last used.  A clean row whose tag or size differs from the item being
  * opened is stale: its bytes are dropped and the range list starts empty.
+ * A data file that does not exist yet is an empty spare renamed to its
+ * name when one is ready (content_spare.c): creating a file can cost more
+ * than the rest of a FUSE create.
  *
  * While a file is open its state lives in memory (struct content_item),
  * shared by every handle on it.  A read first makes sure its own bytes are
@@ -252,16 +255,22 @@ int content_item_rename(struct content_cache *cc, struct content_item *it, const
 	return 0;
 }
 
-/* Open (creating if needed) the data file; *created says whether it is new. */
-static int open_data_file(const char *path, int *created)
+/*
+ * Open (creating if needed) the data file; *created says whether it is new.
+ * A new one is a spare renamed when one is ready (content_spare.c).  Lock held.
+ */
+static int open_data_file(struct content_cache *cc, const char *path, int *created)
 {
 	int fd = open(path, O_RDWR | O_CLOEXEC);
 
 	*created = 0;
-	if (fd < 0 && errno == ENOENT) {
+	if (fd >= 0 || errno != ENOENT)
+		return fd < 0 ? -errno : fd;
+	if (content_spare_take(cc, path) == 0)
+		fd = open(path, O_RDWR | O_CLOEXEC);
+	if (fd < 0)
 		fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-		*created = fd >= 0;
-	}
+	*created = fd >= 0;
 	return fd < 0 ? -errno : fd;
 }
 
@@ -345,7 +354,7 @@ static int item_load(struct content_cache *cc, const char *id, const char *tag, 
 	if (rc)
 		goto out_free_item;
 	content_path_of(cc, it->key, path, sizeof(path));
-	it->fd = open_data_file(path, &it->new_file);
+	it->fd = open_data_file(cc, path, &it->new_file);
 	if (it->fd < 0) {
 		rc = it->fd;
 		log_warn("cannot open the cache file '%s'", path);
@@ -371,14 +380,22 @@ static int item_load(struct content_cache *cc, const char *id, const char *tag, 
 		/* Punch out whatever an older version left, then size it sparse. */
 		extent_set_clear(&it->have);
 		it->size = it->remote_size = size;
-		if (ftruncate(it->fd, 0) || ftruncate(it->fd, it->size)) {
+		/* a file this open created is empty already */
+		if ((!it->new_file || it->size) && (ftruncate(it->fd, 0) || ftruncate(it->fd, it->size))) {
 			rc = -errno;
 			log_warn("cannot size the cache file '%s'", path);
 			goto out_free_item;
 		}
 	}
 	it->fetch_limit = it->remote_size < it->size ? it->remote_size : it->size;
-	content_index_save(cc, it, 0);  /* stamps used_at, records the new tag */
+	/*
+	 * Stamps used_at, records the new tag.  A file just created here
+	 * (no row, no tag) is recorded by its first flush, or when let go.
+	 */
+	if (have_row || !it->new_file || *it->tag)
+		content_index_save(cc, it, 0);
+	else
+		it->unsaved = 1;
 	*out = it;
 	rc = 0;
 	goto out_free_row;
@@ -493,6 +510,11 @@ int content_open(const struct odfs_config *cfg, struct graph *g, struct content_
 	rc = content_index_open(cc, err);
 	if (rc)
 		goto out_free_cc;
+	rc = content_spare_init(cc);
+	if (rc) {
+		content_index_close(cc);
+		goto out_free_cc;
+	}
 
 	pthread_mutex_init(&cc->lock, NULL);
 	pthread_cond_init(&cc->changed, NULL);
@@ -522,6 +544,7 @@ void content_close(struct content_cache *cc)
 	pthread_mutex_unlock(&cc->lock);
 	for (i = 0; i < cc->nworkers; i++)
 		pthread_join(cc->workers[i], NULL);
+	content_spare_stop(cc);
 
 	pthread_mutex_lock(&cc->lock);
 	while (cc->items) {

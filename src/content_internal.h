@@ -1,7 +1,7 @@
 /*
  * content_internal.h - what the content cache's files share (content.c,
- * content_fetch.c, content_index.c, content_write.c).  Not an API: only
- * those files include it.  See content.c for the design.
+ * content_fetch.c, content_index.c, content_spare.c, content_write.c).  Not
+ * an API: only those files include it.  See content.c for the design.
  */
 #ifndef ODFS_CONTENT_INTERNAL_H
 #define ODFS_CONTENT_INTERNAL_H
@@ -134,6 +134,7 @@ struct content_cache {
 	int nworkers;                 /* lock; started at the first open, after any fork */
 	int idle_workers;             /* lock: workers waiting for a job */
 	int workers_tried;            /* lock */
+	struct content_spares *spares;    /* content_spare.c, its own lock */
 };
 
 /* An index row (content_index_load); strings malloc'd. */
@@ -196,6 +197,13 @@ void content_stream_note(struct content_cache *cc, struct content_file *f, int64
 int content_stream_will_reach(const struct content_item *it, int64_t pos);
 void content_stream_cancel(struct content_cache *cc, struct content_item *it);
 void content_stream_start_workers(struct content_cache *cc);
+
+/* ---- content_spare.c: empty data files made ahead of need ---------------- */
+struct content_spares;
+int content_spare_init(struct content_cache *cc);
+/* Rename a spare to path (which must not exist): 0, or -ENOENT when none is ready. */
+int content_spare_take(struct content_cache *cc, const char *path);
+void content_spare_stop(struct content_cache *cc);
 
 /* ---- content_index.c: content.db --------------------------------------- */
 

@@ -220,6 +220,25 @@ static struct fs_file *handle_borrow(struct fs_state *st, uint64_t ino)
 	return h;
 }
 
+/*
+ * Whether a handle on ino has changes its flush or release will commit,
+ * with the size and time of ino's writer record.  A commit clears changed
+ * before it reads that record, so a time set in the record before this
+ * answered 1 is never missed.
+ */
+static int commit_pending(struct fs_state *st, uint64_t ino)
+{
+	struct fs_opened *o;
+	int pending = 0;
+
+	pthread_mutex_lock(&st->lock);
+	o = *opened_slot(st, ino);
+	for (struct fs_file *h = o ? o->files : NULL; h && !pending; h = h->next_open)
+		pending = h->writable && atomic_load(&h->changed);
+	pthread_mutex_unlock(&st->lock);
+	return pending;
+}
+
 void fs_opened_free(struct fs_state *st)
 {
 	size_t i;
@@ -394,11 +413,9 @@ static int commit(struct fs_context *ctx, uint64_t ino, struct fs_file *h)
 		goto out_failed;
 	}
 	fs_writer_peek(ctx->state, ino, &ignored, &mtime);
-	rc = cache_set_local_attrs(ctx->cache, ino, &size, &mtime);
+	rc = cache_set_local_change(ctx->cache, ino, &size, &mtime, 1);
 	if (rc == -ENOENT)
 		return 0;   /* deleted while open: nothing to upload */
-	if (rc == 0)
-		rc = cache_set_dirty(ctx->cache, ino, 1);
 	if (rc == 0)
 		rc = fs_queue_upload(ctx, ino);
 	if (rc == 0) {
@@ -611,7 +628,8 @@ void fs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 	item.name = (char *)name;
 	item.mtime = now;
 	item.ctime_created = now;
-	rc = content_file_open_write(ctx->content, &item, 1, &h->cf);
+	/* a fresh id: its staging file starts empty, no truncate needed */
+	rc = content_file_open_write(ctx->content, &item, 0, &h->cf);
 	if (rc)
 		goto out_remove;
 	h->writable = 1;
@@ -839,8 +857,12 @@ static int set_mtime(struct fs_context *ctx, struct cache_entry *e, const struct
 	if (e->ino == CACHE_ROOT_INO)
 		return 0;   /* the root's time is the service's business */
 	if (!e->item.is_dir &&
-	    (e->dirty || e->is_local || (ctx->upload && upload_pending(ctx->upload, e->ino))))
+	    (e->dirty || e->is_local || (ctx->upload && upload_pending(ctx->upload, e->ino)))) {
+		/* futimens before close (tar, cp -p): that close stores the time */
+		if (commit_pending(ctx->state, e->ino))
+			return 0;
 		return cache_set_local_attrs(ctx->cache, e->ino, NULL, mtime);
+	}
 	if (e->item.ctime_created.tv_sec || e->item.ctime_created.tv_nsec)
 		crtime = &e->item.ctime_created;
 	/* a folder made offline, or the service out of reach: the journal sends it */
@@ -903,6 +925,10 @@ void fs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 		if (rc == 0)
 			rc = set_mtime(ctx, &e, &mtime, &err);
 	}
+	/* mode and owner alone change nothing here: e is still current */
+	if (rc == 0 && !(to_set & ~(FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID |
+				    FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_ATIME_NOW | FUSE_SET_ATTR_CTIME)))
+		goto out_reply_attr;
 	cache_entry_release(&e);
 	if (rc == 0)
 		rc = cache_get(ctx->cache, ino, &e);
@@ -912,6 +938,7 @@ void fs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 		fs_reply_failure(req, rc);
 		return;
 	}
+out_reply_attr:
 	fs_fill_attr(ctx, &e, &st);
 	cache_entry_release(&e);
 	fuse_reply_attr(req, &st, fs_timeout(ctx));

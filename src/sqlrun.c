@@ -6,6 +6,7 @@
 #include <sqlite3.h>
 #include <stdarg.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "log.h"
 #include "sqlrun.h"
@@ -53,4 +54,32 @@ int sqlrun(sqlite3 *db, const char *subject, int64_t *rowid, const char *sql,
 	rc = sqlrun_v(db, subject, rowid, sql, types, ap);
 	va_end(ap);
 	return rc;
+}
+
+/* Microseconds slept before the n-th wait: 20 us x 10, 100 us x 40, then 1 ms. */
+static int64_t busy_slept_us(int n)
+{
+	if (n < 10)
+		return 20 * (int64_t)n;
+	if (n < 50)
+		return 200 + 100 * (int64_t)(n - 10);
+	return 4200 + 1000 * (int64_t)(n - 50);
+}
+
+static int busy_wait(void *arg, int n)
+{
+	int64_t limit_us = (int64_t)(intptr_t)arg * 1000;
+	struct timespec ts;
+
+	if (busy_slept_us(n) >= limit_us)
+		return 0;
+	ts.tv_sec = 0;
+	ts.tv_nsec = (long)(busy_slept_us(n + 1) - busy_slept_us(n)) * 1000;
+	nanosleep(&ts, NULL);
+	return 1;
+}
+
+int sqlrun_busy_timeout(sqlite3 *db, int ms)
+{
+	return sqlite3_busy_handler(db, ms > 0 ? busy_wait : NULL, (void *)(intptr_t)ms);
 }

@@ -27,4 +27,15 @@ int sqlrun(sqlite3 *db, const char *subject, int64_t *rowid, const char *sql,
 int sqlrun_v(sqlite3 *db, const char *subject, int64_t *rowid, const char *sql,
 	     const char *types, va_list ap);
 
+/*
+ * sqlite3_busy_timeout(db, ms) with short waits.  The connections of one
+ * process to meta.db take turns at the write lock, and a turn lasts about
+ * one commit (a sync, well under a millisecond): SQLite's own handler
+ * sleeps 1, 2, 5, 10... ms and so makes a FUSE reply wait many times
+ * longer than the lock was held.  This one polls every 20 us at first,
+ * then every 100 us, then every millisecond, and gives up (SQLITE_BUSY)
+ * after about ms milliseconds in all.
+ */
+int sqlrun_busy_timeout(sqlite3 *db, int ms);
+
 #endif

@@ -135,7 +135,7 @@ static int journal_open(struct upload_queue *q, char **err)
 	rc = sqlite3_open_v2(path, &q->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
 			     SQLITE_OPEN_NOMUTEX, NULL);
 	if (rc == SQLITE_OK) {
-		sqlite3_busy_timeout(q->db, BUSY_TIMEOUT_MS);
+		sqlrun_busy_timeout(q->db, BUSY_TIMEOUT_MS);
 		rc = sqlite3_exec(q->db, "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;",
 				  NULL, NULL, NULL);
 	}
@@ -358,6 +358,7 @@ void upload_writer_close(struct upload_queue *q, uint64_t ino)
 void upload_times_set(struct upload_queue *q, uint64_t ino, const struct timespec *mtime)
 {
 	struct ino_mark *m;
+	int has_row;
 
 	if (!q)
 		return;
@@ -367,10 +368,13 @@ void upload_times_set(struct upload_queue *q, uint64_t ino, const struct timespe
 		m->times_set = 1;
 		m->mtime = *mtime;
 	}
+	/* no row yet (tar sets the time before close): the enqueue copies the mark */
+	has_row = find_job(q, ino) || is_conflict(q, ino);
 	pthread_mutex_unlock(&q->lock);
 	/* outside q->lock: a FULL commit waits for the disk */
-	upload_db_run(q, "UPDATE upload_jobs SET explicit_mtime = ? WHERE ino = ?", "ii",
-		      (int64_t)mtime->tv_sec, (int64_t)ino);
+	if (has_row)
+		upload_db_run(q, "UPDATE upload_jobs SET explicit_mtime = ? WHERE ino = ?", "ii",
+			      (int64_t)mtime->tv_sec, (int64_t)ino);
 }
 
 /* The explicit time of ino's mark (0: none).  q->lock held. */
@@ -747,14 +751,14 @@ static int enqueue(struct upload_queue *q, uint64_t ino)
 	stamp = next_stamp(q);
 	explicit_mtime = explicit_mtime_of(q, ino);
 	pthread_mutex_unlock(&q->lock);
-	/* outside q->lock: a FULL commit waits for the disk */
-	rc = upload_db_run(q, "INSERT INTO upload_jobs(ino, queued_at, state) VALUES(?, ?, 'queued') "
+	/* outside q->lock: a FULL commit waits for the disk; one statement, one sync */
+	rc = upload_db_run(q, "INSERT INTO upload_jobs(ino, queued_at, state, explicit_mtime) "
+		    "VALUES(?1, ?2, 'queued', nullif(?3, 0)) "
 		    "ON CONFLICT(ino) DO UPDATE SET queued_at = max(queued_at, excluded.queued_at), "
 		    "attempts = 0, last_error = NULL, session_url = NULL, session_size = NULL, "
-		    "session_expires = NULL, state = 'queued'", "ii", (int64_t)ino, stamp);
-	if (rc == 0 && explicit_mtime)
-		rc = upload_db_run(q, "UPDATE upload_jobs SET explicit_mtime = ? WHERE ino = ?", "ii",
-				   explicit_mtime, (int64_t)ino);
+		    "session_expires = NULL, state = 'queued', "
+		    "explicit_mtime = coalesce(excluded.explicit_mtime, explicit_mtime)", "iii",
+		    (int64_t)ino, stamp, explicit_mtime);
 	if (rc < 0)
 		return rc;
 	pthread_mutex_lock(&q->lock);
