@@ -136,11 +136,11 @@ FUZZ_ARGS ?=
 FUZZ_BUILD := build-fuzz
 FUZZ_TARGETS := graph_item graph_drive graph_time errmap auth_token config names extent
 
-FUZZ_SRCS_graph_item := graph.c http.c auth.c auth_store.c config.c errmap.c item.c util.c
+FUZZ_SRCS_graph_item := graph.c http.c http_state.c http_url.c auth.c auth_store.c config.c errmap.c item.c util.c
 FUZZ_SRCS_graph_drive := $(FUZZ_SRCS_graph_item)
 FUZZ_SRCS_graph_time := $(FUZZ_SRCS_graph_item)
 FUZZ_SRCS_errmap := errmap.c names.c
-FUZZ_SRCS_auth_token := auth.c auth_store.c http.c config.c errmap.c util.c
+FUZZ_SRCS_auth_token := auth.c auth_store.c http.c http_state.c http_url.c config.c errmap.c util.c
 FUZZ_SRCS_config := config.c
 FUZZ_SRCS_names := names.c
 FUZZ_SRCS_extent := extent.c

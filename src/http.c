@@ -11,18 +11,13 @@
  * SHARE(3), curl discussion #12895), and per-handle caches give the same
  * reuse once the pool is warm.
  *
- * Throttling is client-wide: a 429/503 sets throttled_until and every
- * request, in any thread, waits for it before it is sent (Graph's scan
- * guidance: pause all threads).
+ * Throttling and connectivity are client-wide (http_state.c); what a log
+ * line may show of a URL is decided in http_url.c.
  *
  * A thread may register a cancellation hook (http_set_thread_cancel()):
  * its transfers then run with a progress callback that aborts them, and
  * its waits sleep in short slices that look at the hook, so an unmount
  * never waits for a stalled upload or a long Retry-After.
- *
- * Connectivity is client-wide too: offline_since is set by the request
- * that gave up without an answer and cleared by the next answer of any
- * kind; the state hook and the log line run after the lock is dropped.
  *
  * Nothing here logs a header or a body (they may hold tokens), and URLs
  * outside the authorized origin (pre-authenticated download and upload
@@ -40,6 +35,7 @@
 
 #include "config.h"
 #include "http.h"
+#include "http_internal.h"
 #include "log.h"
 
 #ifndef ODFS_VERSION
@@ -56,50 +52,6 @@
 #define HTTP_OFFLINE_DELAY 0.2
 #define HTTP_HEADER_MAX 16384       /* longest header value we keep */
 #define HTTP_CANCEL_SLICE 0.1       /* seconds between looks at the cancel hook */
-
-struct pooled {
-	CURL *curl;
-	struct pooled *next;
-};
-
-struct http_client {
-	const struct odfs_config *cfg;     /* borrowed, read-only */
-	char *origin;                      /* the only origin a bearer may go to */
-	char *user_agent;
-	CURLSH *share;
-	pthread_mutex_t share_locks[CURL_LOCK_DATA_LAST];  /* one per curl_lock_data */
-
-	pthread_mutex_t lock;              /* protects the fields below */
-	struct pooled *pool;               /* idle easy handles */
-	size_t pool_len;
-	struct timespec throttled_until;   /* CLOCK_MONOTONIC; no request before it */
-	int throttle_noticed;              /* the info-level notice was printed */
-	int foreign_bearer_logged;         /* the -EPERM error was logged */
-	int64_t offline_since;             /* unix seconds; 0 while the service answers */
-	http_state_fn state_fn;            /* set before threads start */
-	void *state_ctx;
-};
-
-/* One transfer in flight: what the curl callbacks need. */
-struct transfer {
-	const struct http_request *req;
-	struct http_response *resp;
-	CURL *curl;
-	size_t cap;                        /* max buffered body */
-	char *buf;
-	size_t len, alloc;
-	int started;                       /* first body byte seen */
-	int to_sink;                       /* this answer streams to req->sink */
-	int64_t sink_bytes;                /* handed to the sink */
-	int64_t source_bytes;              /* read from req->source */
-	int error;                         /* our -errno that aborted the transfer */
-	CURLcode code;                     /* how the transfer ended */
-	long status;                       /* status line seen, 0 if none */
-	curl_off_t moved;                  /* bytes sent + received, last seen */
-	int64_t moved_at_ms;               /* monotonic ms they last changed */
-	int64_t stall_ms;                  /* io_timeout: no byte either way for this long */
-	int stalled;                       /* aborted by the stall watch */
-};
 
 void http_request_init(struct http_request *req, const char *method, const char *url)
 {
@@ -126,21 +78,6 @@ void http_response_release(struct http_response *resp)
 	free(resp->content_range);
 	free(resp->etag);
 	response_init(resp);
-}
-
-/* ---- time ---- */
-
-static double now_mono(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static double ts_to_double(const struct timespec *ts)
-{
-	return (double)ts->tv_sec + (double)ts->tv_nsec / 1e9;
 }
 
 /* ---- cancellation (per thread) ---- */
@@ -173,7 +110,7 @@ static void sleep_plain(double s)
 
 int http_sleep(double seconds)
 {
-	double end = now_mono() + seconds, left;
+	double end = http_now_mono() + seconds, left;
 
 	if (!cancel_fn) {
 		sleep_plain(seconds);
@@ -182,96 +119,11 @@ int http_sleep(double seconds)
 	for (;;) {
 		if (cancel_requested())
 			return -ECANCELED;
-		left = end - now_mono();
+		left = end - http_now_mono();
 		if (left <= 0)
 			return 0;
 		sleep_plain(left < HTTP_CANCEL_SLICE ? left : HTTP_CANCEL_SLICE);
 	}
-}
-
-/* ---- URLs ---- */
-
-char *http_origin_of(const char *url)
-{
-	const char *p, *end;
-	char *origin;
-	size_t n;
-
-	if (!url || !(p = strstr(url, "://")))
-		return NULL;
-	p += 3;
-	end = p + strcspn(p, "/?#");
-	if (end == p)
-		return NULL;
-	n = (size_t)(end - url);
-	origin = malloc(n + 1);
-	if (!origin)
-		return NULL;
-	memcpy(origin, url, n);
-	origin[n] = '\0';
-	return origin;
-}
-
-/* url is origin itself or origin + "/...": the only place a bearer may go. */
-static int under_origin(const char *url, const char *origin)
-{
-	size_t n = strlen(origin);
-
-	return strncasecmp(url, origin, n) == 0 && (url[n] == '/' || url[n] == '\0');
-}
-
-/*
- * What a log line may show of url: Graph URLs in full, anything else only
- * as its origin (download and upload URLs embed credentials).
- */
-static void url_for_log(const struct http_client *client, const char *url, char *buf,
-			size_t size)
-{
-	char *origin;
-
-	if (under_origin(url, client->origin)) {
-		snprintf(buf, size, "%s", url);
-		return;
-	}
-	origin = http_origin_of(url);
-	snprintf(buf, size, "%s/...", origin ? origin : "(invalid url)");
-	free(origin);
-}
-
-/* The host part, for user-facing messages. */
-static void host_for_log(const char *url, char *buf, size_t size)
-{
-	const char *p = strstr(url, "://");
-	size_t n;
-
-	p = p ? p + 3 : url;
-	n = strcspn(p, "/?#");
-	snprintf(buf, size, "%.*s", (int)(n > 200 ? 200 : n), p);
-}
-
-char *http_form_escape(const char *value)
-{
-	static const char hex[] = "0123456789ABCDEF";
-	size_t n = strlen(value), i;
-	char *out, *o;
-
-	out = malloc(3 * n + 1);
-	if (!out)
-		return NULL;
-	for (o = out, i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)value[i];
-
-		if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-		    c == '-' || c == '.' || c == '_' || c == '~') {
-			*o++ = (char)c;
-		} else {
-			*o++ = '%';
-			*o++ = hex[c >> 4];
-			*o++ = hex[c & 15];
-		}
-	}
-	*o = '\0';
-	return out;
 }
 
 /* ---- share locks ---- */
@@ -401,171 +253,6 @@ static void pool_give(struct http_client *client, CURL *curl)
 	pthread_mutex_unlock(&client->lock);
 	if (!p)
 		curl_easy_cleanup(curl);
-}
-
-/* ---- throttling ---- */
-
-/* Block until the client-wide throttle deadline has passed; 0 or -ECANCELED. */
-static int throttle_wait(struct http_client *client)
-{
-	double wait;
-	int rc;
-
-	for (;;) {
-		pthread_mutex_lock(&client->lock);
-		wait = ts_to_double(&client->throttled_until) - now_mono();
-		pthread_mutex_unlock(&client->lock);
-		if (wait <= 0)
-			return 0;
-		if ((rc = http_sleep(wait)) < 0)
-			return rc;
-	}
-}
-
-/* Push the deadline to now + seconds (never pulls it earlier). */
-static int throttle_set(struct http_client *client, double seconds)
-{
-	double until = now_mono() + seconds;
-	int first;
-
-	pthread_mutex_lock(&client->lock);
-	if (until > ts_to_double(&client->throttled_until)) {
-		client->throttled_until.tv_sec = (time_t)until;
-		client->throttled_until.tv_nsec =
-			(long)((until - (double)client->throttled_until.tv_sec) * 1e9);
-	}
-	first = !client->throttle_noticed;
-	client->throttle_noticed = 1;
-	pthread_mutex_unlock(&client->lock);
-	return first;
-}
-
-/* A normal answer ends a throttling episode: the next one is noticed again. */
-static void throttle_clear_notice(struct http_client *client)
-{
-	pthread_mutex_lock(&client->lock);
-	if (client->throttle_noticed && now_mono() > ts_to_double(&client->throttled_until))
-		client->throttle_noticed = 0;
-	pthread_mutex_unlock(&client->lock);
-}
-
-/* ---- connectivity ---- */
-
-int64_t http_offline_since(struct http_client *client)
-{
-	int64_t since;
-
-	pthread_mutex_lock(&client->lock);
-	since = client->offline_since;
-	pthread_mutex_unlock(&client->lock);
-	return since;
-}
-
-void http_set_state_hook(struct http_client *client, http_state_fn fn, void *ctx)
-{
-	pthread_mutex_lock(&client->lock);
-	client->state_fn = fn;
-	client->state_ctx = fn ? ctx : NULL;
-	pthread_mutex_unlock(&client->lock);
-}
-
-/*
- * 1 when the attempt got no answer because the service could not be
- * reached.  A transfer that stalled for io_timeout counts even after its
- * status line: the link died midway.  Our own aborts never count.
- */
-static int unreachable(const struct transfer *t)
-{
-	if (t->error)
-		return 0;
-	switch (t->code) {
-	case CURLE_OPERATION_TIMEDOUT:
-		return 1;
-	case CURLE_COULDNT_CONNECT:
-	case CURLE_COULDNT_RESOLVE_HOST:
-	case CURLE_COULDNT_RESOLVE_PROXY:
-	case CURLE_GOT_NOTHING:
-	case CURLE_RECV_ERROR:
-	case CURLE_SEND_ERROR:
-	case CURLE_SSL_CONNECT_ERROR:
-		return t->status == 0;
-	default:
-		return 0;
-	}
-}
-
-/* "2026-11-29 05:01:02 UTC" */
-static void format_utc(int64_t when, char *buf, size_t size)
-{
-	time_t t = (time_t)when;
-	struct tm tm;
-
-	if (!gmtime_r(&t, &tm) || strftime(buf, size, "%Y-%m-%d %H:%M:%S UTC", &tm) == 0)
-		snprintf(buf, size, "%lld", (long long)when);
-}
-
-/* "45 s", "1 min 12 s", "3 h 5 min" */
-static void format_span(int64_t secs, char *buf, size_t size)
-{
-	if (secs < 0)
-		secs = 0;
-	if (secs < 60)
-		snprintf(buf, size, "%lld s", (long long)secs);
-	else if (secs < 3600)
-		snprintf(buf, size, "%lld min %lld s", (long long)(secs / 60), (long long)(secs % 60));
-	else
-		snprintf(buf, size, "%lld h %lld min", (long long)(secs / 3600),
-			 (long long)(secs % 3600 / 60));
-}
-
-/*
- * A request gave up without an answer: the client is offline from now,
- * unless it already was.  Logged while a hook is set (a mount: other
- * commands report their own failure).
- */
-static void note_offline(struct http_client *client, const char *url, int rc)
-{
-	int64_t now = (int64_t)time(NULL);
-	char host[256], when[64], ebuf[128];
-	http_state_fn fn;
-	void *ctx;
-	int changed;
-
-	pthread_mutex_lock(&client->lock);
-	changed = client->offline_since == 0;
-	if (changed)
-		client->offline_since = now;
-	fn = client->state_fn;
-	ctx = client->state_ctx;
-	pthread_mutex_unlock(&client->lock);
-	if (!changed || !fn)
-		return;
-	host_for_log(url, host, sizeof(host));
-	format_utc(now, when, sizeof(when));
-	log_warnx("offline since %s: cannot reach '%s' (%s); cached files stay readable and "
-		  "changes are kept until it returns", when, host, log_errstr(rc, ebuf, sizeof(ebuf)));
-	fn(ctx, 0);
-}
-
-/* An answer came: online again if the client was offline. */
-static void note_online(struct http_client *client)
-{
-	char span[64];
-	http_state_fn fn;
-	int64_t since;
-	void *ctx;
-
-	pthread_mutex_lock(&client->lock);
-	since = client->offline_since;
-	client->offline_since = 0;
-	fn = client->state_fn;
-	ctx = client->state_ctx;
-	pthread_mutex_unlock(&client->lock);
-	if (!since || !fn)
-		return;
-	format_span((int64_t)time(NULL) - since, span, sizeof(span));
-	log_info("back online after %s: sending queued changes", span);
-	fn(ctx, 1);
 }
 
 /* ---- headers ---- */
@@ -979,7 +666,7 @@ static int perform_once(struct http_client *client, const struct http_request *r
 	free(t->buf);
 	t->buf = NULL;
 	if (log_debug_enabled()) {
-		url_for_log(client, req->url, logurl, sizeof(logurl));
+		http_url_for_log(client, req->url, logurl, sizeof(logurl));
 		if (code == CURLE_OK || t->error)
 			log_debug("%s %s -> %ld in %.3f s%s", req->method, logurl, status, total,
 				  t->error ? " (aborted)" : "");
@@ -1027,19 +714,19 @@ static int perform_retrying(struct http_client *client, const struct http_reques
 	double delay;
 
 	for (;;) {
-		if ((rc = throttle_wait(client)) < 0)
+		if ((rc = http_throttle_wait(client)) < 0)
 			return rc;
 		http_response_release(resp);
 		rc = perform_once(client, req, resp, &t);
-		*lost = unreachable(&t);
+		*lost = http_unreachable(&t);
 		if (!*lost && t.status > 0)
-			note_online(client);
+			http_note_online(client);
 		if (req->no_retry)
 			return rc;
 		/* A stream that has begun cannot be replayed. */
 		if (t.sink_bytes > 0 || t.source_bytes > 0)
 			return rc;
-		host_for_log(req->url, host, sizeof(host));
+		http_host_for_log(req->url, host, sizeof(host));
 
 		if (rc == 0 && (resp->status == 429 || resp->status == 503)) {
 			if (retries >= max_retries)
@@ -1047,7 +734,7 @@ static int perform_retrying(struct http_client *client, const struct http_reques
 			delay = resp->retry_after >= 0 ? resp->retry_after : backoff_delay(backoffs++);
 			if (delay > HTTP_RETRY_AFTER_MAX)
 				delay = HTTP_RETRY_AFTER_MAX;
-			if (throttle_set(client, delay))
+			if (http_throttle_set(client, delay))
 				log_info("'%s' is throttling requests (%ld): pausing all requests for %.1f s",
 					 host, resp->status, delay);
 			else
@@ -1070,7 +757,7 @@ static int perform_retrying(struct http_client *client, const struct http_reques
 			continue;
 		}
 		if (rc == 0) {
-			throttle_clear_notice(client);
+			http_throttle_clear_notice(client);
 			return 0;
 		}
 		/* offline already: one attempt, no waiting (the prober finds the way back) */
@@ -1122,12 +809,12 @@ int http_perform(struct http_client *client, const struct http_request *req,
 	response_init(resp);
 	if (!req->url || !req->method)
 		return -EINVAL;
-	if (req->bearer && !under_origin(req->url, client->origin)) {
+	if (req->bearer && !http_under_origin(req->url, client->origin)) {
 		pthread_mutex_lock(&client->lock);
 		first = !client->foreign_bearer_logged;
 		client->foreign_bearer_logged = 1;
 		pthread_mutex_unlock(&client->lock);
-		host_for_log(req->url, host, sizeof(host));
+		http_host_for_log(req->url, host, sizeof(host));
 		if (first)
 			log_error("refused to send the access token to '%s': only '%s' may receive it",
 				  host, client->origin);
@@ -1135,6 +822,6 @@ int http_perform(struct http_client *client, const struct http_request *req,
 	}
 	rc = perform_retrying(client, req, resp, &lost);
 	if (rc < 0 && lost)
-		note_offline(client, req->url, rc);
+		http_note_offline(client, req->url, rc);
 	return rc;
 }
