@@ -66,6 +66,7 @@
 #include "upload_internal.h"
 
 #define SETTLE_MS 500                   /* before a job starts, unless waited for */
+#define REWRITES_NOTED 20               /* runs cut short by writes before a notice */
 #define BACKOFF_FIRST_MS 1000
 #define BACKOFF_QUOTA_MS 5000
 #define BACKOFF_MAX_MS 60000
@@ -484,6 +485,7 @@ static void finish(struct upload_queue *q, struct job *j, struct outcome *oc)
 		if (j->attempts > 0 && rc != RUN_DROP)
 			log_info("uploaded '%s'", path);
 		j->attempts = 0;
+		j->rewrites = 0;
 		j->last_error = 0;
 		free(j->message);
 		j->message = NULL;
@@ -506,6 +508,18 @@ static void finish(struct upload_queue *q, struct job *j, struct outcome *oc)
 				       (int64_t)j->ino, j->stamp);
 			remove_job(q, j);
 		}
+	} else if (oc->rewritten) {
+		/* not a failure: the new version goes once the writes settle */
+		if (++j->rewrites == REWRITES_NOTED)
+			log_info("'%s' keeps changing while it uploads: it goes up once the writes "
+				 "pause", path);
+		else
+			log_debug("'%s' was written again while it uploaded: uploading the new "
+				  "version", path);
+		j->not_before = now_ms() + SETTLE_MS;
+		j->again = 0;
+		drop_session(j);
+		requeue_last(q, j);
 	} else {
 		j->attempts++;
 		j->delay_ms = next_delay(j, rc);

@@ -33,6 +33,7 @@ struct job {
 	int finished;           /* runs ended (waiters compare) */
 	int last_error;         /* -errno of the last run, 0 */
 	int mismatches;         /* hash mismatches in a row */
+	int rewrites;           /* runs in a row cut short by writes here */
 	int urgent;             /* upload_wait() waits for it: writers do not hold it back */
 	char *message;          /* status text of the last failure, or NULL */
 	char *session_url;      /* journalled session to resume, or NULL */
@@ -92,6 +93,7 @@ struct outcome {
 	char *path;          /* for messages, or NULL */
 	char *message;       /* why it failed, or NULL */
 	int permanent;       /* retrying cannot help (read-only folder, refused name) */
+	int rewritten;       /* cut short because the file was written meanwhile: no failure */
 };
 
 /*

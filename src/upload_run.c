@@ -196,6 +196,7 @@ struct run {
 	char *err;                    /* graph's message of the last failure */
 	struct content_stage st;
 	int staged;
+	int rewritten;                /* cut short: written here while it was read */
 };
 
 /* Remember the live session (NULL: none) in the job and in the journal, for resuming. */
@@ -320,7 +321,10 @@ static int upload_session(struct run *r, struct reader *rd, const struct graph_u
 	if (rc == -ECANCELED && __atomic_load_n(&r->job->forgotten, __ATOMIC_RELAXED))
 		graph_upload_session_cancel(q->graph, &s, NULL);
 	/* a failed run leaves the session remembered: the next run resumes it */
-	if (done || rc == -ENOENT || rc == -ESTALE || rc == -EEXIST)
+	if (rd->changed && !done)
+		/* it holds bytes of the version before: resuming would mix the two */
+		graph_upload_session_cancel(q->graph, &s, NULL);
+	if (done || rc == -ENOENT || rc == -ESTALE || rc == -EEXIST || rd->changed)
 		remember_session(r, NULL);
 	if (rc == 0 && !out->id)
 		rc = fetch_result(r, t, out);
@@ -347,6 +351,7 @@ static int upload_to(struct run *r, const struct graph_upload_target *t, int res
 		/* the next run sends the new bytes */
 		free(r->err);
 		r->err = strdup("it was written again while it uploaded");
+		r->rewritten = 1;
 		rc = -EAGAIN;
 	}
 	return rc;
@@ -497,6 +502,18 @@ static int forgotten(const struct run *r)
  * item has, PATCH it.  1 when *item was replaced by the answer, else 0.
  * Best effort: on failure the service keeps its time.
  */
+static int mtime_to_follow(struct run *r, const struct cache_entry *now,
+			   const struct drive_item *item)
+{
+	/*
+	 * Also a time set on purpose that item lacks: an item taken for ours
+	 * (an earlier upload whose answer was lost) carries that upload's time.
+	 */
+	return now->item.mtime.tv_sec > 0 && now->item.mtime.tv_sec != item->mtime.tv_sec &&
+	       (now->item.mtime.tv_sec != r->e.item.mtime.tv_sec ||
+		upload_times_explicit(r->q, r->e.ino, &now->item.mtime));
+}
+
 static int follow_mtime(struct run *r, const struct cache_entry *now, struct drive_item *item)
 {
 	struct drive_item patched;
@@ -504,13 +521,7 @@ static int follow_mtime(struct run *r, const struct cache_entry *now, struct dri
 	char *err = NULL;
 	int replaced = 0;
 
-	/*
-	 * Also a time set on purpose that item lacks: an item taken for ours
-	 * (an earlier upload whose answer was lost) carries that upload's time.
-	 */
-	if (now->item.mtime.tv_sec > 0 && now->item.mtime.tv_sec != item->mtime.tv_sec &&
-	    (now->item.mtime.tv_sec != r->e.item.mtime.tv_sec ||
-	     upload_times_explicit(r->q, r->e.ino, &now->item.mtime))) {
+	if (mtime_to_follow(r, now, item)) {
 		crtime = now->item.ctime_created.tv_sec > 0 ? &now->item.ctime_created : NULL;
 		memset(&patched, 0, sizeof(patched));
 		if (graph_update_item(r->q->graph, item->id, NULL, NULL, &now->item.mtime, crtime,
@@ -608,7 +619,8 @@ static int landed(struct run *r, struct reader *rd, struct drive_item *item, int
 {
 	struct upload_queue *q = r->q;
 	struct cache_entry now;
-	int match, clean, moved, have_now;
+	struct timespec served;
+	int match, clean, moved, have_now, follow;
 
 	/* deleted (or taken over) locally meanwhile: the cache is no longer ours to change */
 	if (forgotten(r))
@@ -638,6 +650,7 @@ static int landed(struct run *r, struct reader *rd, struct drive_item *item, int
 		note_move(r, r->e.item.id);
 	test_pause_point("landed");
 	have_now = cache_get(q->cache, r->e.ino, &now) == 0;   /* its time, for follow_mtime() */
+	follow = have_now && mtime_to_follow(r, &now, item);   /* (takes q->lock) */
 	/*
 	 * Content and cache take the item under q->lock, where upload_forget()
 	 * sets the flag: a rename that takes the inode over (the target's id
@@ -656,12 +669,17 @@ static int landed(struct run *r, struct reader *rd, struct drive_item *item, int
 	clean = content_stage_done(q->content, r->e.item.id, &r->st, NULL, item->ctag);
 	if (was_new)
 		cache_set_id(q->cache, r->e.ino, item->id);
+	follow = follow && clean == 1;
+	served = item->mtime;
+	if (follow)
+		item->mtime = now.item.mtime;   /* stat keeps the time set here meanwhile */
 	cache_update_remote(q->cache, r->e.ino, item, clean == 1);
+	item->mtime = served;
 	if (moved)
 		move_content(r, r->e.item.id, item->id);
 	pthread_mutex_unlock(&q->lock);
 	/* (written again: the next upload carries the time) */
-	if (clean == 1 && have_now && follow_mtime(r, &now, item) == 1) {
+	if (follow && follow_mtime(r, &now, item) == 1) {
 		pthread_mutex_lock(&q->lock);
 		if (!forgotten(r))
 			cache_update_remote(q->cache, r->e.ino, item, 0);
@@ -1067,6 +1085,7 @@ out:
 	}
 	drive_item_release(&item);
 	oc->rc = rc;
+	oc->rewritten = rc < 0 && r.rewritten;
 	oc->path = r.path;
 	r.path = NULL;
 	if (rc == -ENOSPC) {
