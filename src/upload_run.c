@@ -817,17 +817,20 @@ int upload_drop_lost_create(struct upload_queue *q, const char *rec)
 {
 	struct drive_item remote;
 	char *err = NULL;
-	int deleted = 0;
+	int rc;
 
-	if (find_lost_create(q, rec, &remote, &err) == 1) {
+	rc = find_lost_create(q, rec, &remote, &err);
+	if (rc == 1) {
 		log_debug("deleting '%s', made by a create whose answer was lost, deleted here since",
 			  remote.name);
-		deleted = graph_delete_item_if(q->graph, remote.id,
-					       remote.ctag ? remote.ctag : remote.etag, NULL) == 0;
+		rc = graph_delete_item_if(q->graph, remote.id,
+					  remote.ctag ? remote.ctag : remote.etag, NULL);
+		/* gone, or changed by someone else meanwhile: theirs now */
+		rc = rc == 0 ? 1 : rc == -ENOENT || rc == -ESTALE ? 0 : rc;
 		drive_item_release(&remote);
 	}
 	free(err);
-	return deleted;
+	return rc;
 }
 
 /*
@@ -941,6 +944,8 @@ static int run_prepare(struct run *r, int *was_new)
 	struct upload_queue *q = r->q;
 	int rc;
 
+	if (forgotten(r))
+		return RUN_DROP;   /* kept for a create in doubt only */
 	rc = cache_get(q->cache, r->job->ino, &r->e);
 	if (rc == -ENOENT)
 		return RUN_DROP;   /* deleted before its upload started */
@@ -1062,8 +1067,11 @@ int upload_run_job(struct upload_queue *q, struct job *job, struct outcome *oc)
 out:
 	if (job->lost_create && (forgotten(&r) || (rc == RUN_DROP && !r.e.item.id))) {
 		/* deleted here while a create was in doubt: what it made must not stay */
-		upload_drop_lost_create(q, job->lost_create);
-		clear_create(&r);
+		if (upload_drop_lost_create(q, job->lost_create) >= 0) {
+			clear_create(&r);
+			upload_db_run(q, "UPDATE upload_jobs SET lost_create = NULL WHERE ino = ?", "i",
+				      (int64_t)job->ino);
+		}
 	}
 	drive_item_release(&item);
 	oc->rc = rc;
