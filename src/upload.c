@@ -1091,6 +1091,16 @@ void upload_set_hold(struct upload_queue *q, upload_hold_fn fn, void *ctx)
 	pthread_mutex_unlock(&q->lock);
 }
 
+void upload_set_move(struct upload_queue *q, upload_move_fn fn, void *ctx)
+{
+	if (!q)
+		return;
+	pthread_mutex_lock(&q->lock);
+	q->move = fn;
+	q->move_ctx = ctx;
+	pthread_mutex_unlock(&q->lock);
+}
+
 void upload_forget(struct upload_queue *q, uint64_t ino)
 {
 	struct job *j;

@@ -80,6 +80,8 @@ struct upload_queue {
 	void *notify_ctx;
 	upload_hold_fn hold;             /* the same */
 	void *hold_ctx;
+	upload_move_fn move;             /* the same */
+	void *move_ctx;
 	pthread_t *threads;
 	long nthreads;
 };

@@ -457,8 +457,9 @@ static void follow_rename(struct run *r, const struct drive_item *item)
 	struct upload_queue *q = r->q;
 	struct cache_entry now, parent;
 	struct drive_item moved;
-	const char *new_parent = NULL;
+	const char *new_parent = NULL, *new_name;
 	char *err = NULL;
+	int rc;
 
 	if (cache_get(q->cache, r->e.ino, &now) < 0)
 		return;
@@ -469,11 +470,16 @@ static void follow_rename(struct run *r, const struct drive_item *item)
 		memset(&parent, 0, sizeof(parent));
 	}
 	if (new_parent || strcmp(now.item.name, item->name) != 0) {
-		if (graph_update_item(q->graph, item->id, strcmp(now.item.name, item->name) ?
-				      now.item.name : NULL, new_parent, NULL, NULL, NULL, &moved,
-				      &err) == 0) {
+		new_name = strcmp(now.item.name, item->name) ? now.item.name : NULL;
+		rc = graph_update_item(q->graph, item->id, new_name, new_parent, NULL, NULL, NULL,
+				       &moved, &err);
+		if (rc == 0) {
 			cache_update_remote(q->cache, r->e.ino, &moved, 0);
 			drive_item_release(&moved);
+		} else if ((errmap_is_transport(rc) || rc == -ECANCELED) && q->move &&
+			   q->move(q->move_ctx, item->id, new_parent, new_name, r->path) == 0) {
+			/* no answer: it may have been applied; the journal sends it again */
+			log_debug("rename of '%s' to '%s' journalled", r->path, now.item.name);
 		} else {
 			log_error("cannot rename '%s' to '%s' on the service: %s", r->path,
 				  now.item.name, err ? err : "unknown error");

@@ -884,3 +884,31 @@ def test_create_in_doubt_of_a_file_removed_is_not_forgotten(fake, mounter, env, 
                60, "only %r on the server" % want)
     # the delta may have shown the stray item meanwhile: it goes with its deletion
     wait_until(lambda: os.listdir(m.p("")) == want, 30, "only %r in the mount" % want)
+
+
+def test_rename_of_a_new_file_whose_follow_up_gets_no_answer(fake, mounter):
+    """A new file is renamed while its create travels; once the item
+    exists the upload follows with a PATCH, which gets no answer (dropped
+    connections, or the unmount cutting it short).  The rename must reach
+    the service later instead of being logged as an error and lost: the
+    service kept the old name, and the next delta showed it in the mount
+    too (the model tester's names that renames passed through)."""
+    m = mounter.mount(opts={"max_retries": "1", "poll_interval": "1"})
+    os.mkdir(m.p("sub"))
+    wait_until(lambda: "sub" in fake.dump_by_path(), 30, "the folder on the server")
+    fake.faults({"rules": [{"match": "PUT content", "stall_ms": 1500, "times": 1},
+                           {"match": "PATCH item", "drop": True, "times": 40}]})
+    write(m.p("new.txt"), b"first\n")
+    wait_until(lambda: requests(fake, "PUT content") >= 1, 20, "the create to start")
+    os.rename(m.p("new.txt"), m.p("sub/moved.txt"))
+    # every try dropped: the PATCH gives up, and the mount takes the service for out of reach
+    wait_until(lambda: "offline since" in m.stderr_text(), 60, "the follow-up to give up")
+    fake.faults({})
+    want = {"sub/moved.txt": b"first\n"}
+    wait_landed(fake, want)
+    wait_until(lambda: sorted(p for p, v in fake.dump_by_path().items() if not v.get("folder")) == sorted(want),
+               30, "only %r on the server" % sorted(want))
+    wait_settled(m.p(""))
+    assert os.listdir(m.p("")) == ["sub"]
+    assert os.listdir(m.p("sub")) == ["moved.txt"]
+    assert read_back(m.p("sub/moved.txt")) == b"first\n"
