@@ -1104,24 +1104,29 @@ void upload_set_move(struct upload_queue *q, upload_move_fn fn, void *ctx)
 void upload_forget(struct upload_queue *q, uint64_t ino)
 {
 	struct job *j;
+	char *lost = NULL;
+	int keep = 0, deleted;
 
 	if (!q)
 		return;
 	pthread_mutex_lock(&q->lock);
 	j = find_job(q, ino);
-	if (j && (j->state == JOB_RUNNING || j->lost_create)) {
+	if (j && j->state == JOB_RUNNING) {
+		/* the run cleans up after an in-doubt create itself */
+		__atomic_store_n(&j->forgotten, 1, __ATOMIC_RELAXED);
+		keep = j->lost_create != NULL;
+	} else if (j && j->lost_create) {
 		/*
-		 * The run cleans up after an in-doubt create itself; a job waiting
-		 * with one stays, forgotten, so that a run looks for what that
-		 * create made (once online, and again on failure).  The row stays
-		 * until then, so a kill forgets nothing.
+		 * What the in-doubt create made must go.  Until the service says
+		 * so the job stays, forgotten, with its row: offline, after a
+		 * failed look, or after a kill, a run looks again.
 		 */
 		__atomic_store_n(&j->forgotten, 1, __ATOMIC_RELAXED);
-		if (j->state != JOB_RUNNING) {
-			j->failed = 0;
-			j->not_before = now_ms();
-			pthread_cond_signal(&q->work);
-		}
+		j->failed = 0;
+		j->not_before = now_ms() + BACKOFF_FIRST_MS;   /* the look below goes first */
+		keep = 1;
+		if (!q->hold || q->hold(q->hold_ctx) != UPLOAD_HOLD_OFFLINE)
+			lost = strdup(j->lost_create);
 	} else if (j) {
 		remove_job(q, j);
 	}
@@ -1134,8 +1139,21 @@ void upload_forget(struct upload_queue *q, uint64_t ino)
 			mark_trim(q, ino);
 		}
 	}
-	if (!j || !j->forgotten)
+	if (!keep)
 		upload_db_run(q, "DELETE FROM upload_jobs WHERE ino = ?", "i", (int64_t)ino);
 	pthread_cond_broadcast(&q->done);
+	pthread_mutex_unlock(&q->lock);
+	if (!lost)
+		return;
+	deleted = upload_drop_lost_create(q, lost);
+	free(lost);
+	if (deleted < 0)
+		return;   /* the job's run looks again after its back-off */
+	pthread_mutex_lock(&q->lock);
+	j = find_job(q, ino);
+	if (j && j->state != JOB_RUNNING && __atomic_load_n(&j->forgotten, __ATOMIC_RELAXED)) {
+		remove_job(q, j);
+		upload_db_run(q, "DELETE FROM upload_jobs WHERE ino = ?", "i", (int64_t)ino);
+	}
 	pthread_mutex_unlock(&q->lock);
 }
