@@ -912,3 +912,35 @@ def test_rename_of_a_new_file_whose_follow_up_gets_no_answer(fake, mounter):
     assert os.listdir(m.p("")) == ["sub"]
     assert os.listdir(m.p("sub")) == ["moved.txt"]
     assert read_back(m.p("sub/moved.txt")) == b"first\n"
+
+
+def test_file_deleted_offline_while_its_own_version_is_in_doubt(fake, mounter):
+    """A new version of a file lands with its answer lost and its retry
+    fails; the mount goes offline and the file is deleted there.  The
+    journalled delete was conditioned on the tag seen before that version,
+    so on replay the file's own version passed for a change made on
+    another device and the file stayed on the service (the model tester's
+    seed 8206 under faults: "changed on another device after you deleted
+    it here; it was kept")."""
+    opts = {"io_timeout": "2", "connect_timeout": "2", "poll_interval": "1", "offline_probe": "1",
+            "max_retries": "1"}
+    fake.seed([{"path": "f.txt", "content": "original\n"}, {"path": "keep.txt", "content": "keep\n"}])
+    m = mounter.mount(opts=opts)
+    assert read_back(m.p("f.txt")) == b"original\n"
+    fake.faults({"rules": [{"match": "PUT content", "truncate": True, "times": 1},
+                           {"match": "PUT content", "status": 503, "retry_after": "30", "times": 20}]})
+    write(m.p("f.txt"), b"our new version\n")
+    wait_until(lambda: faults_applied(fake) >= 2, 30, "the answer to be lost and the retry to fail")
+    assert fake.content("f.txt") == b"our new version\n"   # landed all the same
+    fake.server.go_down()
+    try:
+        wait_until(lambda: "offline since" in m.stderr_text(), 30, "the mount to go offline")
+        os.unlink(m.p("f.txt"))
+    finally:
+        fake.server.come_back()
+    fake.faults({})
+    want = ["keep.txt"]
+    wait_until(lambda: sorted(p for p, v in fake.dump_by_path().items() if not v.get("folder")) == want,
+               60, "only %r on the server" % want)
+    assert "changed on another device" not in m.stderr_text()
+    wait_until(lambda: os.listdir(m.p("")) == want, 30, "only %r in the mount" % want)
