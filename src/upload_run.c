@@ -778,13 +778,17 @@ static void note_create(struct run *r, struct reader *rd, const struct graph_upl
 }
 
 /*
- * The create landed.  Forgotten in memory only: the row goes when the job
- * ends, and a stale record names an item the cache now has anyway.
+ * The create landed, or what it made is gone.  The row forgets it too: a
+ * stale record, loaded by the next mount, would name an item the file owns
+ * now, and the file's deletion (or a rename over it) would delete that
+ * item once more, under whoever took it over meanwhile.
  */
 static void clear_create(struct run *r)
 {
 	free(r->job->lost_create);
 	r->job->lost_create = NULL;
+	upload_db_run(r->q, "UPDATE upload_jobs SET lost_create = NULL WHERE ino = ?", "i",
+		      (int64_t)r->e.ino);
 }
 
 /*
@@ -1074,7 +1078,8 @@ out:
 	if (job->lost_create && (forgotten(&r) || (rc == RUN_DROP && !r.e.item.id))) {
 		/* deleted here while a create was in doubt: what it made must not stay */
 		if (upload_drop_lost_create(q, job->lost_create) >= 0) {
-			clear_create(&r);
+			free(job->lost_create);
+			job->lost_create = NULL;
 			upload_db_run(q, "UPDATE upload_jobs SET lost_create = NULL WHERE ino = ?", "i",
 				      (int64_t)job->ino);
 		}
