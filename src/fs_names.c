@@ -288,6 +288,20 @@ static int get_child(struct fs_context *ctx, uint64_t parent, const char *name,
 }
 
 /*
+ * The tag a journalled delete of e is conditioned on (a change made on
+ * another device meanwhile keeps the file).  None while e's own upload is
+ * pending: a version it sent may have landed with its answer lost, and
+ * would pass for someone else's change (a file deleted here stayed on the
+ * service).  The delete sent at once has no condition either.
+ */
+static const char *delete_condition(struct fs_context *ctx, const struct cache_entry *e)
+{
+	if (!e->item.is_dir && (e->dirty || (ctx->upload && upload_pending(ctx->upload, e->ino))))
+		return NULL;
+	return e->item.ctag;
+}
+
+/*
  * Delete e on the service (to the recycle bin), or journal the delete when
  * it is out of reach; the caller then drops it here.  A local folder
  * exists only in the journal so far: its delete is journalled after it.
@@ -311,7 +325,8 @@ static int delete_item(struct fs_context *ctx, const struct cache_entry *e, char
 		*err = NULL;
 	}
 	fs_path_of(ctx, e->ino, path, sizeof(path));
-	return journal_add_delete(ctx->journal, e->item.id, e->item.ctag, e->item.is_dir, path);
+	return journal_add_delete(ctx->journal, e->item.id, delete_condition(ctx, e), e->item.is_dir,
+				  path);
 }
 
 /*
@@ -549,8 +564,9 @@ static int rename_journalled(struct rename_op *op)
 		if (!op->dst.is_local || op->dst.item.is_dir) {
 			keep_open_content(ctx, &op->dst);
 			fs_path_of(ctx, op->dst.ino, path, sizeof(path));
-			rc = journal_add_delete(ctx->journal, op->dst.item.id, op->dst.item.ctag,
-						op->dst.item.is_dir, path);
+			rc = journal_add_delete(ctx->journal, op->dst.item.id,
+						delete_condition(ctx, &op->dst), op->dst.item.is_dir,
+						path);
 			if (rc)
 				return rc;
 			fs_drop_item(ctx, &op->dst, 1);

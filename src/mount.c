@@ -347,6 +347,15 @@ static int uploads_held(void *vctx)
 	return journal_busy(ctx->journal) ? UPLOAD_HOLD_BUSY : UPLOAD_HOLD_NONE;
 }
 
+/* upload.c's hook: a rename it could not follow on the service waits in the journal. */
+static int upload_moved(void *vctx, const char *item_id, const char *new_parent_id,
+			const char *new_name, const char *path)
+{
+	struct fs_context *ctx = vctx;
+
+	return journal_add_move(ctx->journal, item_id, new_parent_id, new_name, path);
+}
+
 static int delta_held(void *vctx)
 {
 	struct fs_context *ctx = vctx;
@@ -522,6 +531,8 @@ int mount_run(struct odfs_config *cfg, struct fuse_args *args, const char *mount
 		log_warnx("cannot start the token refresh thread; tokens refresh on demand");
 	upload_set_notify(ctx.upload, forget_entry, se);
 	upload_set_hold(ctx.upload, uploads_held, &ctx);
+	if (ctx.journal)
+		upload_set_move(ctx.upload, upload_moved, &ctx);
 	journal_set_hooks(ctx.journal, journal_forget_entry, journal_drained, &ctx);
 	if (journal_start(ctx.journal) < 0)
 		goto out_stop_auth;

@@ -477,7 +477,16 @@ static void finish(struct upload_queue *q, struct job *j, struct outcome *oc)
 		j->session_url = NULL;
 		j->not_before = now_ms() + SETTLE_MS;
 		requeue_last(q, j);
+	} else if (j->forgotten && j->lost_create && !q->stopping) {
+		/* what its create made may stay on the service: look again later */
+		j->attempts++;
+		j->delay_ms = next_delay(j, rc);
+		j->not_before = now_ms() + j->delay_ms;
+		requeue_last(q, j);
 	} else if (j->forgotten) {
+		/* with a create still in doubt at unmount the row stays: the next mount looks */
+		if (!j->lost_create)
+			upload_db_run(q, "DELETE FROM upload_jobs WHERE ino = ?", "i", (int64_t)j->ino);
 		remove_job(q, j);
 	} else if (rc < 0 && q->stopping) {
 		/* unmounting (a run cut short, or failing): the row stays for the next mount */
@@ -787,6 +796,7 @@ static int enqueue(struct upload_queue *q, uint64_t ino)
 			j->again = 1;
 		} else {
 			/* new content: no reason to sit out an old back-off or failure */
+			j->forgotten = 0;   /* kept for a create in doubt: the new run takes that item */
 			j->failed = 0;
 			j->not_before = now_ms() + SETTLE_MS;
 			drop_session(j);
@@ -1069,8 +1079,20 @@ int upload_drop_create_in_doubt(struct upload_queue *q, uint64_t ino)
 	upload_db_run(q, "UPDATE upload_jobs SET lost_create = NULL WHERE ino = ?", "i",
 		      (int64_t)ino);
 	deleted = upload_drop_lost_create(q, lost);
+	if (deleted < 0) {
+		/* the service could not tell: the job's next run looks again */
+		pthread_mutex_lock(&q->lock);
+		j = find_job(q, ino);
+		if (j && !j->lost_create) {
+			j->lost_create = lost;
+			lost = NULL;
+			upload_db_run(q, "UPDATE upload_jobs SET lost_create = ? WHERE ino = ?", "ti",
+				      j->lost_create, (int64_t)ino);
+		}
+		pthread_mutex_unlock(&q->lock);
+	}
 	free(lost);
-	return deleted;
+	return deleted > 0;
 }
 
 void upload_set_hold(struct upload_queue *q, upload_hold_fn fn, void *ctx)
@@ -1083,10 +1105,21 @@ void upload_set_hold(struct upload_queue *q, upload_hold_fn fn, void *ctx)
 	pthread_mutex_unlock(&q->lock);
 }
 
+void upload_set_move(struct upload_queue *q, upload_move_fn fn, void *ctx)
+{
+	if (!q)
+		return;
+	pthread_mutex_lock(&q->lock);
+	q->move = fn;
+	q->move_ctx = ctx;
+	pthread_mutex_unlock(&q->lock);
+}
+
 void upload_forget(struct upload_queue *q, uint64_t ino)
 {
 	struct job *j;
 	char *lost = NULL;
+	int keep = 0, deleted;
 
 	if (!q)
 		return;
@@ -1095,9 +1128,20 @@ void upload_forget(struct upload_queue *q, uint64_t ino)
 	if (j && j->state == JOB_RUNNING) {
 		/* the run cleans up after an in-doubt create itself */
 		__atomic_store_n(&j->forgotten, 1, __ATOMIC_RELAXED);
+		keep = j->lost_create != NULL;
+	} else if (j && j->lost_create) {
+		/*
+		 * What the in-doubt create made must go.  Until the service says
+		 * so the job stays, forgotten, with its row: offline, after a
+		 * failed look, or after a kill, a run looks again.
+		 */
+		__atomic_store_n(&j->forgotten, 1, __ATOMIC_RELAXED);
+		j->failed = 0;
+		j->not_before = now_ms() + BACKOFF_FIRST_MS;   /* the look below goes first */
+		keep = 1;
+		if (!q->hold || q->hold(q->hold_ctx) != UPLOAD_HOLD_OFFLINE)
+			lost = strdup(j->lost_create);
 	} else if (j) {
-		lost = j->lost_create;
-		j->lost_create = NULL;
 		remove_job(q, j);
 	}
 	set_conflict(q, ino, 0);
@@ -1109,10 +1153,21 @@ void upload_forget(struct upload_queue *q, uint64_t ino)
 			mark_trim(q, ino);
 		}
 	}
-	upload_db_run(q, "DELETE FROM upload_jobs WHERE ino = ?", "i", (int64_t)ino);
+	if (!keep)
+		upload_db_run(q, "DELETE FROM upload_jobs WHERE ino = ?", "i", (int64_t)ino);
 	pthread_cond_broadcast(&q->done);
 	pthread_mutex_unlock(&q->lock);
-	if (lost && (!q->hold || q->hold(q->hold_ctx) != UPLOAD_HOLD_OFFLINE))
-		upload_drop_lost_create(q, lost);
+	if (!lost)
+		return;
+	deleted = upload_drop_lost_create(q, lost);
 	free(lost);
+	if (deleted < 0)
+		return;   /* the job's run looks again after its back-off */
+	pthread_mutex_lock(&q->lock);
+	j = find_job(q, ino);
+	if (j && j->state != JOB_RUNNING && __atomic_load_n(&j->forgotten, __ATOMIC_RELAXED)) {
+		remove_job(q, j);
+		upload_db_run(q, "DELETE FROM upload_jobs WHERE ino = ?", "i", (int64_t)ino);
+	}
+	pthread_mutex_unlock(&q->lock);
 }

@@ -117,4 +117,16 @@ enum { UPLOAD_HOLD_NONE = 0, UPLOAD_HOLD_BUSY = 1, UPLOAD_HOLD_OFFLINE = 2 };
 typedef int (*upload_hold_fn)(void *ctx);
 void upload_set_hold(struct upload_queue *q, upload_hold_fn fn, void *ctx);
 
+/*
+ * Move hook (optional, set before upload_start()): a new file renamed or
+ * moved while its create travelled is followed with a PATCH once the item
+ * exists; when that PATCH gets no answer (out of reach, cut short by the
+ * unmount), an upload thread holding no lock calls fn(ctx, item_id,
+ * new_parent_id or NULL, new_name or NULL, path) to have it sent later (the
+ * name journal), 0 or -errno.  Without the hook the rename is only logged.
+ */
+typedef int (*upload_move_fn)(void *ctx, const char *item_id, const char *new_parent_id,
+			      const char *new_name, const char *path);
+void upload_set_move(struct upload_queue *q, upload_move_fn fn, void *ctx);
+
 #endif

@@ -81,6 +81,8 @@ struct upload_queue {
 	void *notify_ctx;
 	upload_hold_fn hold;             /* the same */
 	void *hold_ctx;
+	upload_move_fn move;             /* the same */
+	void *move_ctx;
 	pthread_t *threads;
 	long nthreads;
 };
@@ -113,8 +115,9 @@ int upload_run_job(struct upload_queue *q, struct job *job, struct outcome *oc);
 /*
  * A file whose create was in doubt (rec as journalled in job->lost_create)
  * is gone here: delete the item that create made, if the service holds
- * one where it went with exactly those bytes.  Best effort; no lock held.
- * 1 if such an item was deleted, else 0.
+ * one where it went with exactly those bytes.  No lock held.  1 if such an
+ * item was deleted, 0 if there is none (any more), -errno when the service
+ * could not tell (keep rec and look again later).
  */
 int upload_drop_lost_create(struct upload_queue *q, const char *rec);
 

@@ -462,8 +462,9 @@ static void follow_rename(struct run *r, const struct drive_item *item)
 	struct upload_queue *q = r->q;
 	struct cache_entry now, parent;
 	struct drive_item moved;
-	const char *new_parent = NULL;
+	const char *new_parent = NULL, *new_name;
 	char *err = NULL;
+	int rc;
 
 	if (cache_get(q->cache, r->e.ino, &now) < 0)
 		return;
@@ -474,11 +475,16 @@ static void follow_rename(struct run *r, const struct drive_item *item)
 		memset(&parent, 0, sizeof(parent));
 	}
 	if (new_parent || strcmp(now.item.name, item->name) != 0) {
-		if (graph_update_item(q->graph, item->id, strcmp(now.item.name, item->name) ?
-				      now.item.name : NULL, new_parent, NULL, NULL, NULL, &moved,
-				      &err) == 0) {
+		new_name = strcmp(now.item.name, item->name) ? now.item.name : NULL;
+		rc = graph_update_item(q->graph, item->id, new_name, new_parent, NULL, NULL, NULL,
+				       &moved, &err);
+		if (rc == 0) {
 			cache_update_remote(q->cache, r->e.ino, &moved, 0);
 			drive_item_release(&moved);
+		} else if ((errmap_is_transport(rc) || rc == -ECANCELED) && q->move &&
+			   q->move(q->move_ctx, item->id, new_parent, new_name, r->path) == 0) {
+			/* no answer: it may have been applied; the journal sends it again */
+			log_debug("rename of '%s' to '%s' journalled", r->path, now.item.name);
 		} else {
 			log_error("cannot rename '%s' to '%s' on the service: %s", r->path,
 				  now.item.name, err ? err : "unknown error");
@@ -790,13 +796,17 @@ static void note_create(struct run *r, struct reader *rd, const struct graph_upl
 }
 
 /*
- * The create landed.  Forgotten in memory only: the row goes when the job
- * ends, and a stale record names an item the cache now has anyway.
+ * The create landed, or what it made is gone.  The row forgets it too: a
+ * stale record, loaded by the next mount, would name an item the file owns
+ * now, and the file's deletion (or a rename over it) would delete that
+ * item once more, under whoever took it over meanwhile.
  */
 static void clear_create(struct run *r)
 {
 	free(r->job->lost_create);
 	r->job->lost_create = NULL;
+	upload_db_run(r->q, "UPDATE upload_jobs SET lost_create = NULL WHERE ino = ?", "i",
+		      (int64_t)r->e.ino);
 }
 
 /*
@@ -835,17 +845,20 @@ int upload_drop_lost_create(struct upload_queue *q, const char *rec)
 {
 	struct drive_item remote;
 	char *err = NULL;
-	int deleted = 0;
+	int rc;
 
-	if (find_lost_create(q, rec, &remote, &err) == 1) {
+	rc = find_lost_create(q, rec, &remote, &err);
+	if (rc == 1) {
 		log_debug("deleting '%s', made by a create whose answer was lost, deleted here since",
 			  remote.name);
-		deleted = graph_delete_item_if(q->graph, remote.id,
-					       remote.ctag ? remote.ctag : remote.etag, NULL) == 0;
+		rc = graph_delete_item_if(q->graph, remote.id,
+					  remote.ctag ? remote.ctag : remote.etag, NULL);
+		/* gone, or changed by someone else meanwhile: theirs now */
+		rc = rc == 0 ? 1 : rc == -ENOENT || rc == -ESTALE ? 0 : rc;
 		drive_item_release(&remote);
 	}
 	free(err);
-	return deleted;
+	return rc;
 }
 
 /*
@@ -959,6 +972,8 @@ static int run_prepare(struct run *r, int *was_new)
 	struct upload_queue *q = r->q;
 	int rc;
 
+	if (forgotten(r))
+		return RUN_DROP;   /* kept for a create in doubt only */
 	rc = cache_get(q->cache, r->job->ino, &r->e);
 	if (rc == -ENOENT)
 		return RUN_DROP;   /* deleted before its upload started */
@@ -1080,8 +1095,12 @@ int upload_run_job(struct upload_queue *q, struct job *job, struct outcome *oc)
 out:
 	if (job->lost_create && (forgotten(&r) || (rc == RUN_DROP && !r.e.item.id))) {
 		/* deleted here while a create was in doubt: what it made must not stay */
-		upload_drop_lost_create(q, job->lost_create);
-		clear_create(&r);
+		if (upload_drop_lost_create(q, job->lost_create) >= 0) {
+			free(job->lost_create);
+			job->lost_create = NULL;
+			upload_db_run(q, "UPDATE upload_jobs SET lost_create = NULL WHERE ino = ?", "i",
+				      (int64_t)job->ino);
+		}
 	}
 	drive_item_release(&item);
 	oc->rc = rc;

@@ -1187,7 +1187,20 @@ class Runner:
         return ["status of %s is %r" % kv for kv in sorted(bad.items())[:10]]
 
     def settle(self):
-        """Wait until the server equals the model and every file is clean."""
+        """Wait until the server equals the model and every file is clean,
+        with fault injection paused meanwhile (with only outages and freezes
+        the service is out of reach most of the time, and nothing could
+        settle: a failure of the tester, not of the mount)."""
+        paused = self.injector is not None and self.injector.enabled.is_set()
+        if paused:
+            self.injector.pause()
+        try:
+            self._settle()
+        finally:
+            if paused:
+                self.injector.resume()
+
+    def _settle(self):
         self.settles += 1
         model = self.snapshot(self.model.root)
         end = time.monotonic() + helpers.deadline(self.settle_timeout)

@@ -834,3 +834,113 @@ def test_time_set_while_a_create_is_in_doubt(fake, mounter):
     wait_until(lambda: "2013-07-13T10:37:31" in json.dumps(fake.dump_by_path()["new.txt"]), 20,
                "the time on the server")
     assert os.stat(m.p("new.txt")).st_mtime == 1373711851
+
+
+@pytest.mark.parametrize("then", ["offline", "lookup-fails", "kill"])
+def test_create_in_doubt_of_a_file_removed_is_not_forgotten(fake, mounter, env, then):
+    """A new file's create lands with its answer lost, and the file is
+    deleted here before the retry learns what happened.  What that create
+    made must go even when the deletion cannot look for it at once: the
+    mount is offline, the service fails the lookup, or the daemon is killed
+    before the look.  The record of the doubt was dropped, and the file
+    stayed on the service only (the model tester's "settle:extra" under
+    outages and kills)."""
+    opts = {"io_timeout": "2", "connect_timeout": "2", "poll_interval": "1", "offline_probe": "1",
+            "max_retries": "1"}
+    m = mounter.mount(opts=opts)
+    write(m.p("keep.txt"), b"keep\n")
+    wait_landed(fake, {"keep.txt": b"keep\n"})
+    # the answer breaks off, and the retries fail for a while: the upload waits in back-off
+    fake.faults({"rules": [{"match": "PUT content", "truncate": True, "times": 1},
+                           {"match": "PUT content", "status": 503, "retry_after": "30", "times": 20}]})
+    write(m.p("new.txt"), b"first\n")
+    wait_until(lambda: faults_applied(fake) >= 2, 30, "the answer to be lost and the retry to fail")
+    assert fake.content("new.txt") == b"first\n"   # made all the same
+    if then == "offline":
+        fake.server.go_down()
+        try:
+            os.listdir(m.p(""))
+            wait_until(lambda: "offline since" in m.stderr_text(), 30, "the mount to go offline")
+            os.unlink(m.p("new.txt"))
+        finally:
+            fake.server.come_back()
+        fake.faults({})
+    elif then == "lookup-fails":
+        fake.faults({"rules": [{"match": "GET item", "status": 503, "retry_after": "1", "times": 4}]})
+        os.unlink(m.p("new.txt"))
+        wait_until(lambda: faults_applied(fake) >= 3, 30, "the lookup to fail")
+        fake.faults({})
+    else:
+        fake.faults({"rules": [{"match": "GET item", "status": 503, "retry_after": "1", "times": 100}]})
+        before = faults_applied(fake)
+        os.unlink(m.p("new.txt"))
+        wait_until(lambda: faults_applied(fake) >= before + 2, 30, "the lookup to fail")
+        kill_daemon(m)
+        assert meta_db_integrity(env) == "ok"
+        fake.faults({})
+        m = mounter.mount(path=m.path, opts=opts)
+    want = ["keep.txt"]
+    wait_until(lambda: sorted(p for p, v in fake.dump_by_path().items() if not v.get("folder")) == want,
+               60, "only %r on the server" % want)
+    # the delta may have shown the stray item meanwhile: it goes with its deletion
+    wait_until(lambda: os.listdir(m.p("")) == want, 30, "only %r in the mount" % want)
+
+
+def test_rename_of_a_new_file_whose_follow_up_gets_no_answer(fake, mounter):
+    """A new file is renamed while its create travels; once the item
+    exists the upload follows with a PATCH, which gets no answer (dropped
+    connections, or the unmount cutting it short).  The rename must reach
+    the service later instead of being logged as an error and lost: the
+    service kept the old name, and the next delta showed it in the mount
+    too (the model tester's names that renames passed through)."""
+    m = mounter.mount(opts={"max_retries": "1", "poll_interval": "1"})
+    os.mkdir(m.p("sub"))
+    wait_until(lambda: "sub" in fake.dump_by_path(), 30, "the folder on the server")
+    fake.faults({"rules": [{"match": "PUT content", "stall_ms": 1500, "times": 1},
+                           {"match": "PATCH item", "drop": True, "times": 40}]})
+    write(m.p("new.txt"), b"first\n")
+    wait_until(lambda: requests(fake, "PUT content") >= 1, 20, "the create to start")
+    os.rename(m.p("new.txt"), m.p("sub/moved.txt"))
+    # every try dropped: the PATCH gives up, and the mount takes the service for out of reach
+    wait_until(lambda: "offline since" in m.stderr_text(), 60, "the follow-up to give up")
+    fake.faults({})
+    want = {"sub/moved.txt": b"first\n"}
+    wait_landed(fake, want)
+    wait_until(lambda: sorted(p for p, v in fake.dump_by_path().items() if not v.get("folder")) == sorted(want),
+               30, "only %r on the server" % sorted(want))
+    wait_settled(m.p(""))
+    assert os.listdir(m.p("")) == ["sub"]
+    assert os.listdir(m.p("sub")) == ["moved.txt"]
+    assert read_back(m.p("sub/moved.txt")) == b"first\n"
+
+
+def test_file_deleted_offline_while_its_own_version_is_in_doubt(fake, mounter):
+    """A new version of a file lands with its answer lost and its retry
+    fails; the mount goes offline and the file is deleted there.  The
+    journalled delete was conditioned on the tag seen before that version,
+    so on replay the file's own version passed for a change made on
+    another device and the file stayed on the service (the model tester's
+    seed 8206 under faults: "changed on another device after you deleted
+    it here; it was kept")."""
+    opts = {"io_timeout": "2", "connect_timeout": "2", "poll_interval": "1", "offline_probe": "1",
+            "max_retries": "1"}
+    fake.seed([{"path": "f.txt", "content": "original\n"}, {"path": "keep.txt", "content": "keep\n"}])
+    m = mounter.mount(opts=opts)
+    assert read_back(m.p("f.txt")) == b"original\n"
+    fake.faults({"rules": [{"match": "PUT content", "truncate": True, "times": 1},
+                           {"match": "PUT content", "status": 503, "retry_after": "30", "times": 20}]})
+    write(m.p("f.txt"), b"our new version\n")
+    wait_until(lambda: faults_applied(fake) >= 2, 30, "the answer to be lost and the retry to fail")
+    assert fake.content("f.txt") == b"our new version\n"   # landed all the same
+    fake.server.go_down()
+    try:
+        wait_until(lambda: "offline since" in m.stderr_text(), 30, "the mount to go offline")
+        os.unlink(m.p("f.txt"))
+    finally:
+        fake.server.come_back()
+    fake.faults({})
+    want = ["keep.txt"]
+    wait_until(lambda: sorted(p for p, v in fake.dump_by_path().items() if not v.get("folder")) == want,
+               60, "only %r on the server" % want)
+    assert "changed on another device" not in m.stderr_text()
+    wait_until(lambda: os.listdir(m.p("")) == want, 30, "only %r in the mount" % want)
