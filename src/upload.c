@@ -65,22 +65,9 @@
 #include "upload.h"
 #include "upload_internal.h"
 
-#define SETTLE_MS 500                   /* before a job starts, unless waited for */
-#define REWRITES_NOTED 20               /* runs cut short by writes before a notice */
-#define BACKOFF_FIRST_MS 1000
-#define BACKOFF_QUOTA_MS 5000
-#define BACKOFF_MAX_MS 60000
 #define BUSY_TIMEOUT_MS 10000
 
 /* ---- time ---- */
-
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* Unique, increasing journal stamp (microseconds since the epoch).  q->lock held. */
 static int64_t next_stamp(struct upload_queue *q)
@@ -188,7 +175,7 @@ static struct job *add_job(struct upload_queue *q, uint64_t ino, int64_t stamp)
 	j->serial = ++q->next_serial;
 	j->stamp = stamp;
 	j->state = JOB_QUEUED;
-	j->not_before = now_ms() + SETTLE_MS;
+	j->not_before = upload_now_ms() + UPLOAD_SETTLE_MS;
 	if (q->tail)
 		q->tail->next = j;
 	else
@@ -212,7 +199,7 @@ static void free_job(struct job *j)
  * The next run ends it on the service (upload_run.c), which refuses a new
  * session for the file while one is open (409).  q->lock held, job not running.
  */
-static void drop_session(struct job *j)
+void upload_drop_session(struct job *j)
 {
 	if (!j->session_url)
 		return;
@@ -221,7 +208,7 @@ static void drop_session(struct job *j)
 	j->session_url = NULL;
 }
 
-static void remove_job(struct upload_queue *q, struct job *j)
+void upload_remove_job(struct upload_queue *q, struct job *j)
 {
 	struct job **pp, *prev = NULL;
 
@@ -237,7 +224,7 @@ static void remove_job(struct upload_queue *q, struct job *j)
 }
 
 /* Move j to the end of the FIFO (it ran; others go first). */
-static void requeue_last(struct upload_queue *q, struct job *j)
+void upload_requeue_last(struct upload_queue *q, struct job *j)
 {
 	struct job **pp;
 
@@ -262,7 +249,7 @@ static int is_conflict(struct upload_queue *q, uint64_t ino)
 	return 0;
 }
 
-static void set_conflict(struct upload_queue *q, uint64_t ino, int on)
+void upload_set_conflict(struct upload_queue *q, uint64_t ino, int on)
 {
 	struct conflict_mark **pp, *m;
 
@@ -317,7 +304,7 @@ static void mark_trim(struct upload_queue *q, uint64_t ino)
 	}
 }
 
-static int being_written(struct upload_queue *q, uint64_t ino)
+int upload_being_written(struct upload_queue *q, uint64_t ino)
 {
 	struct ino_mark *m = mark_of(q, ino, 0);
 
@@ -397,202 +384,6 @@ int upload_times_explicit(struct upload_queue *q, uint64_t ino, const struct tim
 	explicit_time = m && m->times_set && m->mtime.tv_sec == mtime->tv_sec;
 	pthread_mutex_unlock(&q->lock);
 	return explicit_time;
-}
-
-/* ---- workers ---- */
-
-/* What the hold hook says (UPLOAD_HOLD_*). */
-static int held(struct upload_queue *q)
-{
-	return q->hold ? q->hold(q->hold_ctx) : UPLOAD_HOLD_NONE;
-}
-
-#define HOLD_RECHECK_MS 1000   /* a hold ends with upload_kick(); this is the safety net */
-
-/* The first ready job, or NULL with *wake (monotonic ms, 0 = none) set. */
-static struct job *next_ready(struct upload_queue *q, int64_t *wake)
-{
-	int64_t now = now_ms();
-
-	*wake = 0;
-	if (q->head && held(q)) {
-		*wake = now + HOLD_RECHECK_MS;
-		return NULL;
-	}
-	for (struct job *j = q->head; j; j = j->next) {
-		if (j->state != JOB_QUEUED || j->failed)
-			continue;
-		/* still being written: upload_writer_close() wakes the workers */
-		if (!j->urgent && being_written(q, j->ino))
-			continue;
-		if (j->not_before <= now)
-			return j;
-		if (!*wake || j->not_before < *wake)
-			*wake = j->not_before;
-	}
-	return NULL;
-}
-
-static void wait_until(struct upload_queue *q, int64_t wake)
-{
-	struct timespec ts;
-
-	if (!wake) {
-		pthread_cond_wait(&q->work, &q->lock);
-		return;
-	}
-	ts.tv_sec = (time_t)(wake / 1000);
-	ts.tv_nsec = (long)(wake % 1000) * 1000000;
-	pthread_cond_timedwait(&q->work, &q->lock, &ts);
-}
-
-static int next_delay(const struct job *j, int rc)
-{
-	int first = rc == -ENOSPC ? BACKOFF_QUOTA_MS : BACKOFF_FIRST_MS;
-
-	if (j->attempts <= 1 || j->last_error != rc)
-		return first;
-	return j->delay_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : j->delay_ms * 2;
-}
-
-/* A run ended: decide the job's fate.  q->lock held. */
-static void finish(struct upload_queue *q, struct job *j, struct outcome *oc)
-{
-	const char *path = oc->path ? oc->path : "?";
-	int rc = oc->rc, ok = rc >= 0;
-
-	j->state = JOB_QUEUED;
-	j->finished++;
-	j->urgent = 0;
-	if (j->forgotten && j->again) {
-		/* forgotten, then queued anew (a rename over another file): run the new one */
-		j->forgotten = 0;
-		j->again = 0;
-		j->attempts = 0;
-		j->last_error = 0;
-		j->mismatches = 0;
-		free(j->message);
-		j->message = NULL;
-		free(j->session_url);
-		j->session_url = NULL;
-		j->not_before = now_ms() + SETTLE_MS;
-		requeue_last(q, j);
-	} else if (j->forgotten && j->lost_create && !q->stopping) {
-		/* what its create made may stay on the service: look again later */
-		j->attempts++;
-		j->delay_ms = next_delay(j, rc);
-		j->not_before = now_ms() + j->delay_ms;
-		requeue_last(q, j);
-	} else if (j->forgotten) {
-		/* with a create still in doubt at unmount the row stays: the next mount looks */
-		if (!j->lost_create)
-			upload_db_run(q, "DELETE FROM upload_jobs WHERE ino = ?", "i", (int64_t)j->ino);
-		remove_job(q, j);
-	} else if (rc < 0 && q->stopping) {
-		/* unmounting (a run cut short, or failing): the row stays for the next mount */
-	} else if (ok) {
-		if (j->attempts > 0 && rc != RUN_DROP)
-			log_info("uploaded '%s'", path);
-		j->attempts = 0;
-		j->rewrites = 0;
-		j->last_error = 0;
-		free(j->message);
-		j->message = NULL;
-		free(j->session_url);
-		j->session_url = NULL;
-		if (rc == RUN_DONE)
-			set_conflict(q, j->ino, 0);
-		else if (rc == RUN_CONFLICT)
-			set_conflict(q, j->ino, 1);
-		if (j->again) {
-			j->again = 0;
-			j->not_before = now_ms() + SETTLE_MS;
-			requeue_last(q, j);
-		} else {
-			if (rc == RUN_CONFLICT)
-				upload_db_run(q, "UPDATE upload_jobs SET state = 'conflict', session_url = NULL "
-				       "WHERE ino = ? AND queued_at = ?", "ii", (int64_t)j->ino, j->stamp);
-			else
-				upload_db_run(q, "DELETE FROM upload_jobs WHERE ino = ? AND queued_at = ?", "ii",
-				       (int64_t)j->ino, j->stamp);
-			remove_job(q, j);
-		}
-	} else if (oc->rewritten) {
-		/* not a failure: the new version goes once the writes settle */
-		if (++j->rewrites == REWRITES_NOTED)
-			log_info("'%s' keeps changing while it uploads: it goes up once the writes "
-				 "pause", path);
-		else
-			log_debug("'%s' was written again while it uploaded: uploading the new "
-				  "version", path);
-		j->not_before = now_ms() + SETTLE_MS;
-		j->again = 0;
-		drop_session(j);
-		requeue_last(q, j);
-	} else {
-		j->attempts++;
-		j->delay_ms = next_delay(j, rc);
-		/* written again meanwhile: that new version deserves its own try */
-		j->failed = oc->permanent && !j->again;
-		if (j->failed)
-			log_error("cannot upload '%s': %s; the local copy is kept, write the file "
-				  "again to retry", path, oc->message ? oc->message : errmap_strerror(rc));
-		else if (j->attempts == 1 || j->last_error != rc)
-			log_warnx("cannot upload '%s': %s; it stays queued and is retried", path,
-				  oc->message ? oc->message : errmap_strerror(rc));
-		j->last_error = rc;
-		free(j->message);
-		j->message = oc->message;
-		oc->message = NULL;
-		j->not_before = now_ms() + (j->again ? SETTLE_MS : j->delay_ms);
-		if (j->again)
-			drop_session(j);   /* new content: a remembered session holds stale bytes */
-		j->again = 0;
-		upload_db_run(q, "UPDATE upload_jobs SET attempts = ?, last_error = ? WHERE ino = ?", "iti",
-		       (int64_t)j->attempts, j->message, (int64_t)j->ino);
-		requeue_last(q, j);
-	}
-	pthread_cond_broadcast(&q->done);
-	pthread_cond_signal(&q->work);
-}
-
-/* http cancel hook: an unmount abandons running requests and their waits. */
-static int worker_cancelled(void *ctx)
-{
-	struct upload_queue *q = ctx;
-
-	return __atomic_load_n(&q->stopping, __ATOMIC_RELAXED);
-}
-
-static void *worker_main(void *arg)
-{
-	struct upload_queue *q = arg;
-	struct outcome oc;
-	struct job *j;
-	int64_t wake;
-
-	http_set_thread_cancel(worker_cancelled, q);
-	pthread_mutex_lock(&q->lock);
-	while (!q->stopping) {
-		j = next_ready(q, &wake);
-		if (!j) {
-			wait_until(q, wake);
-			continue;
-		}
-		j->state = JOB_RUNNING;
-		j->again = 0;
-		pthread_mutex_unlock(&q->lock);
-
-		memset(&oc, 0, sizeof(oc));
-		upload_run_job(q, j, &oc);
-
-		pthread_mutex_lock(&q->lock);
-		finish(q, j, &oc);
-		free(oc.path);
-		free(oc.message);
-	}
-	pthread_mutex_unlock(&q->lock);
-	return NULL;
 }
 
 /* ---- the API ---- */
@@ -696,7 +487,7 @@ static int load_journal(struct upload_queue *q)
 		}
 		state = (const char *)sqlite3_column_text(st, 6);
 		if (state && strcmp(state, "conflict") == 0) {
-			set_conflict(q, (uint64_t)sqlite3_column_int64(st, 0), 1);
+			upload_set_conflict(q, (uint64_t)sqlite3_column_int64(st, 0), 1);
 			continue;
 		}
 		j = add_job(q, (uint64_t)sqlite3_column_int64(st, 0), sqlite3_column_int64(st, 1));
@@ -798,11 +589,11 @@ static int enqueue(struct upload_queue *q, uint64_t ino)
 			/* new content: no reason to sit out an old back-off or failure */
 			j->forgotten = 0;   /* kept for a create in doubt: the new run takes that item */
 			j->failed = 0;
-			j->not_before = now_ms() + SETTLE_MS;
-			drop_session(j);
+			j->not_before = upload_now_ms() + UPLOAD_SETTLE_MS;
+			upload_drop_session(j);
 		}
 	}
-	set_conflict(q, ino, 0);
+	upload_set_conflict(q, ino, 0);
 	pthread_cond_signal(&q->work);
 	pthread_mutex_unlock(&q->lock);
 	return rc;
@@ -867,7 +658,7 @@ int upload_start(struct upload_queue *q)
 		return -ENOMEM;
 	}
 	for (i = 0; i < n; i++) {
-		rc = pthread_create(&q->threads[i], NULL, worker_main, q);
+		rc = pthread_create(&q->threads[i], NULL, upload_worker_main, q);
 		if (rc != 0)
 			break;
 		q->nthreads++;
@@ -952,7 +743,7 @@ int upload_wait(struct upload_queue *q, uint64_t ino)
 	serial = j->serial;
 	finished = j->finished;
 	while (q->started && !q->stopping) {
-		if (held(q) == UPLOAD_HOLD_OFFLINE) {
+		if (upload_held(q) == UPLOAD_HOLD_OFFLINE) {
 			rc = 0;   /* journalled: it goes up when the service returns */
 			goto out_unlock;
 		}
@@ -965,9 +756,9 @@ int upload_wait(struct upload_queue *q, uint64_t ino)
 			rc = j->last_error;
 			goto out_unlock;
 		}
-		if (j->state == JOB_QUEUED && (j->not_before > now_ms() || !j->urgent)) {
+		if (j->state == JOB_QUEUED && (j->not_before > upload_now_ms() || !j->urgent)) {
 			/* someone waits: no settle time, no back-off, no waiting for writers */
-			j->not_before = now_ms();
+			j->not_before = upload_now_ms();
 			j->urgent = 1;
 			pthread_cond_signal(&q->work);
 		}
@@ -1009,7 +800,7 @@ char *upload_status(struct upload_queue *q, uint64_t ino)
 			if (j->state == JOB_RUNNING)
 				s = strdup("uploading");
 			else if (j->message && errmap_is_transport(j->last_error) &&
-				 held(q) == UPLOAD_HOLD_OFFLINE)
+				 upload_held(q) == UPLOAD_HOLD_OFFLINE)
 				s = strdup("dirty");   /* the offline state says why it waits */
 			else if (j->message && asprintf(&s, "error: %s", j->message) < 0)
 				s = NULL;
@@ -1041,7 +832,7 @@ void upload_kick(struct upload_queue *q)
 		if (j->state != JOB_QUEUED || j->failed)
 			continue;
 		j->not_before = 0;
-		j->delay_ms = BACKOFF_FIRST_MS;
+		j->delay_ms = UPLOAD_BACKOFF_FIRST_MS;
 	}
 	pthread_cond_broadcast(&q->work);
 	pthread_cond_broadcast(&q->done);   /* waiters re-check the hold (offline now?) */
@@ -1137,14 +928,14 @@ void upload_forget(struct upload_queue *q, uint64_t ino)
 		 */
 		__atomic_store_n(&j->forgotten, 1, __ATOMIC_RELAXED);
 		j->failed = 0;
-		j->not_before = now_ms() + BACKOFF_FIRST_MS;   /* the look below goes first */
+		j->not_before = upload_now_ms() + UPLOAD_BACKOFF_FIRST_MS;   /* the look below goes first */
 		keep = 1;
 		if (!q->hold || q->hold(q->hold_ctx) != UPLOAD_HOLD_OFFLINE)
 			lost = strdup(j->lost_create);
 	} else if (j) {
-		remove_job(q, j);
+		upload_remove_job(q, j);
 	}
-	set_conflict(q, ino, 0);
+	upload_set_conflict(q, ino, 0);
 	{
 		struct ino_mark *m = mark_of(q, ino, 0);
 
@@ -1166,7 +957,7 @@ void upload_forget(struct upload_queue *q, uint64_t ino)
 	pthread_mutex_lock(&q->lock);
 	j = find_job(q, ino);
 	if (j && j->state != JOB_RUNNING && __atomic_load_n(&j->forgotten, __ATOMIC_RELAXED)) {
-		remove_job(q, j);
+		upload_remove_job(q, j);
 		upload_db_run(q, "DELETE FROM upload_jobs WHERE ino = ?", "i", (int64_t)ino);
 	}
 	pthread_mutex_unlock(&q->lock);

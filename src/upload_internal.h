@@ -9,6 +9,7 @@
 
 #include <pthread.h>
 #include <stdint.h>
+#include <time.h>
 
 #include <sqlite3.h>
 
@@ -123,5 +124,38 @@ int upload_drop_lost_create(struct upload_queue *q, const char *rec);
 
 /* 1 if ino's mtime was set on purpose to exactly *mtime (takes q->lock). */
 int upload_times_explicit(struct upload_queue *q, uint64_t ino, const struct timespec *mtime);
+
+#define UPLOAD_SETTLE_MS 500        /* before a job starts, unless waited for */
+#define UPLOAD_BACKOFF_FIRST_MS 1000
+
+static inline int64_t upload_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* What the hold hook says (UPLOAD_HOLD_*). */
+static inline int upload_held(struct upload_queue *q)
+{
+	return q->hold ? q->hold(q->hold_ctx) : UPLOAD_HOLD_NONE;
+}
+
+/* ---- the queue's jobs, for the workers (upload.c; q->lock held) ---- */
+
+/* 1 while a writer has ino open (its upload waits for the close). */
+int upload_being_written(struct upload_queue *q, uint64_t ino);
+/* Put j back at the end of the queue. */
+void upload_requeue_last(struct upload_queue *q, struct job *j);
+/* Take j out of the queue and free it. */
+void upload_remove_job(struct upload_queue *q, struct job *j);
+/* Remember (on) or forget that ino's last upload kept a conflict copy. */
+void upload_set_conflict(struct upload_queue *q, uint64_t ino, int on);
+/* Forget j's upload session (new content: its bytes are stale). */
+void upload_drop_session(struct job *j);
+
+/* A worker thread (upload_worker.c): runs ready jobs until q->stopping. */
+void *upload_worker_main(void *arg);
 
 #endif
