@@ -15,6 +15,8 @@
 
 #include "upload.h"
 
+struct drive_item;
+
 #define UPLOAD_QUOTA_TEXT "the OneDrive is full (quota exceeded)"
 #define UPLOAD_READ_ONLY_TEXT "access denied: this folder is read-only for you"
 
@@ -112,6 +114,28 @@ int upload_db_run(struct upload_queue *q, const char *sql, const char *types, ..
  * in oc (with the path and a failure message, malloc'd).
  */
 int upload_run_job(struct upload_queue *q, struct job *job, struct outcome *oc);
+
+/* ---- upload_doubt.c: requests whose answer was lost ---- */
+
+/* A new version (hash: its quickXorHash, base64) goes out to item_id: journal it. */
+void upload_doubt_note_update(struct upload_queue *q, struct job *j, uint64_t ino,
+			      const char *item_id, const char *hash);
+/* An answer arrived: no version sent is in doubt (in memory; a stale row is harmless). */
+void upload_doubt_clear_update(struct job *j);
+/* 1 if remote holds a version upload_doubt_note_update() journalled. */
+int upload_doubt_own_version(const struct job *j, const struct drive_item *remote);
+/* A create of these bytes goes out to parent_id/name: journal it. */
+void upload_doubt_note_create(struct upload_queue *q, struct job *j, uint64_t ino,
+			      const char *hash, const char *parent_id, const char *name);
+/* The create landed, or what it made is gone: the job and its row forget it. */
+void upload_doubt_clear_create(struct upload_queue *q, struct job *j, uint64_t ino);
+/*
+ * The item a create journalled as rec made, if the service holds a file
+ * there with exactly the bytes sent then: 1 and *remote set, 0 when there
+ * is none, or -errno.
+ */
+int upload_doubt_find_create(struct upload_queue *q, const char *rec, struct drive_item *remote,
+			     char **err);
 
 /*
  * A file whose create was in doubt (rec as journalled in job->lost_create)

@@ -34,7 +34,6 @@
 #define SESSION_MARGIN_S 60             /* a stored session this close to expiry is dropped */
 #define SESSION_STALLS 6                /* chunk failures without progress per run */
 #define HASH_MISMATCH_MAX 3             /* then accept the service's bytes (quirk 8) */
-#define LOST_VERSIONS_MAX 4             /* versions in doubt remembered per file */
 #define PATH_DEPTH_MAX 256
 
 /* One staged file being read for an upload, hashing as it goes. */
@@ -544,80 +543,22 @@ static int follow_mtime(struct run *r, const struct cache_entry *now, struct dri
 	return replaced;
 }
 
-/*
- * A new version of an existing item is about to go out.  The service may
- * take it and the answer never arrive (a dropped connection, a kill); the
- * next upload's If-Match then fails against that version, our own.  Journal
- * the bytes' hash first, so that resolve_conflict() knows such a version
- * for ours instead of keeping a conflict copy of it.  The record is
- * "item_id\nhash\nhash...": every version sent to the item since an answer
- * last arrived (any of them may be the one that landed), the newest
- * LOST_VERSIONS_MAX kept.  Best effort.
- */
+/* The hash of the staged bytes, base64 (NULL: they cannot be read). */
+static const char *staged_hash(struct reader *rd, char *hash)
+{
+	if (hash_until(rd, rd->size) < 0)
+		return NULL;
+	qxhash_final_base64(&rd->h, hash);
+	return hash;
+}
+
+/* A new version of t's item is about to go out: journal it (upload_doubt.c). */
 static void note_update(struct run *r, struct reader *rd, const struct graph_upload_target *t)
 {
-	char hash[QXHASH_BASE64_LEN + 1], *rec, *kept;
-	const char *old = r->job->lost_update, *p = old ? strchr(old, '\n') : NULL, *end;
-	size_t len, used = 0;
-	int n = 1;
+	char hash[QXHASH_BASE64_LEN + 1];
 
-	if (!t->item_id || hash_until(rd, rd->size) < 0)
-		return;
-	qxhash_final_base64(&rd->h, hash);
-	kept = calloc(1, old ? strlen(old) + 1 : 1);
-	if (!kept)
-		return;
-	if (p && strlen(t->item_id) == (size_t)(p - old) &&
-	    strncmp(old, t->item_id, (size_t)(p - old)) == 0) {
-		/* the same item: the hashes sent before follow, but this one */
-		for (; p && n < LOST_VERSIONS_MAX; p = end) {
-			end = strchr(p + 1, '\n');
-			len = end ? (size_t)(end - p - 1) : strlen(p + 1);
-			if (len == strlen(hash) && strncmp(p + 1, hash, len) == 0)
-				continue;
-			memcpy(kept + used, p, len + 1);
-			used += len + 1;
-			n++;
-		}
-	}
-	if (asprintf(&rec, "%s\n%s%s", t->item_id, hash, kept) < 0) {
-		free(kept);
-		return;
-	}
-	free(kept);
-	if (old && strcmp(old, rec) == 0) {
-		free(rec);   /* journalled already */
-		return;
-	}
-	free(r->job->lost_update);
-	r->job->lost_update = rec;
-	upload_db_run(r->q, "UPDATE upload_jobs SET lost_update = ? WHERE ino = ?", "ti", rec,
-		      (int64_t)r->e.ino);
-}
-
-/* An answer arrived: no version sent is in doubt (in memory; a stale row is harmless). */
-static void clear_update(struct run *r)
-{
-	free(r->job->lost_update);
-	r->job->lost_update = NULL;
-}
-
-/* 1 if remote holds a version note_update() journalled (its answer was lost). */
-static int own_lost_version(const struct run *r, const struct drive_item *remote)
-{
-	const char *rec = r->job->lost_update, *p = rec ? strchr(rec, '\n') : NULL, *end;
-	size_t len;
-
-	if (!p || !remote->qxhash || !remote->id || strlen(remote->id) != (size_t)(p - rec) ||
-	    strncmp(rec, remote->id, (size_t)(p - rec)) != 0)
-		return 0;
-	for (; p; p = end) {
-		end = strchr(p + 1, '\n');
-		len = end ? (size_t)(end - p - 1) : strlen(p + 1);
-		if (len == strlen(remote->qxhash) && strncmp(p + 1, remote->qxhash, len) == 0)
-			return 1;
-	}
-	return 0;
+	if (t->item_id && staged_hash(rd, hash))
+		upload_doubt_note_update(r->q, r->job, r->e.ino, t->item_id, hash);
 }
 
 /* The upload landed as item: tell the content and the cache. */
@@ -695,7 +636,7 @@ static int landed(struct run *r, struct reader *rd, struct drive_item *item, int
 		cache_entry_release(&now);
 	if (was_new)
 		follow_rename(r, item);
-	clear_update(r);
+	upload_doubt_clear_update(r->job);
 	return 0;
 }
 
@@ -712,7 +653,7 @@ static int same_bytes(struct reader *rd, const struct drive_item *remote)
 }
 
 /*
- * The item holds our own earlier version (own_lost_version): it is the base
+ * The item holds our own earlier version (upload_doubt_own_version): it is the base
  * of this one, so send the bytes again conditioned on its tags.
  */
 static int replace_own_version(struct run *r, struct reader *rd, const struct graph_upload_target *t,
@@ -759,7 +700,7 @@ static int resolve_conflict(struct run *r, struct reader *rd, const struct graph
 		rc = remote == &cur ? 0 : drive_item_copy(&cur, remote);
 		if (rc == 0)
 			rc = landed(r, rd, &cur, t->item_id == NULL);
-	} else if (t->item_id && !created_elsewhere && own_lost_version(r, remote)) {
+	} else if (t->item_id && !created_elsewhere && upload_doubt_own_version(r->job, remote)) {
 		rc = replace_own_version(r, rd, t, remote);
 	} else {
 		rc = save_conflict(r, rd, created_elsewhere, remote);
@@ -769,100 +710,17 @@ static int resolve_conflict(struct run *r, struct reader *rd, const struct graph
 	return rc;
 }
 
-/*
- * A create of a new file is about to go out.  The service may make the
- * item and the answer never arrive (a dropped connection, a kill): journal
- * the bytes' hash and where they go first, so that a later run takes that
- * item for its own instead of making another one beside it (a phantom
- * name, or a "conflict" copy of itself).  Best effort.
- */
+/* A create is about to go out to t's folder and name: journal it (upload_doubt.c). */
 static void note_create(struct run *r, struct reader *rd, const struct graph_upload_target *t)
 {
-	char hash[QXHASH_BASE64_LEN + 1], *rec;
+	char hash[QXHASH_BASE64_LEN + 1];
 
-	if (!t->parent_id || !t->name || hash_until(rd, rd->size) < 0)
-		return;
-	qxhash_final_base64(&rd->h, hash);
-	if (asprintf(&rec, "%s\n%s\n%s", hash, t->parent_id, t->name) < 0)
-		return;
-	if (r->job->lost_create && strcmp(r->job->lost_create, rec) == 0) {
-		free(rec);   /* journalled already */
-		return;
-	}
-	free(r->job->lost_create);
-	r->job->lost_create = rec;
-	upload_db_run(r->q, "UPDATE upload_jobs SET lost_create = ? WHERE ino = ?", "ti", rec,
-		      (int64_t)r->e.ino);
+	if (t->parent_id && t->name && staged_hash(rd, hash))
+		upload_doubt_note_create(r->q, r->job, r->e.ino, hash, t->parent_id, t->name);
 }
 
 /*
- * The create landed, or what it made is gone.  The row forgets it too: a
- * stale record, loaded by the next mount, would name an item the file owns
- * now, and the file's deletion (or a rename over it) would delete that
- * item once more, under whoever took it over meanwhile.
- */
-static void clear_create(struct run *r)
-{
-	free(r->job->lost_create);
-	r->job->lost_create = NULL;
-	upload_db_run(r->q, "UPDATE upload_jobs SET lost_create = NULL WHERE ino = ?", "i",
-		      (int64_t)r->e.ino);
-}
-
-/*
- * The item a create journalled as rec ("hash\nparent_id\nname") made, if
- * the service holds a file there with exactly the bytes sent then: 1 and
- * *remote set, 0 when there is none (nothing was made, or someone else's
- * file), or -errno.
- */
-static int find_lost_create(struct upload_queue *q, const char *rec, struct drive_item *remote,
-			    char **err)
-{
-	const char *nl1 = rec ? strchr(rec, '\n') : NULL, *nl2 = nl1 ? strchr(nl1 + 1, '\n') : NULL;
-	char *parent = NULL, *hash = NULL;
-	int rc;
-
-	memset(remote, 0, sizeof(*remote));
-	if (!nl2)
-		return 0;
-	hash = strndup(rec, (size_t)(nl1 - rec));
-	parent = strndup(nl1 + 1, (size_t)(nl2 - nl1 - 1));
-	rc = hash && parent ? 0 : -ENOMEM;
-	if (rc == 0)
-		rc = graph_get_child(q->graph, parent, nl2 + 1, remote, err);
-	if (rc == 0 && !remote->is_dir && remote->qxhash && strcmp(remote->qxhash, hash) == 0)
-		rc = 1;
-	else if (rc == 0 || rc == -ENOENT)
-		rc = 0;
-	if (rc != 1)
-		drive_item_release(remote);
-	free(parent);
-	free(hash);
-	return rc;
-}
-
-int upload_drop_lost_create(struct upload_queue *q, const char *rec)
-{
-	struct drive_item remote;
-	char *err = NULL;
-	int rc;
-
-	rc = find_lost_create(q, rec, &remote, &err);
-	if (rc == 1) {
-		log_debug("deleting '%s', made by a create whose answer was lost, deleted here since",
-			  remote.name);
-		rc = graph_delete_item_if(q->graph, remote.id,
-					  remote.ctag ? remote.ctag : remote.etag, NULL);
-		/* gone, or changed by someone else meanwhile: theirs now */
-		rc = rc == 0 ? 1 : rc == -ENOENT || rc == -ESTALE ? 0 : rc;
-		drive_item_release(&remote);
-	}
-	free(err);
-	return rc;
-}
-
-/*
- * The item a failed create made after all (find_lost_create): moved to t's
+ * The item a failed create made after all (upload_doubt_find_create): moved to t's
  * folder and name, given the current bytes, into *item.  1 when *item is
  * set, 0 when there is no such item (create as usual), or -errno.
  */
@@ -873,7 +731,7 @@ static int lost_create_item(struct run *r, struct reader *rd, const struct graph
 	struct drive_item remote, moved;
 	int rc;
 
-	rc = find_lost_create(r->q, r->job->lost_create, &remote, &r->err);
+	rc = upload_doubt_find_create(r->q, r->job->lost_create, &remote, &r->err);
 	if (rc <= 0)
 		return rc;
 	log_debug("'%s' was created by an earlier upload whose answer was lost", r->path);
@@ -1086,7 +944,7 @@ int upload_run_job(struct upload_queue *q, struct job *job, struct outcome *oc)
 		goto out;
 	rc = landed(&r, &rd, &item, new_target);
 	if (rc == 0 && new_target)
-		clear_create(&r);
+		upload_doubt_clear_create(q, job, r.e.ino);
 	if ((rc == 0 || rc == -ECANCELED) && new_target && gone_meanwhile(&r)) {
 		/* deleted locally while it uploaded: a new file must not stay behind */
 		graph_delete_item(q->graph, item.id, NULL);
