@@ -607,7 +607,11 @@ out_finalize:
 }
 
 /*
- * Folders never listed: delta brings all their children from now on.  Not
+ * Folders never listed, after a full enumeration: it brought all their
+ * children, and delta brings every change from now on.  Not after a
+ * round: a folder it reports may hold children it does not report (moved
+ * in from elsewhere, or merged with one made offline), and one set to 0
+ * on purpose must be listed.  Not
  * folders on other drives (shortcuts, "remote:" ids): the drive's delta
  * never reports their contents, so they stay to be listed.
  */
@@ -654,7 +658,7 @@ static int apply_locked(struct apply *ap, int flags, int64_t listed_at)
 			ret = apply_delete(ap, &ap->items[i]);
 	if (ret == 0 && (flags & CACHE_APPLY_COMPLETE))
 		ret = remove_unnamed(ap);
-	if (ret == 0 && listed_at)
+	if (ret == 0 && listed_at && (flags & CACHE_APPLY_COMPLETE))
 		ret = mark_listed(ap->c, listed_at);
 	return ret;
 }
