@@ -57,6 +57,7 @@ struct apply {
 	size_t nids;
 	unsigned char *state;         /* per item: 0 to do, 1 in a chain, 2 done */
 	unsigned char *gone;          /* per item: removed here after the round started */
+	unsigned char *fresh;         /* per item: a folder the cache did not hold before */
 	const struct cache_snapshot *before;  /* may be NULL */
 	sqlite3_stmt *fp_stmt;        /* FP_COLUMNS of one row, when before is set */
 	char *root_id;
@@ -607,23 +608,37 @@ out_finalize:
 }
 
 /*
- * Folders never listed: delta brings all their children from now on.  Not
- * folders on other drives (shortcuts, "remote:" ids): the drive's delta
- * never reports their contents, so they stay to be listed.
+ * Folders never listed: delta brings all their children from now on.
+ * After a full enumeration that is every such folder; after a round only
+ * the folders new to the cache in it (fresh).  A folder known before may
+ * hold children no round reports (one merged with a folder made offline)
+ * or have been set to 0 on purpose, to be listed.  Not folders on other
+ * drives (shortcuts, "remote:" ids): the drive's delta never reports
+ * their contents, so they stay to be listed.
  */
-static int mark_listed(struct cache *c, int64_t listed_at)
+static int mark_listed(struct apply *ap, int complete, int64_t listed_at)
 {
 	sqlite3_stmt *st = NULL;
 	int rc;
 
-	rc = sqlite3_prepare_v2(c->db, "UPDATE items SET listed_at = ?1 WHERE is_dir = 1"
-				" AND listed_at = 0 AND id NOT LIKE 'remote:%'", -1, &st, NULL);
-	if (rc == SQLITE_OK) {
+	rc = sqlite3_prepare_v2(ap->c->db, complete ?
+				"UPDATE items SET listed_at = ?1 WHERE is_dir = 1"
+				" AND listed_at = 0 AND id NOT LIKE 'remote:%'" :
+				"UPDATE items SET listed_at = ?1 WHERE is_dir = 1"
+				" AND listed_at = 0 AND id NOT LIKE 'remote:%' AND id = ?2",
+				-1, &st, NULL);
+	for (size_t i = 0; rc == SQLITE_OK && i < (complete ? 1 : ap->n); i++) {
+		if (!complete && !ap->fresh[i])
+			continue;
 		sqlite3_bind_int64(st, 1, listed_at);
+		if (!complete)
+			sqlite3_bind_text(st, 2, ap->items[i].id, -1, SQLITE_STATIC);
 		rc = sqlite3_step(st);
+		sqlite3_reset(st);
+		rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
 	}
 	sqlite3_finalize(st);
-	return rc == SQLITE_DONE ? 0 : cache_db_fail(c, rc, "mark folders listed");
+	return rc == SQLITE_OK ? 0 : cache_db_fail(ap->c, rc, "mark folders listed");
 }
 
 static int apply_locked(struct apply *ap, int flags, int64_t listed_at)
@@ -646,6 +661,16 @@ static int apply_locked(struct apply *ap, int flags, int64_t listed_at)
 		else if (ret < 0)
 			return ret;
 	}
+	for (i = 0; i < ap->n; i++) {
+		uint64_t ino;
+
+		if (ap->items[i].is_deleted || !ap->items[i].is_dir)
+			continue;
+		ret = cache_ino_of_id(ap->c, ap->items[i].id, &ino);
+		if (ret < 0 && ret != -ENOENT)
+			return ret;
+		ap->fresh[i] = ret == -ENOENT;
+	}
 	for (i = 0, ret = 0; ret == 0 && i < ap->n; i++)
 		if (!ap->items[i].is_deleted && ap->state[i] == 0)
 			ret = apply_chain(ap, i);
@@ -655,7 +680,7 @@ static int apply_locked(struct apply *ap, int flags, int64_t listed_at)
 	if (ret == 0 && (flags & CACHE_APPLY_COMPLETE))
 		ret = remove_unnamed(ap);
 	if (ret == 0 && listed_at)
-		ret = mark_listed(ap->c, listed_at);
+		ret = mark_listed(ap, flags & CACHE_APPLY_COMPLETE, listed_at);
 	return ret;
 }
 
@@ -672,7 +697,8 @@ int cache_apply_remote_changes(struct cache *c, const struct drive_item *items, 
 	ap.ids = malloc((n ? n : 1) * sizeof(*ap.ids));
 	ap.state = calloc(n ? n : 1, 1);
 	ap.gone = calloc(n ? n : 1, 1);
-	if (!ap.ids || !ap.state || !ap.gone) {
+	ap.fresh = calloc(n ? n : 1, 1);
+	if (!ap.ids || !ap.state || !ap.gone || !ap.fresh) {
 		ret = -ENOMEM;
 		goto out_free;
 	}
@@ -710,6 +736,7 @@ out_free:
 	free(ap.ids);
 	free(ap.state);
 	free(ap.gone);
+	free(ap.fresh);
 	free(ap.root_id);
 	if (ret < 0) {
 		cache_changes_free(ap.changes, ap.nchanges);

@@ -183,14 +183,18 @@ static void moved_to_root(struct journal *j, const char *id, const char *name)
 	cache_entry_release(&e);
 }
 
-/* POST the folder; a name taken by a folder merges, by a file takes a conflict name. */
+/*
+ * POST the folder; a name taken by a folder merges (*merged set), by a file
+ * takes a conflict name.
+ */
 static int create_folder(struct journal *j, struct op *o, const char *parent_id,
-			 struct drive_item *out, char **err)
+			 struct drive_item *out, int *merged, char **err)
 {
 	struct drive_item other;
 	char *name;
 	int rc;
 
+	*merged = 0;
 	rc = graph_create_folder(j->graph, parent_id, o->name, out, err);
 	if (rc != -EEXIST)
 		return rc;
@@ -201,6 +205,7 @@ static int create_folder(struct journal *j, struct op *o, const char *parent_id,
 	if (rc == 0 && other.is_dir) {
 		/* made elsewhere meanwhile: one folder, the contents of both */
 		*out = other;
+		*merged = 1;
 		log_info("'%s' was also created on another device: the two folders are merged",
 			 o->path ? o->path : o->name);
 		return 0;
@@ -226,16 +231,16 @@ static int replay_folder(struct journal *j, struct op *o, char **err)
 	struct drive_item out;
 	struct cache_entry e;
 	char *root = NULL;
-	int rc;
+	int rc, merged = 0;
 
 	memset(&out, 0, sizeof(out));
 	rc = cache_id_is_local(o->parent_id) ? -ENOENT :
-		create_folder(j, o, o->parent_id, &out, err);
+		create_folder(j, o, o->parent_id, &out, &merged, err);
 	if (rc == -ENOENT && (root = root_id(j)) && strcmp(root, o->parent_id) != 0) {
 		/* its parent is gone from the service: the folder goes to the root */
 		free(*err);
 		*err = NULL;
-		rc = create_folder(j, o, root, &out, err);
+		rc = create_folder(j, o, root, &out, &merged, err);
 		if (rc == 0) {
 			moved_to_root(j, o->item_id, out.name ? out.name : o->name);
 			log_warnx("the folder holding '%s' was deleted on another device; the "
@@ -250,6 +255,16 @@ static int replay_folder(struct journal *j, struct op *o, char **err)
 		rc = cache_set_id(j->cache, e.ino, out.id);
 		if (rc == 0)
 			rc = cache_update_remote(j->cache, e.ino, &out, 1);
+		/*
+		 * What the other folder held on the service is in neither the
+		 * cache nor any later delta round (it did not change): list it
+		 * again, or it stays hidden here and an rmdir of the folder,
+		 * empty to our eyes, would delete it on the service.
+		 */
+		if (rc == 0 && merged) {
+			cache_set_listed_at(j->cache, e.ino, 0);
+			notify(j, e.parent_ino, e.item.name);
+		}
 		cache_entry_release(&e);
 	}
 	if (rc == 0 || rc == -ENOENT)

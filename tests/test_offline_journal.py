@@ -3,6 +3,7 @@ applied here at once, journalled, replayed in order when it answers again,
 with the conflict rule.  The outage here is the fake server refusing
 connections (stopped, then started again on the same port)."""
 
+import errno
 import os
 
 import pytest
@@ -237,3 +238,32 @@ def test_offline_folder_whose_parent_was_deleted_elsewhere(fake, mounter):
     assert "deleted on another device" in m.stderr_text()
     wait_until(lambda: os.path.exists(m.p("d/f")), 30, "the folder in the root of the mount")
     assert read_back(m.p("d/f")) == b"precious"
+
+
+def test_offline_new_folder_merged_into_a_folder_moved_there_elsewhere(fake, mounter):
+    # another device moves a folder the mount knows (with its files) to the
+    # name of a folder made here offline: the replayed create merges the
+    # two, and the merged folder must show the files it already held on the
+    # service (no delta round reports them: they did not change), or an
+    # rmdir here once it looks empty would delete them with the folder
+    seed(fake, {"base/a.txt": "a", "other/stuff/theirs.txt": "theirs", "other/stuff/deep/t2.txt": "t2"})
+    m = mounter.mount(opts=SLOW_POLL)
+    os.listdir(m.p("base"))
+    assert sorted(os.listdir(m.p("other/stuff"))) == ["deep", "theirs.txt"]
+    peer(fake).move("/other/stuff", "/base", "shared")
+    go_down(fake)
+    os.mkdir(m.p("base/shared"))
+    write(m.p("base/shared/mine.txt"), b"mine")
+    come_back(fake)
+    wait_landed(fake, {"base/shared/mine.txt": b"mine", "base/shared/theirs.txt": b"theirs",
+                       "base/shared/deep/t2.txt": b"t2"}, timeout=60, what="the merged folder")
+    wait_until(lambda: sorted(os.listdir(m.p("base/shared"))) == ["deep", "mine.txt", "theirs.txt"], 30,
+               "the files the folder held on the service, in the merged folder")
+    assert read_back(m.p("base/shared/theirs.txt")) == b"theirs"
+    os.unlink(m.p("base/shared/mine.txt"))
+    with pytest.raises(OSError) as e:
+        os.rmdir(m.p("base/shared"))
+    assert e.value.errno == errno.ENOTEMPTY
+    dump = fake.dump_by_path()
+    assert "base/shared/theirs.txt" in dump and "base/shared/deep/t2.txt" in dump, sorted(dump)
+    assert not no_conflicts(dump), sorted(dump)
