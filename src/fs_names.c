@@ -302,6 +302,35 @@ static const char *delete_condition(struct fs_context *ctx, const struct cache_e
 }
 
 /*
+ * A folder about to be deleted (rmdir, or a rename over it) is empty here,
+ * but the cache's view may be older than the service's, and a DELETE of a
+ * folder takes everything in it: ask the service first.  0 when it holds no
+ * children (or the folder is gone), -ENOTEMPTY (and the folder is listed
+ * again at the next look), or the request's failure.
+ */
+static int folder_empty_on_service(struct fs_context *ctx, const struct cache_entry *dir,
+				   char **err)
+{
+	struct drive_item remote;
+	int rc;
+
+	rc = graph_get_item(ctx->graph, dir->item.id, &remote, err);
+	if (rc == -ENOENT) {
+		free(*err);
+		*err = NULL;
+		return 0;
+	}
+	if (rc)
+		return rc;
+	if (remote.child_count > 0) {
+		cache_set_listed_at(ctx->cache, dir->ino, 0);
+		rc = -ENOTEMPTY;
+	}
+	drive_item_release(&remote);
+	return rc;
+}
+
+/*
  * Delete e on the service (to the recycle bin), or journal the delete when
  * it is out of reach; the caller then drops it here.  A local folder
  * exists only in the journal so far: its delete is journalled after it.
@@ -313,7 +342,9 @@ static int delete_item(struct fs_context *ctx, const struct cache_entry *e, char
 
 	keep_open_content(ctx, e);
 	if (!e->is_local && !journal_wanted(ctx->journal)) {
-		rc = graph_delete_item(ctx->graph, e->item.id, err);
+		rc = e->item.is_dir ? folder_empty_on_service(ctx, e, err) : 0;
+		if (rc == 0)
+			rc = graph_delete_item(ctx->graph, e->item.id, err);
 		if (rc == -ENOENT) {   /* gone already is just as good */
 			free(*err);
 			*err = NULL;
@@ -606,7 +637,9 @@ static int rename_remote(struct rename_op *op, const char *name)
 		return rename_journalled(op);
 	if (op->has_dst && !op->dst.is_local) {
 		keep_open_content(ctx, &op->dst);
-		rc = graph_delete_item(ctx->graph, op->dst.item.id, &op->err);
+		rc = op->dst.item.is_dir ? folder_empty_on_service(ctx, &op->dst, &op->err) : 0;
+		if (rc == 0)
+			rc = graph_delete_item(ctx->graph, op->dst.item.id, &op->err);
 		if (rc && errmap_is_transport(rc) && ctx->journal)
 			return rename_journalled(op);
 		if (rc && rc != -ENOENT)

@@ -533,6 +533,10 @@ int graph_parse_item_json(json_t *obj, struct drive_item *out)
 		facets = remote;
 
 	out->is_dir = out->is_root || json_is_object(json_object_get(facets, "folder"));
+	out->child_count = -1;
+	if (json_is_integer(json_object_get(json_object_get(facets, "folder"), "childCount")))
+		out->child_count = json_integer_value(
+			json_object_get(json_object_get(facets, "folder"), "childCount"));
 	out->is_package = json_is_object(json_object_get(facets, "package"));
 	out->size = get_int(json_object_get(obj, "size") ? obj : facets, "size");
 	if (out->size < 0)

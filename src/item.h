@@ -27,6 +27,7 @@ struct drive_item {
 	char *ctag;          /* may be NULL (Business folders, delta) */
 	char *qxhash;        /* base64 quickXorHash or NULL */
 	char *download_url;  /* @microsoft.graph.downloadUrl or NULL; short-lived */
+	int64_t child_count; /* folders: folder.childCount as parsed, -1 when not given */
 };
 
 struct drive_quota {

@@ -944,3 +944,28 @@ def test_file_deleted_offline_while_its_own_version_is_in_doubt(fake, mounter):
                60, "only %r on the server" % want)
     assert "changed on another device" not in m.stderr_text()
     wait_until(lambda: os.listdir(m.p("")) == want, 30, "only %r in the mount" % want)
+
+
+@pytest.mark.parametrize("how", ["rmdir", "rename-over"])
+def test_folder_that_gained_files_elsewhere_is_not_deleted(fake, mounter, how):
+    """The cache holds a folder as empty while another device has put a file
+    in it since (no delta round, listing still fresh).  rmdir, or a rename of
+    an empty folder over it, would DELETE it on the service with everything
+    in it: ENOTEMPTY instead, the file stays, and the folder shows it."""
+    m = mounter.mount(opts={"poll_interval": 0, "dir_ttl": 3600})
+    os.mkdir(m.p("shared"))
+    os.mkdir(m.p("empty"))
+    assert os.listdir(m.p("shared")) == []
+    wait_until(lambda: {"shared", "empty"} <= set(fake.dump_by_path()), 20, "both folders on the server")
+    peer(fake).put_content("/shared/theirs.txt", data=b"written elsewhere\n")
+    assert os.listdir(m.p("shared")) == []          # the cache does not know yet
+    with pytest.raises(OSError) as exc:
+        if how == "rmdir":
+            os.rmdir(m.p("shared"))
+        else:
+            os.rename(m.p("empty"), m.p("shared"))
+    assert exc.value.errno == errno.ENOTEMPTY
+    assert fake.content("shared/theirs.txt") == b"written elsewhere\n"
+    assert os.listdir(m.p("shared")) == ["theirs.txt"]
+    assert read_back(m.p("shared/theirs.txt")) == b"written elsewhere\n"
+    assert "empty" in fake.dump_by_path()
