@@ -125,8 +125,13 @@ int fs_refresh_dir(struct fs_context *ctx, const struct cache_entry *dir);
 /* 1 when ino's tag is the one of its last open; records tag. */
 int fs_tag_unchanged(struct fs_state *st, uint64_t ino, const char *tag);
 
-/* Writer records (fs_write.c). */
-void fs_writer_get(struct fs_state *st, uint64_t ino, int64_t size, const struct timespec *mtime);
+/* Writer records (fs_handles.c). */
+/*
+ * Count one more write handle on ino.  A new record starts from size and
+ * mtime; an existing one keeps its newer values unless reset (O_TRUNC).
+ */
+int fs_writer_get(struct fs_state *st, uint64_t ino, int64_t size, const struct timespec *mtime,
+		  int reset);
 void fs_writer_put(struct fs_state *st, uint64_t ino);
 /* Update an existing record (NULL leaves a field); no-op without one. */
 void fs_writer_set(struct fs_state *st, uint64_t ino, const int64_t *size,
@@ -150,10 +155,18 @@ int fs_written_lately(struct fs_state *st, uint64_t ino, time_t seconds);
 void fs_alias_note(struct fs_state *st, uint64_t ino);
 int fs_alias_take(struct fs_state *st, uint64_t ino);
 
-/* Open handles (fs_write.c): h, new with one reference, is open on ino. */
+/* Open handles (fs_handles.c): h, new with one reference, is open on ino. */
 int fs_opened_add(struct fs_state *st, uint64_t ino, struct fs_file *h);
+/* h is closing: it no longer counts nor serves ino. */
+void fs_opened_remove(struct fs_state *st, struct fs_file *h);
 /* 1 while ino has open handles. */
 int fs_is_open(struct fs_state *st, uint64_t ino);
+/* A handle open on ino, with a reference for the caller (NULL if none). */
+struct fs_file *fs_handle_borrow(struct fs_state *st, uint64_t ino);
+/* 1 while a handle on ino holds changes not yet committed. */
+int fs_commit_pending(struct fs_state *st, uint64_t ino);
+/* ino's content was just committed (for fs_written_lately). */
+void fs_note_written(struct fs_state *st, uint64_t ino);
 /* Drop a reference to h; the last one closes it. */
 void fs_file_put(struct fs_context *ctx, struct fs_file *h);
 /* The kernel is done with h (release, or an open it never saw). */

@@ -6,7 +6,8 @@
  * the bytes durable and commits the upload journal row before it replies,
  * so a close() that returned is never forgotten; upload.c sends the file
  * in the background.  fsync waits for that upload.  truncate and utimens
- * live here too; the operations on names are in fs_names.c.
+ * live here too; the operations on names are in fs_names.c, the records of
+ * open handles and writers in fs_handles.c.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -29,270 +30,6 @@
 #include "journal.h"
 #include "log.h"
 #include "upload.h"
-
-/* ---- writer records ------------------------------------------------------ */
-
-static struct fs_writer **writer_slot(struct fs_state *st, uint64_t ino)
-{
-	struct fs_writer **pp = &st->writers[ino % WRITER_BUCKETS];
-
-	while (*pp && (*pp)->ino != ino)
-		pp = &(*pp)->next;
-	return pp;
-}
-
-/*
- * Count one more write handle on ino.  A new record starts from size and
- * mtime; an existing one keeps its newer values unless reset (O_TRUNC).
- */
-static int writer_get(struct fs_state *st, uint64_t ino, int64_t size,
-		      const struct timespec *mtime, int reset)
-{
-	struct fs_writer **pp, *w;
-	int rc = 0;
-
-	pthread_mutex_lock(&st->lock);
-	pp = writer_slot(st, ino);
-	w = *pp;
-	if (!w) {
-		w = calloc(1, sizeof(*w));
-		if (!w) {
-			rc = -ENOMEM;
-			goto out_unlock;
-		}
-		w->ino = ino;
-		*pp = w;
-		reset = 1;
-	}
-	w->nopen++;
-	if (reset) {
-		w->size = size;
-		w->mtime = *mtime;
-	}
-out_unlock:
-	pthread_mutex_unlock(&st->lock);
-	return rc;
-}
-
-void fs_writer_get(struct fs_state *st, uint64_t ino, int64_t size, const struct timespec *mtime)
-{
-	writer_get(st, ino, size, mtime, 0);
-}
-
-void fs_writer_put(struct fs_state *st, uint64_t ino)
-{
-	struct fs_writer **pp, *w;
-
-	pthread_mutex_lock(&st->lock);
-	pp = writer_slot(st, ino);
-	w = *pp;
-	if (w && --w->nopen == 0) {
-		*pp = w->next;
-		free(w);
-	}
-	pthread_mutex_unlock(&st->lock);
-}
-
-void fs_writer_set(struct fs_state *st, uint64_t ino, const int64_t *size,
-		   const struct timespec *mtime)
-{
-	struct fs_writer *w;
-
-	pthread_mutex_lock(&st->lock);
-	w = *writer_slot(st, ino);
-	if (w && size)
-		w->size = *size;
-	if (w && mtime)
-		w->mtime = *mtime;
-	pthread_mutex_unlock(&st->lock);
-}
-
-int fs_writer_peek(struct fs_state *st, uint64_t ino, int64_t *size, struct timespec *mtime)
-{
-	struct fs_writer *w;
-
-	pthread_mutex_lock(&st->lock);
-	w = *writer_slot(st, ino);
-	if (w) {
-		*size = w->size;
-		*mtime = w->mtime;
-	}
-	pthread_mutex_unlock(&st->lock);
-	return w != NULL;
-}
-
-void fs_writers_free(struct fs_state *st)
-{
-	size_t i;
-
-	for (i = 0; i < WRITER_BUCKETS; i++) {
-		while (st->writers[i]) {
-			struct fs_writer *w = st->writers[i];
-
-			st->writers[i] = w->next;
-			free(w);
-		}
-	}
-}
-
-/* ---- open handles ------------------------------------------------------- */
-
-static struct fs_opened **opened_slot(struct fs_state *st, uint64_t ino)
-{
-	struct fs_opened **pp = &st->opened[ino % WRITER_BUCKETS];
-
-	while (*pp && (*pp)->ino != ino)
-		pp = &(*pp)->next;
-	return pp;
-}
-
-int fs_opened_add(struct fs_state *st, uint64_t ino, struct fs_file *h)
-{
-	struct fs_opened **pp, *o;
-	int rc = 0;
-
-	h->ino = ino;
-	atomic_store(&h->refs, 1);
-	pthread_mutex_lock(&st->lock);
-	pp = opened_slot(st, ino);
-	o = *pp;
-	if (!o) {
-		o = calloc(1, sizeof(*o));
-		if (!o) {
-			rc = -ENOMEM;
-			goto out_unlock;
-		}
-		o->ino = ino;
-		*pp = o;
-	}
-	h->next_open = o->files;
-	o->files = h;
-out_unlock:
-	pthread_mutex_unlock(&st->lock);
-	return rc;
-}
-
-/* h is closing: it no longer counts nor serves ino. */
-static void opened_remove(struct fs_state *st, struct fs_file *h)
-{
-	struct fs_opened **pp, *o;
-	struct fs_file **fp;
-
-	pthread_mutex_lock(&st->lock);
-	pp = opened_slot(st, h->ino);
-	o = *pp;
-	if (o) {
-		for (fp = &o->files; *fp && *fp != h; fp = &(*fp)->next_open)
-			;
-		if (*fp)
-			*fp = h->next_open;
-		if (!o->files) {
-			*pp = o->next;
-			free(o);
-		}
-	}
-	pthread_mutex_unlock(&st->lock);
-}
-
-int fs_is_open(struct fs_state *st, uint64_t ino)
-{
-	int open;
-
-	pthread_mutex_lock(&st->lock);
-	open = *opened_slot(st, ino) != NULL;
-	pthread_mutex_unlock(&st->lock);
-	return open;
-}
-
-/* A handle open on ino, with a reference for the caller (NULL if none). */
-static struct fs_file *handle_borrow(struct fs_state *st, uint64_t ino)
-{
-	struct fs_opened *o;
-	struct fs_file *h = NULL;
-
-	pthread_mutex_lock(&st->lock);
-	o = *opened_slot(st, ino);
-	if (o && o->files) {
-		h = o->files;
-		atomic_fetch_add(&h->refs, 1);
-	}
-	pthread_mutex_unlock(&st->lock);
-	return h;
-}
-
-/*
- * Whether a handle on ino has changes its flush or release will commit,
- * with the size and time of ino's writer record.  A commit clears changed
- * before it reads that record, so a time set in the record before this
- * answered 1 is never missed.
- */
-static int commit_pending(struct fs_state *st, uint64_t ino)
-{
-	struct fs_opened *o;
-	int pending = 0;
-
-	pthread_mutex_lock(&st->lock);
-	o = *opened_slot(st, ino);
-	for (struct fs_file *h = o ? o->files : NULL; h && !pending; h = h->next_open)
-		pending = h->writable && atomic_load(&h->changed);
-	pthread_mutex_unlock(&st->lock);
-	return pending;
-}
-
-void fs_opened_free(struct fs_state *st)
-{
-	size_t i;
-
-	for (i = 0; i < WRITER_BUCKETS; i++) {
-		while (st->opened[i]) {
-			struct fs_opened *o = st->opened[i];
-
-			st->opened[i] = o->next;
-			free(o);
-		}
-	}
-}
-
-static void note_written(struct fs_state *st, uint64_t ino)
-{
-	size_t slot = ino % RECENT_SLOTS;
-
-	pthread_mutex_lock(&st->lock);
-	st->recent[slot].ino = ino;
-	st->recent[slot].at = time(NULL);
-	pthread_mutex_unlock(&st->lock);
-}
-
-void fs_alias_note(struct fs_state *st, uint64_t ino)
-{
-	pthread_mutex_lock(&st->lock);
-	st->alias_moved[ino % ALIAS_SLOTS] = ino;
-	pthread_mutex_unlock(&st->lock);
-}
-
-int fs_alias_take(struct fs_state *st, uint64_t ino)
-{
-	size_t slot = ino % ALIAS_SLOTS;
-	int taken;
-
-	pthread_mutex_lock(&st->lock);
-	taken = st->alias_moved[slot] == ino;
-	if (taken)
-		st->alias_moved[slot] = 0;
-	pthread_mutex_unlock(&st->lock);
-	return taken;
-}
-
-int fs_written_lately(struct fs_state *st, uint64_t ino, time_t seconds)
-{
-	size_t slot = ino % RECENT_SLOTS;
-	int lately;
-
-	pthread_mutex_lock(&st->lock);
-	lately = st->recent[slot].ino == ino && time(NULL) - st->recent[slot].at < seconds;
-	pthread_mutex_unlock(&st->lock);
-	return lately;
-}
 
 /* ---- helpers -------------------------------------------------------------- */
 
@@ -419,7 +156,7 @@ static int commit(struct fs_context *ctx, uint64_t ino, struct fs_file *h)
 	if (rc == 0)
 		rc = fs_queue_upload(ctx, ino);
 	if (rc == 0) {
-		note_written(ctx->state, ino);
+		fs_note_written(ctx->state, ino);
 		return 0;
 	}
 out_failed:
@@ -441,13 +178,8 @@ void fs_file_put(struct fs_context *ctx, struct fs_file *h)
 
 void fs_file_close(struct fs_context *ctx, struct fs_file *h)
 {
-	opened_remove(ctx->state, h);
+	fs_opened_remove(ctx->state, h);
 	fs_file_put(ctx, h);
-}
-
-static void close_file(struct fs_context *ctx, uint64_t ino, struct fs_file *h)
-{
-	fs_file_close(ctx, h);
 }
 
 /* Attributes from handle h alone: its row is gone (unlinked while open). */
@@ -479,7 +211,7 @@ static struct fs_file *orphan_handle(struct fs_context *ctx, uint64_t ino,
 	if (fi && fi->fh)
 		return fs_file_of(fi);
 	*borrowed = 1;
-	return handle_borrow(ctx->state, ino);
+	return fs_handle_borrow(ctx->state, ino);
 }
 
 int fs_orphan_attr(struct fs_context *ctx, uint64_t ino, struct fuse_file_info *fi,
@@ -559,8 +291,8 @@ void fs_open_write(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	h->writable = 1;
 	h->mtime = truncate ? now : e.item.mtime;
 	size = content_file_size(h->cf);
-	rc = writer_get(ctx->state, ino, size >= 0 ? size : e.item.size,
-			truncate ? &now : &e.item.mtime, truncate);
+	rc = fs_writer_get(ctx->state, ino, size >= 0 ? size : e.item.size,
+			   truncate ? &now : &e.item.mtime, truncate);
 	if (rc) {
 		content_file_close(h->cf);
 		free(h);
@@ -580,7 +312,7 @@ void fs_open_write(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	if (fuse_reply_open(req, fi)) {
 		/* interrupted: no release will come */
 		commit(ctx, ino, h);
-		close_file(ctx, ino, h);
+		fs_file_close(ctx, h);
 	}
 out_release:
 	cache_entry_release(&e);
@@ -634,7 +366,7 @@ void fs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 		goto out_remove;
 	h->writable = 1;
 	h->mtime = now;
-	rc = writer_get(ctx->state, ino, 0, &now, 1);
+	rc = fs_writer_get(ctx->state, ino, 0, &now, 1);
 	if (rc) {
 		content_file_close(h->cf);
 		goto out_remove;
@@ -650,7 +382,7 @@ void fs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 	atomic_store(&h->changed, 1);
 	rc = cache_get(ctx->cache, ino, &e);
 	if (rc) {
-		close_file(ctx, ino, h);
+		fs_file_close(ctx, h);
 		h = NULL;
 		goto out_remove;
 	}
@@ -659,7 +391,7 @@ void fs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 	fi->fh = (uint64_t)(uintptr_t)h;
 	if (fuse_reply_create(req, &ep, fi)) {
 		commit(ctx, ino, h);
-		close_file(ctx, ino, h);
+		fs_file_close(ctx, h);
 	}
 	free(id);
 	return;
@@ -756,7 +488,7 @@ void fs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 
 	/* writes after the last flush (a shared mapping written back late) */
 	save(ctx, ino, h);
-	close_file(ctx, ino, h);
+	fs_file_close(ctx, h);
 	fuse_reply_err(req, 0);
 }
 
@@ -859,7 +591,7 @@ static int set_mtime(struct fs_context *ctx, struct cache_entry *e, const struct
 	if (!e->item.is_dir &&
 	    (e->dirty || e->is_local || (ctx->upload && upload_pending(ctx->upload, e->ino)))) {
 		/* futimens before close (tar, cp -p): that close stores the time */
-		if (commit_pending(ctx->state, e->ino))
+		if (fs_commit_pending(ctx->state, e->ino))
 			return 0;
 		return cache_set_local_attrs(ctx->cache, e->ino, NULL, mtime);
 	}

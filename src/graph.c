@@ -34,6 +34,7 @@
 #include "graph_internal.h"
 #include "http.h"
 #include "log.h"
+#include "util.h"
 
 #define GRAPH_REFRESHES 2                  /* refreshes per call on 401 */
 #define GRAPH_MAX_PAGES 100000             /* a nextLink loop must end */
@@ -95,28 +96,7 @@ int graph_fail_response(char **err, const char *what, const struct http_response
 /* Percent-encode one path segment: unreserved and sub-delims but ( ) ' stay. */
 char *graph_escape_segment(const char *s)
 {
-	static const char hex[] = "0123456789ABCDEF";
-	static const char keep[] = "-._~!$&*+,;=";
-	size_t n = strlen(s), i;
-	char *out, *o;
-
-	out = malloc(3 * n + 1);
-	if (!out)
-		return NULL;
-	for (o = out, i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)s[i];
-
-		if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-		    (c && strchr(keep, c))) {
-			*o++ = (char)c;
-		} else {
-			*o++ = '%';
-			*o++ = hex[c >> 4];
-			*o++ = hex[c & 15];
-		}
-	}
-	*o = '\0';
-	return out;
+	return util_percent_encode(s, "!$&*+,;=");
 }
 
 static int is_http_url(const char *url)

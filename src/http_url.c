@@ -8,6 +8,7 @@
 #include <strings.h>
 
 #include "http_internal.h"
+#include "util.h"
 
 char *http_origin_of(const char *url)
 {
@@ -69,25 +70,5 @@ void http_host_for_log(const char *url, char *buf, size_t size)
 
 char *http_form_escape(const char *value)
 {
-	static const char hex[] = "0123456789ABCDEF";
-	size_t n = strlen(value), i;
-	char *out, *o;
-
-	out = malloc(3 * n + 1);
-	if (!out)
-		return NULL;
-	for (o = out, i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)value[i];
-
-		if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-		    c == '-' || c == '.' || c == '_' || c == '~') {
-			*o++ = (char)c;
-		} else {
-			*o++ = '%';
-			*o++ = hex[c >> 4];
-			*o++ = hex[c & 15];
-		}
-	}
-	*o = '\0';
-	return out;
+	return util_percent_encode(value, "");
 }

@@ -12,6 +12,7 @@
  */
 #define _GNU_SOURCE   /* asprintf; pread with _FILE_OFFSET_BITS */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
@@ -378,14 +379,28 @@ static void test_kill_point(const char *where)
 		raise(SIGKILL);
 }
 
-/* Test hook, off unless ODFS_TEST_PAUSE_AT names the point: wait there for a second. */
+/*
+ * Test hook, off unless ODFS_TEST_PAUSE_AT names the point and
+ * ODFS_TEST_PAUSE_DIR a folder: create <dir>/<point>.paused, then wait
+ * until the test creates <dir>/<point>.go (at most 30 s), so that the test
+ * acts exactly while the daemon stands there.
+ */
 static void test_pause_point(const char *where)
 {
-	const char *at = getenv("ODFS_TEST_PAUSE_AT");
-	struct timespec second = { 1, 0 };
+	const char *at = getenv("ODFS_TEST_PAUSE_AT"), *dir = getenv("ODFS_TEST_PAUSE_DIR");
+	struct timespec tick = { 0, 10 * 1000 * 1000 };
+	char paused[512], go[512];
+	int fd, i;
 
-	if (at && strcmp(at, where) == 0)
-		nanosleep(&second, NULL);
+	if (!at || !dir || strcmp(at, where) != 0)
+		return;
+	snprintf(paused, sizeof(paused), "%s/%s.paused", dir, where);
+	snprintf(go, sizeof(go), "%s/%s.go", dir, where);
+	fd = open(paused, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+	if (fd >= 0)
+		close(fd);
+	for (i = 0; i < 3000 && access(go, F_OK) != 0; i++)
+		nanosleep(&tick, NULL);
 }
 
 static void move_content(struct run *r, const char *from_id, const char *to_id)

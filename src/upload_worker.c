@@ -68,6 +68,18 @@ static int next_delay(const struct job *j, int rc)
 	return j->delay_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : j->delay_ms * 2;
 }
 
+/* No failure or session behind j any more: it landed, or new content replaces it. */
+static void start_afresh(struct job *j)
+{
+	j->attempts = 0;
+	j->rewrites = 0;
+	j->last_error = 0;
+	free(j->message);
+	j->message = NULL;
+	free(j->session_url);
+	j->session_url = NULL;
+}
+
 /* A run ended: decide the job's fate.  q->lock held. */
 static void finish(struct upload_queue *q, struct job *j, struct outcome *oc)
 {
@@ -81,13 +93,8 @@ static void finish(struct upload_queue *q, struct job *j, struct outcome *oc)
 		/* forgotten, then queued anew (a rename over another file): run the new one */
 		j->forgotten = 0;
 		j->again = 0;
-		j->attempts = 0;
-		j->last_error = 0;
 		j->mismatches = 0;
-		free(j->message);
-		j->message = NULL;
-		free(j->session_url);
-		j->session_url = NULL;
+		start_afresh(j);
 		j->not_before = upload_now_ms() + UPLOAD_SETTLE_MS;
 		upload_requeue_last(q, j);
 	} else if (j->forgotten && j->lost_create && !q->stopping) {
@@ -106,13 +113,7 @@ static void finish(struct upload_queue *q, struct job *j, struct outcome *oc)
 	} else if (ok) {
 		if (j->attempts > 0 && rc != RUN_DROP)
 			log_info("uploaded '%s'", path);
-		j->attempts = 0;
-		j->rewrites = 0;
-		j->last_error = 0;
-		free(j->message);
-		j->message = NULL;
-		free(j->session_url);
-		j->session_url = NULL;
+		start_afresh(j);
 		if (rc == RUN_DONE)
 			upload_set_conflict(q, j->ino, 0);
 		else if (rc == RUN_CONFLICT)

@@ -789,24 +789,30 @@ def test_rename_onto_a_file_whose_create_is_in_doubt(fake, mounter):
 
 def test_rename_over_a_file_while_the_source_upload_lands(fake, env, mounter):
     """A file's new version lands, and while the upload records that in the
-    cache (held there for a second by ODFS_TEST_PAUSE_AT=landed) the file
-    is renamed over another, whose item it takes over.  The landing must
+    cache (held there by ODFS_TEST_PAUSE_AT=landed until the test says go)
+    the file is renamed over another, whose item it takes over.  The landing must
     not overwrite the take-over (its new id with the old item's size and
     tags, marked clean): the target's item then kept its old bytes and
     reads failed with "the server sent N bytes less than asked" (the model
     tester's seed 672755882, under faults)."""
     fake.seed([{"path": "src.txt", "content": "old source\n"},
                {"path": "target.txt", "content": "target\n"}])
+    pause_dir = env.base / "pause"
+    pause_dir.mkdir()
     env.environ["ODFS_TEST_PAUSE_AT"] = "landed"
+    env.environ["ODFS_TEST_PAUSE_DIR"] = str(pause_dir)
     try:
         m = mounter.mount()
     finally:
         del env.environ["ODFS_TEST_PAUSE_AT"]
+        del env.environ["ODFS_TEST_PAUSE_DIR"]
     assert read_back(m.p("target.txt")) == b"target\n"
     new = b"new source, longer than the target\n"
     write(m.p("src.txt"), new)
-    wait_until(lambda: fake.content("src.txt") == new, 30, "the new version on the service")
+    wait_until(lambda: (pause_dir / "landed.paused").exists(), 30, "the upload to stand where it lands")
+    assert fake.content("src.txt") == new
     os.rename(m.p("src.txt"), m.p("target.txt"))      # while the upload lands
+    (pause_dir / "landed.go").touch()
     wait_landed(fake, {"target.txt": new})
     wait_settled(m.p(""))
     wait_until(lambda: sorted(p for p, v in fake.dump_by_path().items() if not v.get("folder")) == ["target.txt"],
