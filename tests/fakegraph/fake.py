@@ -60,6 +60,7 @@ from urllib.parse import quote
 from . import util
 from .accounts import Share, Site, Tenant, User
 from .authorize import Authorize
+from .batch import Batch
 from .control import Control
 from .delta import Delta
 from .directory import Directory
@@ -97,8 +98,9 @@ class Config:
         "delta_duplicates": False,        # re-send every third item of a delta round at its end
         "delta_child_first": False,       # send delta rounds in reverse order (children first)
         "copy_polls_in_progress": 1,      # monitor polls answering inProgress before completed
+        "batch": True,                    # POST /$batch served (False: 404, a service without it)
     }
-    BOOLEAN = {"upload_session_conflict", "delta_duplicates", "delta_child_first", "auto_consent"}
+    BOOLEAN = {"upload_session_conflict", "delta_duplicates", "delta_child_first", "auto_consent", "batch"}
 
     def __init__(self, **kw):
         for k, v in self.DEFAULTS.items():
@@ -167,6 +169,7 @@ class FakeGraph:
         self.counters = Stats()
         self.fault_set = Faults()
         self.graph = GraphApi(self)
+        self.batch = Batch(self)
         self.directory = Directory(self)
         self.writes = Writes(self)
         self.uploads = Uploads(self)

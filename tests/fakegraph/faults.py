@@ -25,7 +25,8 @@ stall_ms, then the rest) - for client read timeouts.  A rule:
   oversize    answer 200 with a syntactically valid JSON body of N bytes.
 
 The first matching rule with times left wins.  Control requests are never
-affected.
+affected.  Requests inside a JSON batch (batch.py) are matched one by one
+and take only rules that answer (status or body).
 """
 
 import threading
@@ -105,11 +106,13 @@ class Faults:
     def clear(self):
         self.set({})
 
-    def take(self, req):
-        """The rule to apply to req (consuming one use), or None."""
+    def take(self, req, usable=None):
+        """The rule to apply to req (consuming one use), or None.  usable:
+        a test a rule must pass as well (a request inside a batch can only
+        take rules that answer)."""
         with self._lock:
             for i, rule in enumerate(self.rules):
-                if matches(rule["match"], req):
+                if matches(rule["match"], req) and (usable is None or usable(rule)):
                     t = rule.get("times")
                     if t is not None:
                         if t <= 1:

@@ -2,6 +2,7 @@
 threads, 127.0.0.1), request routing, latency and fault injection, stats.
 
 Routes (by path prefix):
+  /v1.0/$batch                    JSON batching        (batch.py)
   /v1.0/...                       Graph API            (graph.py)
   /_download/{token}              pre-authenticated content (download.py)
   /_upload/{token}                upload session URLs, no auth (upload.py)
@@ -14,7 +15,7 @@ Everything else: 404.
 Route labels (stats keys, fault `match` values) are "<METHOD> <route>":
 me, drives, drive, item, children, content, createUploadSession,
 permanentDelete, delta, versions, version, versionContent, restoreVersion,
-unknown (Graph: e.g. "POST children", "PATCH item", "DELETE item",
+batch, unknown (Graph: e.g. "POST children", "PATCH item", "DELETE item",
 "PUT content", "GET delta"), upload ("PUT upload", "GET upload",
 "DELETE upload"), download, devicecode, token, devicelogin, and
 "<METHOD> notfound" for other paths; also "GET user", "GET site",
@@ -70,6 +71,9 @@ def route(fake, req):
     """Return (kind, handler) and set req.label.  kind: graph | download |
     identity | control | other."""
     path, method = req.path, req.method
+    if path in ("/v1.0/$batch", "/v1.0/%24batch"):
+        req.label = method + " batch"
+        return "graph", lambda: fake.batch.handle(req)
     if path == "/v1.0" or path.startswith("/v1.0/"):
         r = graph.parse_route(method, path[5:])
         req.label = r.label

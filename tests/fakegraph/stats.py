@@ -7,6 +7,8 @@ per route label ("GET children", "GET download", "POST token", "PUT upload",
 received (bytes_received_content: bodies of PUT content and PUT upload,
 accepted or not), token grants/errors, applied faults and auth violations (an
 Authorization header sent to a pre-authenticated download or upload URL).
+Requests inside a JSON batch count in batched (per route label) and
+total_batched; the batch itself is one request, "POST batch".
 """
 
 import threading
@@ -22,6 +24,8 @@ class Stats:
     def reset(self):
         with self._lock:
             self.requests = {}
+            self.batched = {}
+            self.total_batched = 0
             self.responses = {}
             self.total_requests = 0
             self.bytes_sent = 0
@@ -37,6 +41,11 @@ class Stats:
         with self._lock:
             self.total_requests += 1
             self.requests[label] = self.requests.get(label, 0) + 1
+
+    def batched_request(self, label):
+        with self._lock:
+            self.total_batched += 1
+            self.batched[label] = self.batched.get(label, 0) + 1
 
     def response(self, status):
         with self._lock:
@@ -79,6 +88,8 @@ class Stats:
             return {
                 "requests": dict(self.requests),
                 "total_requests": self.total_requests,
+                "batched": dict(self.batched),
+                "total_batched": self.total_batched,
                 "responses": dict(self.responses),
                 "bytes_sent": self.bytes_sent,
                 "bytes_sent_content": self.bytes_sent_content,
