@@ -68,6 +68,7 @@ static const struct key_desc keys[] = {
 	NUM_KEY(readahead_max, KIND_BYTES, 0, 1024 * MIB),
 	NUM_KEY(content_cache_max, KIND_BYTES, 0, 1024L * 1024 * MIB),
 	NUM_KEY(upload_workers, KIND_COUNT, 1, 32),
+	NUM_KEY(small_uploads, KIND_COUNT, 1, 64),
 	/* the largest multiple of 320 KiB below 60 MiB */
 	NUM_KEY(upload_chunk, KIND_CHUNK, ODFS_UPLOAD_CHUNK_UNIT,
 		60 * MIB - ODFS_UPLOAD_CHUNK_UNIT),
@@ -163,6 +164,7 @@ int config_init(struct odfs_config *cfg)
 	cfg->readahead_max = 16 * MIB;
 	cfg->content_cache_max = 1024 * MIB;
 	cfg->upload_workers = 4;
+	cfg->small_uploads = 8;
 	cfg->upload_chunk = 10 * MIB;
 	if (!cfg->tenant || !cfg->graph_url || !cfg->auth_url || !cfg->scopes ||
 	    !cfg->config_dir || !cfg->cache_dir) {

@@ -38,6 +38,8 @@ struct odfs_config {
 	long readahead_max;    /* bytes, upper bound of adaptive readahead (default 16 MiB) */
 	long content_cache_max;/* bytes of file content kept on disk (default 1 GiB) */
 	long upload_workers;   /* files uploaded in parallel (default 4, 1..32) */
+	long small_uploads;    /* files of up to 4 MiB (one PUT each) uploaded in parallel
+	                          (default 8, 1..64) */
 	long upload_chunk;     /* upload session fragment: a multiple of 320 KiB below
 	                          60 MiB (default 10 MiB) */
 	/* sign-in (auth.h) */

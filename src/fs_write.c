@@ -601,7 +601,7 @@ static int set_mtime(struct fs_context *ctx, struct cache_entry *e, const struct
 	if (e->is_local || journal_wanted(ctx->journal))
 		return set_mtime_journalled(ctx, e, mtime, crtime);
 	memset(&out, 0, sizeof(out));
-	rc = graph_update_item(ctx->graph, e->item.id, NULL, NULL, mtime, crtime, NULL, &out, err);
+	rc = graph_set_times(ctx->graph, e->item.id, mtime, crtime, NULL, &out, err);
 	if (rc == 0)
 		rc = cache_update_remote(ctx->cache, e->ino, &out, 0);
 	drive_item_release(&out);

@@ -122,6 +122,8 @@ struct graph *graph_new(const struct odfs_config *cfg, struct http_client *http,
 		return NULL;
 	}
 	pthread_mutex_init(&g->lock, NULL);
+	pthread_mutex_init(&g->batch_lock, NULL);
+	pthread_cond_init(&g->batch_done, NULL);
 	return g;
 }
 
@@ -129,6 +131,8 @@ void graph_free(struct graph *g)
 {
 	if (!g)
 		return;
+	pthread_cond_destroy(&g->batch_done);
+	pthread_mutex_destroy(&g->batch_lock);
 	pthread_mutex_destroy(&g->lock);
 	free(g->drive_url);
 	free(g->origin);

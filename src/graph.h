@@ -163,6 +163,20 @@ int graph_update_item(struct graph *g, const char *item_id, const char *new_name
 		      const struct timespec *crtime, const char *if_match,
 		      struct drive_item *out, char **err);
 
+/*
+ * Set an item's fileSystemInfo times: graph_update_item() with only mtime
+ * (and crtime), with the same answers (-ESTALE on 412, out filled).  Calls
+ * that other threads make at the same time are gathered into one JSON
+ * batch (POST {graph_url}/$batch, at most 20 PATCHes; graph_batch.c): a
+ * caller whose PATCH is waiting sends whatever PATCHes are waiting then,
+ * without waiting for more.  A throttled PATCH inside a batch is sent
+ * again after its Retry-After.  When the service refuses $batch, every
+ * later call is a single PATCH.
+ */
+int graph_set_times(struct graph *g, const char *item_id, const struct timespec *mtime,
+		    const struct timespec *crtime, const char *if_match,
+		    struct drive_item *out, char **err);
+
 /* DELETE an item (to the recycle bin; folders go whole).  -ENOENT if gone. */
 int graph_delete_item(struct graph *g, const char *item_id, char **err);
 /* The same, only if the item's eTag or cTag is still if_match (NULL: always); -ESTALE on 412. */

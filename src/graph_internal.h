@@ -24,7 +24,18 @@ struct graph {
 	char *origin;                   /* of graph_url: nextLinks must stay on it */
 	pthread_mutex_t lock;           /* protects drive_url */
 	char *drive_url;                /* {graph_url}/drives/{escaped id}; NULL until opened */
+
+	/* graph_batch.c: time PATCHes waiting to be gathered into a $batch (graph.c sets up the lock) */
+	pthread_mutex_t batch_lock;     /* protects the fields below */
+	pthread_cond_t batch_done;      /* a batch was answered */
+	struct graph_times_req *pending, *pending_tail;
+	int senders;                    /* batches on the way */
+	int no_batch;                   /* the service refused $batch: single requests */
 };
+
+/* {"createdDateTime","lastModifiedDateTime"}: both, so neither is reset (§5.3); graph_write.c. */
+json_t *graph_fs_info_json(const struct timespec *mtime, const struct timespec *crtime);
+
 
 /* malloc'd printf; NULL on ENOMEM. */
 char *graph_xprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

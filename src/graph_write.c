@@ -58,8 +58,7 @@ static void format_time(const struct timespec *ts, char out[32])
 	strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
-/* {"createdDateTime","lastModifiedDateTime"}: both, so neither is reset (§5.3). */
-static json_t *fs_info_json(const struct timespec *mtime, const struct timespec *crtime)
+json_t *graph_fs_info_json(const struct timespec *mtime, const struct timespec *crtime)
 {
 	char created[32], modified[32];
 
@@ -256,7 +255,7 @@ int graph_update_item(struct graph *g, const char *item_id, const char *new_name
 	if (new_parent_id && graph_split_id(new_parent_id, pdrive, sizeof(pdrive), &pid) >= 0 &&
 	    json_object_set_new(body, "parentReference", json_pack("{s:s}", "id", pid)) < 0)
 		goto out_nomem;
-	if (mtime && json_object_set_new(body, "fileSystemInfo", fs_info_json(mtime, crtime)) < 0)
+	if (mtime && json_object_set_new(body, "fileSystemInfo", graph_fs_info_json(mtime, crtime)) < 0)
 		goto out_nomem;
 	rc = call_json(g, "PATCH", url, body, if_match, &resp, what, err);
 	if (rc == 0) {
@@ -442,8 +441,8 @@ int graph_upload_small(struct graph *g, const struct graph_upload_target *t,
 	if (rc == 0 && t->mtime &&
 	    (t->mtime_explicit ? out->mtime.tv_sec != t->mtime->tv_sec :
 	     llabs((long long)(out->mtime.tv_sec - t->mtime->tv_sec)) > MTIME_SLACK)) {
-		if (graph_update_item(g, out->id, NULL, NULL, t->mtime, t->crtime, NULL, &patched,
-				      &perr) == 0) {
+		/* gathered with other uploads' time PATCHes into one $batch */
+		if (graph_set_times(g, out->id, t->mtime, t->crtime, NULL, &patched, &perr) == 0) {
 			drive_item_release(out);
 			*out = patched;
 		} else {
@@ -530,7 +529,7 @@ int graph_upload_session_create(struct graph *g, const struct graph_upload_targe
 	if (!t->item_id && json_object_set_new(item, "name", json_string(t->name)) < 0)
 		goto out_nomem;
 	if (t->mtime && json_object_set_new(item, "fileSystemInfo",
-					    fs_info_json(t->mtime, t->crtime)) < 0)
+					    graph_fs_info_json(t->mtime, t->crtime)) < 0)
 		goto out_nomem;
 	body = json_pack("{s:O}", "item", item);
 	if (!body)

@@ -633,6 +633,10 @@ int upload_start(struct upload_queue *q)
 {
 	struct dirty_list dirty = { NULL, 0, 0 };
 	long i, n = q->cfg->upload_workers > 0 ? q->cfg->upload_workers : 4;
+
+	/* small files have their own, wider lane (upload_worker.c) */
+	if (q->cfg->small_uploads > n)
+		n = q->cfg->small_uploads;
 	size_t k, resumed = 0;
 	int rc, known;
 

@@ -21,6 +21,8 @@ struct drive_item;
 #define UPLOAD_READ_ONLY_TEXT "access denied: this folder is read-only for you"
 
 enum job_state { JOB_QUEUED, JOB_RUNNING };
+/* Small files (one PUT) and large ones (a session) run on separate lanes. */
+enum job_lane { LANE_UNKNOWN, LANE_SMALL, LANE_LARGE };
 
 struct job {
 	uint64_t ino;
@@ -38,6 +40,7 @@ struct job {
 	int mismatches;         /* hash mismatches in a row */
 	int rewrites;           /* runs in a row cut short by writes here */
 	int urgent;             /* upload_wait() waits for it: writers do not hold it back */
+	enum job_lane lane;     /* small or large, as last seen (upload_worker.c) */
 	char *message;          /* status text of the last failure, or NULL */
 	char *session_url;      /* journalled session to resume, or NULL */
 	char *stale_session;    /* a session of older bytes to end on the service, or NULL */
@@ -88,6 +91,7 @@ struct upload_queue {
 	void *move_ctx;
 	pthread_t *threads;
 	long nthreads;
+	long running_small, running_large;  /* runs per lane (cfg->small_uploads, upload_workers) */
 };
 
 /* What a run tells its worker. */
@@ -149,6 +153,7 @@ int upload_drop_lost_create(struct upload_queue *q, const char *rec);
 /* 1 if ino's mtime was set on purpose to exactly *mtime (takes q->lock). */
 int upload_times_explicit(struct upload_queue *q, uint64_t ino, const struct timespec *mtime);
 
+#define UPLOAD_SIMPLE_MAX (4 * 1024 * 1024)   /* larger files go through a session */
 #define UPLOAD_SETTLE_MS 500        /* before a job starts, unless waited for */
 #define UPLOAD_BACKOFF_FIRST_MS 1000
 

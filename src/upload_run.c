@@ -31,7 +31,7 @@
 #include "qxhash.h"
 #include "upload_internal.h"
 
-#define SIMPLE_MAX (4 * 1024 * 1024)    /* larger files go through a session */
+#define SIMPLE_MAX UPLOAD_SIMPLE_MAX
 #define SESSION_MARGIN_S 60             /* a stored session this close to expiry is dropped */
 #define SESSION_STALLS 6                /* chunk failures without progress per run */
 #define HASH_MISMATCH_MAX 3             /* then accept the service's bytes (quirk 8) */
@@ -544,8 +544,8 @@ static int follow_mtime(struct run *r, const struct cache_entry *now, struct dri
 	if (mtime_to_follow(r, now, item)) {
 		crtime = now->item.ctime_created.tv_sec > 0 ? &now->item.ctime_created : NULL;
 		memset(&patched, 0, sizeof(patched));
-		if (graph_update_item(r->q->graph, item->id, NULL, NULL, &now->item.mtime, crtime,
-				      NULL, &patched, &err) == 0) {
+		if (graph_set_times(r->q->graph, item->id, &now->item.mtime, crtime, NULL, &patched,
+				    &err) == 0) {
 			drive_item_release(item);
 			*item = patched;
 			replaced = 1;

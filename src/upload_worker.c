@@ -1,7 +1,10 @@
 /*
  * upload_worker.c - the upload workers: take the first ready job, run it
  * (upload_run.c) and decide its fate: done, again (written meanwhile),
- * retried after a back-off, or parked when retrying cannot help.  The
+ * retried after a back-off, or parked when retrying cannot help.  Files
+ * of up to 4 MiB (one PUT, mostly a short wait on the service) run on a
+ * lane of cfg->small_uploads, larger ones (sessions moving bytes) on one
+ * of cfg->upload_workers; there are as many workers as the wider lane.  The
  * queue, its journal rows and the API are upload.c's (see its DESIGN).
  */
 #include <errno.h>
@@ -10,6 +13,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "cache.h"
+#include "config.h"
 #include "errmap.h"
 #include "http.h"
 #include "log.h"
@@ -21,6 +26,34 @@
 #define BACKOFF_MAX_MS 60000
 
 #define HOLD_RECHECK_MS 1000   /* a hold ends with upload_kick(); this is the safety net */
+
+/* 1 when lane runs as many uploads as it may (small files: cfg->small_uploads). */
+static int lane_full(const struct upload_queue *q, enum job_lane lane)
+{
+	if (lane == LANE_LARGE)
+		return q->running_large >= q->cfg->upload_workers;
+	if (lane == LANE_SMALL)
+		return q->running_small >= q->cfg->small_uploads;
+	return 0;
+}
+
+/* The lane of j's current bytes (their size, as the cache has it); no lock held. */
+static enum job_lane lane_of(struct upload_queue *q, const struct job *j)
+{
+	struct cache_entry e;
+	enum job_lane lane;
+
+	if (cache_get(q->cache, j->ino, &e) < 0)
+		return LANE_SMALL;   /* gone: the run finds out at once */
+	lane = e.item.size > UPLOAD_SIMPLE_MAX ? LANE_LARGE : LANE_SMALL;
+	cache_entry_release(&e);
+	return lane;
+}
+
+static long *lane_count(struct upload_queue *q, enum job_lane lane)
+{
+	return lane == LANE_LARGE ? &q->running_large : &q->running_small;
+}
 
 /* The first ready job, or NULL with *wake (monotonic ms, 0 = none) set. */
 static struct job *next_ready(struct upload_queue *q, int64_t *wake)
@@ -37,6 +70,9 @@ static struct job *next_ready(struct upload_queue *q, int64_t *wake)
 			continue;
 		/* still being written: upload_writer_close() wakes the workers */
 		if (!j->urgent && upload_being_written(q, j->ino))
+			continue;
+		/* its lane is busy: a run there ending wakes the workers */
+		if (lane_full(q, j->lane))
 			continue;
 		if (j->not_before <= now)
 			return j;
@@ -182,6 +218,7 @@ void *upload_worker_main(void *arg)
 {
 	struct upload_queue *q = arg;
 	struct outcome oc;
+	enum job_lane lane;
 	struct job *j;
 	int64_t wake;
 
@@ -196,11 +233,28 @@ void *upload_worker_main(void *arg)
 		j->state = JOB_RUNNING;
 		j->again = 0;
 		pthread_mutex_unlock(&q->lock);
+		lane = lane_of(q, j);
+		pthread_mutex_lock(&q->lock);
+		j->lane = lane;
+		if (lane_full(q, lane) || q->stopping) {
+			/* back in its place until its lane has room */
+			j->state = JOB_QUEUED;
+			if (j->again) {
+				j->again = 0;
+				upload_drop_session(j);   /* written meanwhile, as upload_enqueue() does */
+			}
+			continue;
+		}
+		(*lane_count(q, lane))++;
+		pthread_mutex_unlock(&q->lock);
 
 		memset(&oc, 0, sizeof(oc));
 		upload_run_job(q, j, &oc);
 
 		pthread_mutex_lock(&q->lock);
+		(*lane_count(q, lane))--;
+		/* a job waiting for this lane may go now */
+		pthread_cond_broadcast(&q->work);
 		finish(q, j, &oc);
 		free(oc.path);
 		free(oc.message);
