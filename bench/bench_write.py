@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Benchmark 6: writing with ordinary Unix tools.
 
-    bench_write.py [--latency-ms 50] [--keep] [--workers N] [cp|tar|rss ...]
+    bench_write.py [--latency-ms 50] [--keep] [--workers N] [--small-uploads N] [cp|tar|rss ...]
                                                      (default: all three)
 
 6a. cp   a 256 MiB file copied into the mount, then fsync (which returns
@@ -25,7 +25,8 @@
 
 The mounts use poll_interval=0 (no delta thread: its polls would count as
 requests) and upload_chunk=10 MiB (the default, set explicitly so that
-curl uses the same size); --workers N sets upload_workers (default 4).
+curl uses the same size); --workers N sets upload_workers (default 4),
+--small-uploads N sets small_uploads (default 8).
 """
 
 import json
@@ -367,12 +368,15 @@ def bench_rss(rep, latency_ms, keep, mount_opts):
 BENCHES = {"cp": bench_cp, "tar": bench_tar, "rss": bench_rss}
 
 
-def run(latency_ms=50, keep=False, parts=None, workers=None):
+def run(latency_ms=50, keep=False, parts=None, workers=None, small_uploads=None):
     rep = Report("write")
     mount_opts = {"poll_interval": 0, "upload_chunk": CHUNK}
     if workers:
         mount_opts["upload_workers"] = workers
         log("(upload_workers=%d)" % workers)
+    if small_uploads:
+        mount_opts["small_uploads"] = small_uploads
+        log("(small_uploads=%d)" % small_uploads)
     for name in parts or PARTS:
         BENCHES[name](rep, latency_ms, keep, mount_opts)
     return rep
@@ -383,11 +387,13 @@ def main():
     ap.add_argument("parts", nargs="*", metavar="PART", help="cp, tar or rss (default: all)")
     ap.add_argument("--workers", type=int, metavar="N",
                     help="upload_workers for the mounts (default: the daemon's, 4)")
+    ap.add_argument("--small-uploads", type=int, metavar="N",
+                    help="small_uploads for the mounts (default: the daemon's, 8)")
     a = ap.parse_args()
     for p in a.parts:
         if p not in BENCHES:
             ap.error("unknown part '%s': choose from %s" % (p, ", ".join(PARTS)))
-    return run(a.latency_ms, a.keep, a.parts, a.workers).exit_status()
+    return run(a.latency_ms, a.keep, a.parts, a.workers, a.small_uploads).exit_status()
 
 
 if __name__ == "__main__":

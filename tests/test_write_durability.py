@@ -181,7 +181,7 @@ def test_fsync_waits_until_landed(fake, mounter):
 
 
 def test_nothing_is_uploaded_twice_after_a_remount_or_a_kill(fake, mounter, env):
-    m = mounter.mount(opts={"upload_workers": 1})
+    m = mounter.mount(opts={"upload_workers": 1, "small_uploads": 1})
     files = {"done/f%d.bin" % i: pattern(3000 * i + 1, 300 + i) for i in range(10)}
     files["done/big.bin"] = pattern(5 * MIB, 310)
     os.mkdir(m.p("done"))
@@ -204,7 +204,7 @@ def test_nothing_is_uploaded_twice_after_a_remount_or_a_kill(fake, mounter, env)
     kill_daemon(m)
     assert meta_db_integrity(env) == "ok"
     fake.stats_reset()
-    m = mounter.mount(path=m.path, opts={"upload_workers": 1})
+    m = mounter.mount(path=m.path, opts={"upload_workers": 1, "small_uploads": 1})
     write(m.p("marker2.txt"), b"two\n")
     wait_landed(fake, {"marker2.txt": b"two\n", "synced.txt": b"synced\n"})
     st = fake.stats()

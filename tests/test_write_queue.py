@@ -26,7 +26,7 @@ def puts(fake):
 def test_renamed_or_deleted_before_upload_starts(fake, mounter):
     """One worker, busy with a stalled upload: whatever happens to the files
     queued behind it happens before their uploads start."""
-    m = mounter.mount(opts={"upload_workers": 1})
+    m = mounter.mount(opts={"upload_workers": 1, "small_uploads": 1})
     fake.faults({"rules": [{"match": "PUT content", "stall_ms": 2000, "times": 1}]})
     write(m.p("blocker.txt"), b"blocks the only worker\n")
     wait_until(lambda: puts(fake) >= 1, 20, "the first upload to start")

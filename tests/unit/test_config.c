@@ -82,6 +82,7 @@ static void test_defaults(void)
 	CHECK_INT(cfg.readahead_max, 16L * 1024 * 1024);
 	CHECK_INT(cfg.content_cache_max, 1024L * 1024 * 1024);
 	CHECK_INT(cfg.upload_workers, 4);
+	CHECK_INT(cfg.small_uploads, 8);
 	CHECK_INT(cfg.upload_chunk, 10L * 1024 * 1024);
 	char *p = config_token_path(&cfg);
 	CHECK_STR(p, "/xdg/conf/onedrivefs/tokens.json");
@@ -200,6 +201,11 @@ static void test_upload_keys(void)
 	CHECK(set_fails(&cfg, "upload_workers", "0", "from 1 to 32"));
 	CHECK(set_fails(&cfg, "upload_workers", "33", "from 1 to 32"));
 	CHECK(set_fails(&cfg, "upload_workers", "4K", "'upload_workers'"));
+	CHECK(config_is_key("small_uploads"));
+	CHECK(set_ok(&cfg, "small_uploads", "64"));
+	CHECK_INT(cfg.small_uploads, 64);
+	CHECK(set_fails(&cfg, "small_uploads", "0", "from 1 to 64"));
+	CHECK(set_fails(&cfg, "small_uploads", "65", "from 1 to 64"));
 	CHECK_INT(cfg.upload_workers, 32);
 
 	CHECK(set_ok(&cfg, "upload_chunk", "320K"));
