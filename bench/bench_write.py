@@ -26,7 +26,7 @@
 The mounts use poll_interval=0 (no delta thread: its polls would count as
 requests) and upload_chunk=10 MiB (the default, set explicitly so that
 curl uses the same size); --workers N sets upload_workers (default 4),
---small-uploads N sets small_uploads (default 8).
+--small-uploads N sets small_uploads (default 32).
 """
 
 import json
@@ -388,7 +388,7 @@ def main():
     ap.add_argument("--workers", type=int, metavar="N",
                     help="upload_workers for the mounts (default: the daemon's, 4)")
     ap.add_argument("--small-uploads", type=int, metavar="N",
-                    help="small_uploads for the mounts (default: the daemon's, 8)")
+                    help="small_uploads for the mounts (default: the daemon's, 32)")
     a = ap.parse_args()
     for p in a.parts:
         if p not in BENCHES:

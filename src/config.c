@@ -164,7 +164,7 @@ int config_init(struct odfs_config *cfg)
 	cfg->readahead_max = 16 * MIB;
 	cfg->content_cache_max = 1024 * MIB;
 	cfg->upload_workers = 4;
-	cfg->small_uploads = 8;
+	cfg->small_uploads = 32;
 	cfg->upload_chunk = 10 * MIB;
 	if (!cfg->tenant || !cfg->graph_url || !cfg->auth_url || !cfg->scopes ||
 	    !cfg->config_dir || !cfg->cache_dir) {

@@ -39,7 +39,7 @@ struct odfs_config {
 	long content_cache_max;/* bytes of file content kept on disk (default 1 GiB) */
 	long upload_workers;   /* files uploaded in parallel (default 4, 1..32) */
 	long small_uploads;    /* files of up to 4 MiB (one PUT each) uploaded in parallel
-	                          (default 8, 1..64) */
+	                          (default 32, 1..64) */
 	long upload_chunk;     /* upload session fragment: a multiple of 320 KiB below
 	                          60 MiB (default 10 MiB) */
 	/* sign-in (auth.h) */

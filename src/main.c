@@ -100,7 +100,7 @@ static const char usage_text[] =
 "  readahead_max    largest readahead, K/M/G suffixes allowed (16M)\n"
 "  content_cache_max  file content kept on disk (1G)\n"
 "  upload_workers   files uploaded in parallel, 1 to 32 (4)\n"
-"  small_uploads    files of up to 4M uploaded in parallel, 1 to 64 (8)\n"
+"  small_uploads    files of up to 4M uploaded in parallel, 1 to 64 (32)\n"
 "  upload_chunk     upload piece size, a multiple of 320K below 60M (10M)\n";
 
 enum {

@@ -82,7 +82,7 @@ static void test_defaults(void)
 	CHECK_INT(cfg.readahead_max, 16L * 1024 * 1024);
 	CHECK_INT(cfg.content_cache_max, 1024L * 1024 * 1024);
 	CHECK_INT(cfg.upload_workers, 4);
-	CHECK_INT(cfg.small_uploads, 8);
+	CHECK_INT(cfg.small_uploads, 32);
 	CHECK_INT(cfg.upload_chunk, 10L * 1024 * 1024);
 	char *p = config_token_path(&cfg);
 	CHECK_STR(p, "/xdg/conf/onedrivefs/tokens.json");
