@@ -518,7 +518,8 @@ static int rename_take_over(struct rename_op *op)
 	/* a running upload of the source under its old name is abandoned */
 	if (ctx->upload) {
 		upload_forget(ctx->upload, src->ino);
-		upload_forget(ctx->upload, dst->ino);
+		/* a version of the target's in doubt is the base of the source's upload */
+		upload_forget_into(ctx->upload, dst->ino, src->ino);
 	}
 	keep_open_content(ctx, dst);
 	rc = cache_move(ctx->cache, src->ino, op->newdir.ino, op->newname);

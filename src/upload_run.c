@@ -651,7 +651,7 @@ static int landed(struct run *r, struct reader *rd, struct drive_item *item, int
 		cache_entry_release(&now);
 	if (was_new)
 		follow_rename(r, item);
-	upload_doubt_clear_update(r->job);
+	upload_doubt_clear_update(r->q, r->job);
 	return 0;
 }
 

@@ -195,6 +195,12 @@ void *upload_worker_main(void *arg)
 		}
 		j->state = JOB_RUNNING;
 		j->again = 0;
+		if (j->bequest) {
+			/* handed over while it ran (a rename over another file) */
+			upload_doubt_merge(q, j, j->bequest);
+			free(j->bequest);
+			j->bequest = NULL;
+		}
 		pthread_mutex_unlock(&q->lock);
 
 		memset(&oc, 0, sizeof(oc));

@@ -975,3 +975,41 @@ def test_folder_that_gained_files_elsewhere_is_not_deleted(fake, mounter, how):
     assert os.listdir(m.p("shared")) == ["theirs.txt"]
     assert read_back(m.p("shared/theirs.txt")) == b"written elsewhere\n"
     assert "empty" in fake.dump_by_path()
+
+
+@pytest.mark.parametrize("then", ["waiting", "running", "kill"])
+def test_rename_over_a_file_whose_own_version_is_in_doubt(fake, mounter, env, then):
+    """A new version of a file lands with its answer lost; before the retry
+    (waiting in back-off, or running), a file written here is renamed over
+    it and takes over its item, on the tag seen before that version.  That
+    upload's If-Match then fails against the file's own version: it must
+    replace it, not keep a "(conflict ...)" copy of it (the model tester's
+    seed 8005 under faults)."""
+    fake.seed([{"path": "f.txt", "content": "original\n"}])
+    m = mounter.mount()
+    assert read_back(m.p("f.txt")) == b"original\n"
+    rules = [{"match": "PUT content", "truncate": True, "times": 1}]
+    if then == "running":
+        # the retry is still out (its answer late) when the rename comes
+        rules.append({"match": "PUT content", "stall_ms": 2000, "times": 1})
+    fake.faults({"rules": rules})
+    write(m.p("f.txt"), b"our new version\n")
+    wait_until(lambda: faults_applied(fake) >= 1, 30, "the answer to be lost")
+    assert fake.content("f.txt") == b"our new version\n"   # landed all the same
+    if then == "running":
+        wait_until(lambda: faults_applied(fake) >= 2, 30, "the retry to go out")
+    write(m.p("f.tmp"), b"the replacement, written in full\n")
+    os.rename(m.p("f.tmp"), m.p("f.txt"))
+    if then == "kill":
+        kill_daemon(m)
+        assert meta_db_integrity(env) == "ok"
+        m = mounter.mount(path=m.path)
+    fake.faults({})
+    want = {"f.txt": b"the replacement, written in full\n"}
+    wait_landed(fake, want)
+    wait_settled(m.p(""))
+    files = sorted(p for p, v in fake.dump_by_path().items() if not v.get("folder"))
+    assert files == ["f.txt"], files
+    assert os.listdir(m.p("")) == ["f.txt"]
+    assert read_back(m.p("f.txt")) == want["f.txt"]
+    assert "your version was saved" not in m.stderr_text()
