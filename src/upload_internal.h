@@ -108,7 +108,7 @@ struct outcome {
 	char *path;          /* for messages, or NULL */
 	char *message;       /* why it failed, or NULL */
 	int permanent;       /* retrying cannot help (read-only folder, refused name) */
-	int rewritten;       /* cut short because the file was written meanwhile: no failure */
+	int rewritten;       /* cut short: the file was written (or renamed) meanwhile; no failure */
 };
 
 /*
