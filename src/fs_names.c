@@ -505,12 +505,15 @@ static int rename_take_over(struct rename_op *op)
 	 */
 	memset(&renamed, 0, sizeof(renamed));
 	if (dst->item.name && strcmp(dst->item.name, op->newname) != 0) {
-		if (journal_wanted(ctx->journal)) {
+		rc = journal_wanted(ctx->journal) ? -EHOSTUNREACH :
+			graph_update_item(ctx->graph, dst->item.id, op->newname, NULL, NULL, NULL,
+					  NULL, &renamed, &op->err);
+		if (rc && errmap_is_transport(rc) && ctx->journal) {
+			/* offline, or no answer (it may have been applied): the journal sends it */
+			free(op->err);
+			op->err = NULL;
 			fs_path_of(ctx, dst->ino, path, sizeof(path));
 			rc = journal_add_move(ctx->journal, dst->item.id, NULL, op->newname, path);
-		} else {
-			rc = graph_update_item(ctx->graph, dst->item.id, op->newname, NULL, NULL,
-					       NULL, NULL, &renamed, &op->err);
 		}
 		if (rc)
 			return rc;
