@@ -505,12 +505,15 @@ static int rename_take_over(struct rename_op *op)
 	 */
 	memset(&renamed, 0, sizeof(renamed));
 	if (dst->item.name && strcmp(dst->item.name, op->newname) != 0) {
-		if (journal_wanted(ctx->journal)) {
+		rc = journal_wanted(ctx->journal) ? -EHOSTUNREACH :
+			graph_update_item(ctx->graph, dst->item.id, op->newname, NULL, NULL, NULL,
+					  NULL, &renamed, &op->err);
+		if (rc && errmap_is_transport(rc) && ctx->journal) {
+			/* offline, or no answer (it may have been applied): the journal sends it */
+			free(op->err);
+			op->err = NULL;
 			fs_path_of(ctx, dst->ino, path, sizeof(path));
 			rc = journal_add_move(ctx->journal, dst->item.id, NULL, op->newname, path);
-		} else {
-			rc = graph_update_item(ctx->graph, dst->item.id, op->newname, NULL, NULL,
-					       NULL, NULL, &renamed, &op->err);
 		}
 		if (rc)
 			return rc;
@@ -518,7 +521,8 @@ static int rename_take_over(struct rename_op *op)
 	/* a running upload of the source under its old name is abandoned */
 	if (ctx->upload) {
 		upload_forget(ctx->upload, src->ino);
-		upload_forget(ctx->upload, dst->ino);
+		/* a version of the target's in doubt is the base of the source's upload */
+		upload_forget_into(ctx->upload, dst->ino, src->ino);
 	}
 	keep_open_content(ctx, dst);
 	rc = cache_move(ctx->cache, src->ino, op->newdir.ino, op->newname);

@@ -190,8 +190,49 @@ static void free_job(struct job *j)
 	free(j->session_url);
 	free(j->lost_create);
 	free(j->lost_update);
+	free(j->bequest);
 	free(j->stale_session);
 	free(j);
+}
+
+/*
+ * heir took over the item of a file whose versions in doubt are rec
+ * (upload_forget_into): keep rec until heir's upload is queued.  q->lock held.
+ */
+static void bequeath(struct upload_queue *q, uint64_t heir, const char *rec)
+{
+	struct bequest *b = calloc(1, sizeof(*b));
+
+	if (!b || !(b->rec = strdup(rec))) {
+		free(b);
+		return;   /* best effort, as the record itself */
+	}
+	b->heir = heir;
+	b->next = q->bequests;
+	q->bequests = b;
+}
+
+/* Give job j what was bequeathed to its inode (q->lock held). */
+static void inherit(struct upload_queue *q, struct job *j)
+{
+	struct bequest **pp = &q->bequests, *b;
+
+	while ((b = *pp)) {
+		if (b->heir != j->ino) {
+			pp = &b->next;
+			continue;
+		}
+		*pp = b->next;
+		if (j->state == JOB_RUNNING) {
+			/* its worker merges it before the next run */
+			free(j->bequest);
+			j->bequest = b->rec;
+		} else {
+			upload_doubt_merge(q, j, b->rec);
+			free(b->rec);
+		}
+		free(b);
+	}
 }
 
 /*
@@ -593,6 +634,8 @@ static int enqueue(struct upload_queue *q, uint64_t ino)
 			upload_drop_session(j);
 		}
 	}
+	if (j)
+		inherit(q, j);
 	upload_set_conflict(q, ino, 0);
 	pthread_cond_signal(&q->work);
 	pthread_mutex_unlock(&q->lock);
@@ -708,6 +751,13 @@ void upload_close(struct upload_queue *q)
 	while ((m = q->conflicts)) {
 		q->conflicts = m->next;
 		free(m);
+	}
+	while (q->bequests) {
+		struct bequest *b = q->bequests;
+
+		q->bequests = b->next;
+		free(b->rec);
+		free(b);
 	}
 	while (q->marks) {
 		struct ino_mark *im = q->marks;
@@ -910,7 +960,7 @@ void upload_set_move(struct upload_queue *q, upload_move_fn fn, void *ctx)
 	pthread_mutex_unlock(&q->lock);
 }
 
-void upload_forget(struct upload_queue *q, uint64_t ino)
+static void forget(struct upload_queue *q, uint64_t ino, uint64_t heir)
 {
 	struct job *j;
 	char *lost = NULL;
@@ -920,6 +970,13 @@ void upload_forget(struct upload_queue *q, uint64_t ino)
 		return;
 	pthread_mutex_lock(&q->lock);
 	j = find_job(q, ino);
+	/*
+	 * Under the lock that the run's note of a version takes: a version is
+	 * either in the record handed over, or its bytes never leave (the run
+	 * sees the flag set below first).
+	 */
+	if (j && heir && (j->lost_update || j->bequest))
+		bequeath(q, heir, j->lost_update ? j->lost_update : j->bequest);
 	if (j && j->state == JOB_RUNNING) {
 		/* the run cleans up after an in-doubt create itself */
 		__atomic_store_n(&j->forgotten, 1, __ATOMIC_RELAXED);
@@ -965,4 +1022,14 @@ void upload_forget(struct upload_queue *q, uint64_t ino)
 		upload_db_run(q, "DELETE FROM upload_jobs WHERE ino = ?", "i", (int64_t)ino);
 	}
 	pthread_mutex_unlock(&q->lock);
+}
+
+void upload_forget(struct upload_queue *q, uint64_t ino)
+{
+	forget(q, ino, 0);
+}
+
+void upload_forget_into(struct upload_queue *q, uint64_t ino, uint64_t heir)
+{
+	forget(q, ino, heir);
 }

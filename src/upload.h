@@ -87,6 +87,13 @@ void upload_kick(struct upload_queue *q);
  */
 void upload_forget(struct upload_queue *q, uint64_t ino);
 /*
+ * The same, for a file whose item heir, renamed over it, takes over: the
+ * versions ino sent to that item with their answers lost are handed to
+ * heir's next upload_enqueue(), so that its If-Match failing against one
+ * of them replaces it instead of keeping a conflict copy of it.
+ */
+void upload_forget_into(struct upload_queue *q, uint64_t ino, uint64_t heir);
+/*
  * ino, a file created here, is about to be replaced by a rename.  When its
  * create went out with the answer lost and its upload waits (in back-off,
  * not running), the item that create may have made holds the name on the

@@ -11,6 +11,7 @@
  */
 #define _GNU_SOURCE   /* asprintf */
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,26 +24,21 @@
 #define LOST_VERSIONS_MAX 4             /* versions in doubt remembered per file */
 
 /*
- * A new version of an existing item is about to go out.  The service may
- * take it and the answer never arrive (a dropped connection, a kill); the
- * next upload's If-Match then fails against that version, our own.  Journal
- * the bytes' hash first, so that upload_run.c knows such a version
- * for ours instead of keeping a conflict copy of it.  The record is
- * "item_id\nhash\nhash...": every version sent to the item since an answer
- * last arrived (any of them may be the one that landed), the newest
- * LOST_VERSIONS_MAX kept.  Best effort.
+ * old ("item_id\nhash\nhash...", or NULL) with hash put first: every
+ * version sent to the item since an answer last arrived (any of them may be
+ * the one that landed), the newest LOST_VERSIONS_MAX kept.  A record of
+ * another item is dropped.  malloc'd, NULL when out of memory.
  */
-void upload_doubt_note_update(struct upload_queue *q, struct job *j, uint64_t ino,
-			      const char *item_id, const char *hash)
+static char *record_with(const char *old, const char *item_id, const char *hash)
 {
 	char *rec, *kept;
-	const char *old = j->lost_update, *p = old ? strchr(old, '\n') : NULL, *end;
+	const char *p = old ? strchr(old, '\n') : NULL, *end;
 	size_t len, used = 0;
 	int n = 1;
 
 	kept = calloc(1, old ? strlen(old) + 1 : 1);
 	if (!kept)
-		return;
+		return NULL;
 	if (p && strlen(item_id) == (size_t)(p - old) &&
 	    strncmp(old, item_id, (size_t)(p - old)) == 0) {
 		/* the same item: the hashes sent before follow, but this one */
@@ -56,26 +52,96 @@ void upload_doubt_note_update(struct upload_queue *q, struct job *j, uint64_t in
 			n++;
 		}
 	}
-	if (asprintf(&rec, "%s\n%s%s", item_id, hash, kept) < 0) {
-		free(kept);
-		return;
-	}
+	if (asprintf(&rec, "%s\n%s%s", item_id, hash, kept) < 0)
+		rec = NULL;
 	free(kept);
-	if (old && strcmp(old, rec) == 0) {
+	return rec;
+}
+
+/*
+ * A new version of an existing item is about to go out.  The service may
+ * take it and the answer never arrive (a dropped connection, a kill); the
+ * next upload's If-Match then fails against that version, our own.  Journal
+ * the bytes' hash first, so that upload_run.c knows such a version
+ * for ours instead of keeping a conflict copy of it.  The pointer changes
+ * under q->lock: a rename over the file hands the record over
+ * (upload_forget_into) while this run may go on.  Best effort.
+ */
+void upload_doubt_note_update(struct upload_queue *q, struct job *j, uint64_t ino,
+			      const char *item_id, const char *hash)
+{
+	char *rec, *old;
+
+	/* only this job's worker writes it while the job runs: no lock to read */
+	rec = record_with(j->lost_update, item_id, hash);
+	if (!rec)
+		return;
+	if (j->lost_update && strcmp(j->lost_update, rec) == 0) {
 		free(rec);   /* journalled already */
 		return;
 	}
-	free(j->lost_update);
+	pthread_mutex_lock(&q->lock);
+	old = j->lost_update;
 	j->lost_update = rec;
+	pthread_mutex_unlock(&q->lock);
+	free(old);
 	upload_db_run(q, "UPDATE upload_jobs SET lost_update = ? WHERE ino = ?", "ti", rec,
 		      (int64_t)ino);
 }
 
 /* An answer arrived: no version sent is in doubt (in memory; a stale row is harmless). */
-void upload_doubt_clear_update(struct job *j)
+void upload_doubt_clear_update(struct upload_queue *q, struct job *j)
 {
-	free(j->lost_update);
+	char *old;
+
+	pthread_mutex_lock(&q->lock);
+	old = j->lost_update;
 	j->lost_update = NULL;
+	pthread_mutex_unlock(&q->lock);
+	free(old);
+}
+
+#define MERGE_MAX 16   /* hashes read from a record handed over */
+
+void upload_doubt_merge(struct upload_queue *q, struct job *j, const char *rec)
+{
+	const char *hashes[MERGE_MAX], *p = rec ? strchr(rec, '\n') : NULL;
+	char *item, *cur, *next, *hash;
+	size_t lens[MERGE_MAX];
+	int n = 0;
+
+	if (!p)
+		return;
+	item = strndup(rec, (size_t)(p - rec));
+	if (!item)
+		return;
+	for (; p && n < MERGE_MAX; p = strchr(p + 1, '\n')) {
+		hashes[n] = p + 1;
+		lens[n] = strchr(p + 1, '\n') ? (size_t)(strchr(p + 1, '\n') - p - 1) : strlen(p + 1);
+		n++;
+	}
+	cur = j->lost_update ? strdup(j->lost_update) : NULL;
+	if (j->lost_update && !cur)
+		goto out_free_item;
+	/* oldest first, so that the handed-over record keeps its order, newest first */
+	while (n-- > 0) {
+		hash = strndup(hashes[n], lens[n]);
+		next = hash ? record_with(cur, item, hash) : NULL;
+		free(hash);
+		if (!next)
+			goto out_free_cur;
+		free(cur);
+		cur = next;
+	}
+	free(j->lost_update);
+	j->lost_update = cur;
+	cur = NULL;
+	upload_db_run(q, "UPDATE upload_jobs SET lost_update = ? WHERE ino = ?", "ti", j->lost_update,
+		      (int64_t)j->ino);
+out_free_cur:
+	free(cur);
+out_free_item:
+	free(item);
 }
 
 /* 1 if remote holds a version upload_doubt_note_update() journalled (its answer was lost). */

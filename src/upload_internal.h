@@ -48,7 +48,16 @@ struct job {
 	int64_t session_expires; /* unix seconds */
 	char *lost_create;      /* journalled "hash\nparent_id\nname" of a create that failed */
 	char *lost_update;      /* journalled "item_id\nhash..." of versions sent, answer unknown */
+	char *bequest;          /* the same, of an item this file took over while it ran: merged
+				 * into lost_update before its next run */
 	struct job *next;
+};
+
+/* Versions in doubt of an item a file took over, until its upload is queued. */
+struct bequest {
+	uint64_t heir;          /* the inode that took the item over */
+	char *rec;              /* "item_id\nhash..." as in job.lost_update */
+	struct bequest *next;
 };
 
 struct conflict_mark {
@@ -79,6 +88,7 @@ struct upload_queue {
 	pthread_cond_t done;             /* a run ended */
 	struct job *head, *tail;         /* FIFO of all jobs */
 	struct conflict_mark *conflicts; /* inodes whose status is "conflict" */
+	struct bequest *bequests;        /* handed over by upload_forget_into(), not yet queued */
 	struct ino_mark *marks;          /* writers and explicit times, by inode */
 	uint64_t next_serial;
 	int64_t last_stamp;
@@ -102,7 +112,7 @@ struct outcome {
 	char *path;          /* for messages, or NULL */
 	char *message;       /* why it failed, or NULL */
 	int permanent;       /* retrying cannot help (read-only folder, refused name) */
-	int rewritten;       /* cut short because the file was written meanwhile: no failure */
+	int rewritten;       /* cut short: the file was written (or renamed) meanwhile; no failure */
 };
 
 /*
@@ -125,7 +135,13 @@ int upload_run_job(struct upload_queue *q, struct job *job, struct outcome *oc);
 void upload_doubt_note_update(struct upload_queue *q, struct job *j, uint64_t ino,
 			      const char *item_id, const char *hash);
 /* An answer arrived: no version sent is in doubt (in memory; a stale row is harmless). */
-void upload_doubt_clear_update(struct job *j);
+void upload_doubt_clear_update(struct upload_queue *q, struct job *j);
+/*
+ * Add the versions in doubt of rec (another job's lost_update) to j's, as
+ * when j's file took over that job's item.  q->lock held, j not running
+ * (or about to run, by its worker).
+ */
+void upload_doubt_merge(struct upload_queue *q, struct job *j, const char *rec);
 /* 1 if remote holds a version upload_doubt_note_update() journalled. */
 int upload_doubt_own_version(const struct job *j, const struct drive_item *remote);
 /* A create of these bytes goes out to parent_id/name: journal it. */

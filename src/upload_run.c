@@ -651,7 +651,7 @@ static int landed(struct run *r, struct reader *rd, struct drive_item *item, int
 		cache_entry_release(&now);
 	if (was_new)
 		follow_rename(r, item);
-	upload_doubt_clear_update(r->job);
+	upload_doubt_clear_update(r->q, r->job);
 	return 0;
 }
 
@@ -825,6 +825,24 @@ static int gone_meanwhile(struct run *r)
 	return rc == -ENOENT;
 }
 
+/*
+ * Was the file renamed or moved here since the run started?  A create
+ * refused for its old name (taken meanwhile, say by a new file of that
+ * name) is then no conflict of this file's.
+ */
+static int renamed_meanwhile(struct run *r)
+{
+	struct cache_entry now;
+	int moved;
+
+	if (cache_get(r->q->cache, r->e.ino, &now) < 0)
+		return 0;
+	moved = now.parent_ino != r->e.parent_ino || !now.item.name || !r->e.item.name ||
+		strcmp(now.item.name, r->e.item.name) != 0;
+	cache_entry_release(&now);
+	return moved;
+}
+
 /* A session left with older bytes (drop_session in upload.c): end it, best effort. */
 static void cancel_stale_session(struct run *r)
 {
@@ -949,6 +967,14 @@ int upload_run_job(struct upload_queue *q, struct job *job, struct outcome *oc)
 			rc = upload_to(&r, &t, was_new, &rd, &item);
 		} else if (rc == 1) {
 			rc = 0;
+		}
+		if (rc == -EEXIST && renamed_meanwhile(&r)) {
+			/* the name refused is not the file's any more: create it under its own */
+			free(r.err);
+			r.err = strdup("it was renamed while it uploaded");
+			r.rewritten = 1;
+			rc = -EAGAIN;
+			goto out;
 		}
 		if (rc == -EEXIST) {
 			rc = resolve_conflict(&r, &rd, &t, 1, NULL);

@@ -232,6 +232,12 @@ void *upload_worker_main(void *arg)
 		}
 		j->state = JOB_RUNNING;
 		j->again = 0;
+		if (j->bequest) {
+			/* handed over while it ran (a rename over another file) */
+			upload_doubt_merge(q, j, j->bequest);
+			free(j->bequest);
+			j->bequest = NULL;
+		}
 		pthread_mutex_unlock(&q->lock);
 		lane = lane_of(q, j);
 		pthread_mutex_lock(&q->lock);

@@ -975,3 +975,94 @@ def test_folder_that_gained_files_elsewhere_is_not_deleted(fake, mounter, how):
     assert os.listdir(m.p("shared")) == ["theirs.txt"]
     assert read_back(m.p("shared/theirs.txt")) == b"written elsewhere\n"
     assert "empty" in fake.dump_by_path()
+
+
+@pytest.mark.parametrize("then", ["waiting", "running", "kill"])
+def test_rename_over_a_file_whose_own_version_is_in_doubt(fake, mounter, env, then):
+    """A new version of a file lands with its answer lost; before the retry
+    (waiting in back-off, or running), a file written here is renamed over
+    it and takes over its item, on the tag seen before that version.  That
+    upload's If-Match then fails against the file's own version: it must
+    replace it, not keep a "(conflict ...)" copy of it (the model tester's
+    seed 8005 under faults)."""
+    fake.seed([{"path": "f.txt", "content": "original\n"}])
+    m = mounter.mount()
+    assert read_back(m.p("f.txt")) == b"original\n"
+    rules = [{"match": "PUT content", "truncate": True, "times": 1}]
+    if then == "running":
+        # the retry is still out (its answer late) when the rename comes
+        rules.append({"match": "PUT content", "stall_ms": 2000, "times": 1})
+    fake.faults({"rules": rules})
+    write(m.p("f.txt"), b"our new version\n")
+    wait_until(lambda: faults_applied(fake) >= 1, 30, "the answer to be lost")
+    assert fake.content("f.txt") == b"our new version\n"   # landed all the same
+    if then == "running":
+        wait_until(lambda: faults_applied(fake) >= 2, 30, "the retry to go out")
+    write(m.p("f.tmp"), b"the replacement, written in full\n")
+    os.rename(m.p("f.tmp"), m.p("f.txt"))
+    if then == "kill":
+        kill_daemon(m)
+        assert meta_db_integrity(env) == "ok"
+        m = mounter.mount(path=m.path)
+    fake.faults({})
+    want = {"f.txt": b"the replacement, written in full\n"}
+    wait_landed(fake, want)
+    wait_settled(m.p(""))
+    files = sorted(p for p, v in fake.dump_by_path().items() if not v.get("folder"))
+    assert files == ["f.txt"], files
+    assert os.listdir(m.p("")) == ["f.txt"]
+    assert read_back(m.p("f.txt")) == want["f.txt"]
+    assert "your version was saved" not in m.stderr_text()
+
+
+def test_new_file_renamed_while_its_create_is_refused_for_its_old_name(fake, mounter):
+    """A new large file is renamed while its upload session runs, and a
+    new file takes its old name and lands first: the session's last chunk
+    is refused (409, the name is taken).  The file's name is another one
+    now: the create goes again under it, no "(conflict ...)" copy that
+    takes the place of the renamed file (the model tester's seed 8437
+    under faults)."""
+    m = mounter.mount()
+    big = pattern(5 * MIB + 7, 4)
+    fake.faults({"rules": [{"match": "PUT upload", "stall_ms": 4000, "times": 1}]})
+    write(m.p("b.txt"), big)
+    wait_until(lambda: faults_applied(fake) >= 1, 30, "the session's chunk to go out")
+    os.rename(m.p("b.txt"), m.p("A"))
+    write(m.p("b.txt"), b"a new file of the old name\n")
+    wait_until(lambda: "b.txt" in fake.dump_by_path(), 30, "the new file on the server")
+    want = {"A": big, "b.txt": b"a new file of the old name\n"}
+    wait_landed(fake, want)
+    wait_settled(m.p(""))
+    files = sorted(p for p, v in fake.dump_by_path().items() if not v.get("folder"))
+    assert files == sorted(want), files
+    assert sorted(os.listdir(m.p(""))) == sorted(want)
+    assert read_back(m.p("A")) == big
+    assert "your version was saved" not in m.stderr_text()
+
+
+def test_rename_over_another_spelling_whose_patch_gets_no_answer(fake, mounter):
+    """A file written here is renamed over an existing file through another
+    spelling of its name: the target's item takes the new spelling (a
+    PATCH) and the new bytes.  That PATCH gets no answer: the rename failed
+    with EIO and an error line, though it is a change to journal like any
+    other made while the service is out of reach (the model tester's seed
+    8005 under faults)."""
+    fake.seed([{"path": "long.txt", "content": "original\n"}])
+    m = mounter.mount(opts={"max_retries": "1", "poll_interval": "1"})
+    assert read_back(m.p("long.txt")) == b"original\n"
+    # an editor's temp file, fsynced (so uploaded) and written again
+    write(m.p("new.tmp"), b"the first draft\n")
+    wait_landed(fake, {"new.tmp": b"the first draft\n"})
+    write(m.p("new.tmp"), b"the replacement\n")
+    fake.faults({"rules": [{"match": "PATCH item", "drop": True, "times": 40}]})
+    os.rename(m.p("new.tmp"), m.p("LONG.TXT"))
+    assert os.listdir(m.p("")) == ["LONG.TXT"]
+    wait_until(lambda: "offline since" in m.stderr_text(), 60, "the PATCH to give up")
+    fake.faults({})
+    want = {"LONG.TXT": b"the replacement\n"}
+    wait_landed(fake, want)
+    wait_until(lambda: sorted(p for p, v in fake.dump_by_path().items() if not v.get("folder")) == sorted(want),
+               30, "only %r on the server" % sorted(want))
+    wait_settled(m.p(""))
+    assert os.listdir(m.p("")) == ["LONG.TXT"]
+    assert read_back(m.p("LONG.TXT")) == want["LONG.TXT"]
