@@ -246,4 +246,13 @@ int cache_apply_remote_changes(struct cache *c, const struct drive_item *items, 
 			       struct cache_change **changes, size_t *nchanges);
 void cache_changes_free(struct cache_change *changes, size_t n);
 
+/*
+ * Item id was deleted on the service behind the cache's back (the item a
+ * create whose answer was lost made, for a file deleted here since): a
+ * delta round may have brought it in meanwhile, or may be on its way with
+ * it.  Its row goes (unless it holds local changes), and a round whose
+ * snapshot was taken before now does not bring it back.  0 or -errno.
+ */
+int cache_forget_deleted(struct cache *c, const char *id);
+
 #endif

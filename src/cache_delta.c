@@ -41,6 +41,7 @@ struct cache_snapshot {
 	size_t nrows;
 	uint64_t *ids;                /* hashes of the ids then cached, sorted */
 	size_t nids;
+	uint64_t deleted_seq;         /* cache.deleted_seq then */
 };
 
 /* A round's item ids, sorted, to find an item's parent within the round. */
@@ -189,6 +190,7 @@ int cache_snapshot_take(struct cache *c, struct cache_snapshot **out)
 	if (!s)
 		return -ENOMEM;
 	pthread_mutex_lock(&c->lock);
+	s->deleted_seq = c->deleted_seq;
 	ret = snapshot_locked(c, s);
 	pthread_mutex_unlock(&c->lock);
 	if (ret < 0) {
@@ -198,6 +200,17 @@ int cache_snapshot_take(struct cache *c, struct cache_snapshot **out)
 	qsort(s->rows, s->nrows, sizeof(*s->rows), compare_fp);
 	qsort(s->ids, s->nids, sizeof(*s->ids), compare_u64);
 	*out = s;
+	return 0;
+}
+
+/* 1 when this mount deleted id on the service after the snapshot was taken. */
+static int deleted_since(const struct apply *ap, const char *id)
+{
+	const struct cache *c = ap->c;
+
+	for (size_t i = 0; ap->before && i < c->ndeleted; i++)
+		if (c->deleted[i].seq > ap->before->deleted_seq && strcmp(c->deleted[i].id, id) == 0)
+			return 1;
 	return 0;
 }
 
@@ -653,8 +666,13 @@ static int apply_locked(struct apply *ap, int flags, int64_t listed_at)
 	for (i = 0; ap->before && i < ap->n; i++) {
 		uint64_t ino;
 
-		if (ap->items[i].is_deleted || !id_was_cached(ap, ap->items[i].id))
+		if (ap->items[i].is_deleted)
 			continue;
+		if (!id_was_cached(ap, ap->items[i].id)) {
+			/* deleted by us while the round was under way: the round is older */
+			ap->gone[i] = deleted_since(ap, ap->items[i].id);
+			continue;
+		}
 		ret = cache_ino_of_id(ap->c, ap->items[i].id, &ino);
 		if (ret == -ENOENT)
 			ap->gone[i] = 1;
@@ -682,6 +700,60 @@ static int apply_locked(struct apply *ap, int flags, int64_t listed_at)
 	if (ret == 0 && listed_at)
 		ret = mark_listed(ap, flags & CACHE_APPLY_COMPLETE, listed_at);
 	return ret;
+}
+
+/* ---- deletions behind the cache's back ------------------------------------ */
+
+/*
+ * Deletions up to seq are older than a round that has been applied: the
+ * rounds after it began later still, and the service no longer lists
+ * those items to them.  Called with c->lock held.
+ */
+static void forget_deletions_before(struct cache *c, uint64_t seq)
+{
+	size_t i, kept = 0;
+
+	for (i = 0; i < c->ndeleted; i++) {
+		if (c->deleted[i].seq <= seq)
+			free(c->deleted[i].id);
+		else
+			c->deleted[kept++] = c->deleted[i];
+	}
+	c->ndeleted = kept;
+}
+
+void cache_deleted_free(struct cache *c)
+{
+	forget_deletions_before(c, UINT64_MAX);
+}
+
+int cache_forget_deleted(struct cache *c, const char *id)
+{
+	uint64_t ino;
+	char *copy = strdup(id);
+	int ret;
+
+	if (!copy)
+		return -ENOMEM;
+	pthread_mutex_lock(&c->lock);
+	if (c->ndeleted == CACHE_DELETED_MAX) {
+		/* the oldest: long before any round still under way */
+		free(c->deleted[0].id);
+		memmove(c->deleted, c->deleted + 1, (CACHE_DELETED_MAX - 1) * sizeof(*c->deleted));
+		c->ndeleted--;
+	}
+	c->deleted[c->ndeleted].id = copy;
+	c->deleted[c->ndeleted++].seq = ++c->deleted_seq;
+	ret = cache_ino_of_id(c, id, &ino);
+	if (ret == 0 && ino != CACHE_ROOT_INO) {
+		ret = cache_tree_protected(c, ino);
+		if (ret == 0)
+			ret = cache_remove_tree(c, ino);
+		else if (ret == 1)
+			ret = 0;      /* changed here since: its own upload meets the deletion */
+	}
+	pthread_mutex_unlock(&c->lock);
+	return ret == -ENOENT ? 0 : ret;
 }
 
 int cache_apply_remote_changes(struct cache *c, const struct drive_item *items, size_t n,
@@ -727,6 +799,8 @@ int cache_apply_remote_changes(struct cache *c, const struct drive_item *items, 
 		ret = cache_begin(c);
 	if (ret == 0)
 		ret = cache_finish(c, apply_locked(&ap, flags, listed_at));
+	if (ret == 0 && before)
+		forget_deletions_before(c, before->deleted_seq);
 	sqlite3_finalize(ap.fp_stmt);
 	pthread_mutex_unlock(&c->lock);
 	if (ret == 0 && (ap.skipped || ap.kept))

@@ -15,6 +15,7 @@
 #define CACHE_LIST_BATCH 64         /* entries copied per lock hold when listing */
 #define META_DRIVE_ID "drive_id"
 #define META_FOLD_VERSION "fold_version"
+#define CACHE_DELETED_MAX 32        /* ids deleted behind the cache's back, remembered */
 
 enum stmt_id {
 	ST_BEGIN, ST_COMMIT, ST_ROLLBACK,
@@ -29,11 +30,20 @@ enum stmt_id {
 	ST_NUM
 };
 
+/* An item deleted on the service behind the cache's back (cache_forget_deleted). */
+struct cache_deleted {
+	char *id;
+	uint64_t seq;                 /* cache.deleted_seq when it was deleted */
+};
+
 struct cache {
 	pthread_mutex_t lock;
 	sqlite3 *db;                  /* lock */
 	sqlite3_stmt *stmt[ST_NUM];   /* lock */
 	char *path;                   /* read-only after open */
+	struct cache_deleted deleted[CACHE_DELETED_MAX];   /* lock, oldest first */
+	size_t ndeleted;              /* lock */
+	uint64_t deleted_seq;         /* lock: deletions noted so far */
 };
 
 /* The SQL of each statement, prepared once at open (cache.c). */
@@ -68,6 +78,8 @@ int cache_hand_batch(struct cache_entry *batch, size_t n, cache_entry_fn fn, voi
 /* The inode of an item id: 0, -ENOENT or -EIO. */
 int cache_ino_of_id(struct cache *c, const char *id, uint64_t *ino);
 int cache_remove_tree(struct cache *c, uint64_t ino);
+/* Free the remembered deletions (cache_delta.c; at close). */
+void cache_deleted_free(struct cache *c);
 /* 1 if ino or anything below it is dirty or local, 0 if not, or -errno. */
 int cache_tree_protected(struct cache *c, uint64_t ino);
 /* cache_meta_get/set with the lock held. */

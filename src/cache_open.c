@@ -267,6 +267,7 @@ void cache_close(struct cache *c)
 	pthread_mutex_lock(&c->lock);
 	exec(c->db, "PRAGMA optimize");
 	close_db(c);
+	cache_deleted_free(c);
 	pthread_mutex_unlock(&c->lock);
 	pthread_mutex_destroy(&c->lock);
 	free(c->path);

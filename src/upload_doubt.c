@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cache.h"
 #include "graph.h"
 #include "log.h"
 #include "upload.h"
@@ -244,6 +245,9 @@ int upload_drop_lost_create(struct upload_queue *q, const char *rec)
 			  remote.name);
 		rc = graph_delete_item_if(q->graph, remote.id,
 					  remote.ctag ? remote.ctag : remote.etag, NULL);
+		/* a delta round may have listed it meanwhile (no row here named it) */
+		if ((rc == 0 || rc == -ENOENT) && q->cache)
+			cache_forget_deleted(q->cache, remote.id);
 		/* gone, or changed by someone else meanwhile: theirs now */
 		rc = rc == 0 ? 1 : rc == -ENOENT || rc == -ESTALE ? 0 : rc;
 		drive_item_release(&remote);

@@ -988,7 +988,9 @@ int upload_run_job(struct upload_queue *q, struct job *job, struct outcome *oc)
 		upload_doubt_clear_create(q, job, r.e.ino);
 	if ((rc == 0 || rc == -ECANCELED) && new_target && gone_meanwhile(&r)) {
 		/* deleted locally while it uploaded: a new file must not stay behind */
-		graph_delete_item(q->graph, item.id, NULL);
+		rc = graph_delete_item(q->graph, item.id, NULL);
+		if ((rc == 0 || rc == -ENOENT) && q->cache)
+			cache_forget_deleted(q->cache, item.id);   /* a round may have listed it */
 		rc = -ECANCELED;
 	}
 out:

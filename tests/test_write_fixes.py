@@ -1066,3 +1066,41 @@ def test_rename_over_another_spelling_whose_patch_gets_no_answer(fake, mounter):
     wait_settled(m.p(""))
     assert os.listdir(m.p("")) == ["LONG.TXT"]
     assert read_back(m.p("LONG.TXT")) == want["LONG.TXT"]
+
+
+def test_item_of_a_lost_create_listed_before_its_deletion(fake, mounter, env):
+    """A new file's create lands with its answer lost, and the file is
+    deleted here while the service cannot be asked (the daemon then dies).
+    After the remount the delta round lists the item that create made (no
+    row names it any more) while the upload queue looks it up and deletes
+    it: the row must go with the deletion, not stay in the mount until a
+    later round (the model tester's seed 8405, tree:extra after a remount,
+    with only a "slow" fault)."""
+    opts = {"max_retries": "1", "poll_interval": "3600", "dir_ttl": "3600"}
+    m = mounter.mount(opts=opts)
+    write(m.p("keep.txt"), b"keep\n")
+    wait_landed(fake, {"keep.txt": b"keep\n"})
+    # the answer breaks off, and the retries fail for a while: the upload waits in back-off
+    fake.faults({"rules": [{"match": "PUT content", "truncate": True, "times": 1},
+                           {"match": "PUT content", "status": 503, "retry_after": "30", "times": 20}]})
+    write(m.p("new.txt"), b"first\n")
+    wait_until(lambda: faults_applied(fake) >= 2, 30, "the answer to be lost and the retry to fail")
+    assert fake.content("new.txt") == b"first\n"   # made all the same
+    fake.faults({"rules": [{"match": "GET item", "status": 503, "retry_after": "1", "times": 100}]})
+    before = faults_applied(fake)
+    os.unlink(m.p("new.txt"))
+    wait_until(lambda: faults_applied(fake) >= before + 2, 30, "the lookup to fail")
+    kill_daemon(m)
+    assert meta_db_integrity(env) == "ok"
+    # the deletion waits long enough for the mount's first delta round to see the item
+    fake.faults({"rules": [{"match": "DELETE item", "stall_ms": 3000, "times": 1}]})
+    rounds = requests(fake, "GET delta")
+    deletes = requests(fake, "DELETE item")
+    m = mounter.mount(path=m.path, opts=opts)
+    wait_until(lambda: requests(fake, "DELETE item") > deletes, 30, "the stray item's deletion")
+    assert requests(fake, "GET delta") > rounds
+    want = ["keep.txt"]
+    wait_until(lambda: sorted(p for p, v in fake.dump_by_path().items() if not v.get("folder")) == want,
+               30, "only %r on the server" % want)
+    # no delta round comes for an hour: the deletion itself must drop the row
+    wait_until(lambda: os.listdir(m.p("")) == want, 10, "only %r in the mount" % want)

@@ -7,7 +7,8 @@
  * root in the feed, items under unknown folders, content changes by cTag,
  * full enumerations dropping what they do not name, local changes that no
  * round may touch, local changes newer than the round (snapshots), name
- * takeover, listed_at, items inside packages, and an 11,000-item round.
+ * takeover, listed_at, items inside packages, items deleted behind the
+ * cache's back (cache_forget_deleted), and an 11,000-item round.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -296,6 +297,45 @@ static void test_snapshot_keeps_newer_local_state(void)
 	cache_close(c);
 }
 
+/* An item we deleted on the service stays out of rounds that began before. */
+static void test_forget_deleted(void)
+{
+	struct cache *c = fresh();
+	struct drive_item base[] = {
+		fixture_item("a!1", "root!1", "A", 1),
+		fixture_item("s!2", "a!1", "stray.txt", 0),
+	};
+	struct cache_snapshot *before = NULL, *after = NULL;
+	struct cache_change *changes = NULL;
+	size_t nchanges = 0;
+	uint64_t a;
+
+	CHECK_INT(apply(c, base, 1, CACHE_APPLY_COMPLETE, NULL), 1);
+	a = ino_at(c, 1, "A");
+	/* a round listed the stray before its deletion: the deletion drops the row */
+	CHECK_INT(apply(c, base + 1, 1, 0, NULL), 1);
+	CHECK(ino_at(c, a, "stray.txt") != 0);
+	CHECK_INT(cache_snapshot_take(c, &before), 0);
+	CHECK_INT(cache_forget_deleted(c, "s!2"), 0);
+	CHECK_INT(ino_at(c, a, "stray.txt"), 0);
+	CHECK_INT(cache_forget_deleted(c, "x!404"), 0);   /* no row: nothing to drop */
+	/* a round begun before the deletion still lists it: not brought back */
+	CHECK_INT(cache_apply_remote_changes(c, base + 1, 1, 0, 1700000000, before, &changes,
+					     &nchanges), 0);
+	CHECK_INT(nchanges, 0);
+	cache_changes_free(changes, nchanges);
+	CHECK_INT(ino_at(c, a, "stray.txt"), 0);
+	/* a round begun after it (the item restored elsewhere, say) applies as usual */
+	CHECK_INT(cache_snapshot_take(c, &after), 0);
+	CHECK_INT(cache_apply_remote_changes(c, base + 1, 1, 0, 1700000000, after, &changes,
+					     &nchanges), 0);
+	cache_changes_free(changes, nchanges);
+	CHECK(ino_at(c, a, "stray.txt") != 0);
+	cache_snapshot_free(before);
+	cache_snapshot_free(after);
+	cache_close(c);
+}
+
 static void test_package_children_skipped(void)
 {
 	struct cache *c = fresh();
@@ -361,6 +401,7 @@ int main(void)
 	RUN(test_local_changes_win);
 	RUN(test_complete_drops_unnamed_and_takeover);
 	RUN(test_snapshot_keeps_newer_local_state);
+	RUN(test_forget_deleted);
 	RUN(test_package_children_skipped);
 	RUN(test_big_round);
 	fixture_teardown();
