@@ -450,7 +450,11 @@ struct rename_op {
  * every byte present in the content cache (fetched from the source's own
  * item) and mark them local, so they are neither evicted nor taken for
  * stale under the target's tag.  A resize up and back down is a change that
- * leaves the bytes as they are.
+ * leaves the bytes as they are.  The handle for writing comes first: while
+ * it is open the cached bytes stay as they are, so what the stage makes
+ * present is still there when they become local.  (The other way round,
+ * an upload of the source landing in between gave them a tag newer than
+ * src's, and the open for writing dropped them as stale.)
  */
 static int make_content_local(struct fs_context *ctx, const struct cache_entry *src)
 {
@@ -460,20 +464,21 @@ static int make_content_local(struct fs_context *ctx, const struct cache_entry *
 	int64_t size;
 	int rc;
 
-	rc = content_stage_open(ctx->content, &src->item, &st, &err);
-	free(err);
-	if (rc)
-		return rc;
-	size = st.size;
-	content_stage_close(&st);
 	rc = content_file_open_write(ctx->content, &src->item, 0, &f);
 	if (rc)
 		return rc;
+	rc = content_stage_open(ctx->content, &src->item, &st, &err);
+	free(err);
+	if (rc)
+		goto out_close;
+	size = st.size;
+	content_stage_close(&st);
 	rc = content_truncate(f, size + 1);
 	if (rc == 0)
 		rc = content_truncate(f, size);
 	if (rc == 0)
 		rc = content_flush(f);
+out_close:
 	content_file_close(f);
 	return rc;
 }

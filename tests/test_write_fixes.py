@@ -822,6 +822,36 @@ def test_rename_over_a_file_while_the_source_upload_lands(fake, env, mounter):
     assert read_back(m.p("target.txt")) == new
 
 
+def test_rename_over_a_new_file_while_the_source_version_lands(fake, mounter):
+    """A file with a new version on its way is renamed over a new file whose
+    first upload runs: the rename waits for that upload, and meanwhile the
+    source's version lands (its cached bytes now clean under the new tag).
+    The take-over must still give the target's item every byte of the
+    source: it reopened them under the tag it had read before the landing,
+    took them for stale and dropped them, so reads fetched the target's own
+    older bytes ("the server sent N bytes less than asked", or that older
+    content: the model tester's seed 8401 under faults)."""
+    fake.seed([{"path": "src.txt", "content": "old source\n"}])
+    m = mounter.mount()
+    assert read_back(m.p("src.txt")) == b"old source\n"
+    src_put = "PUT /v1.0/drives/%s/items/%s/content" % (fake.server.drive_id, fake.server.item_id("/src.txt"))
+    # the source's version lands after 1 s, the target's create after 3 s
+    fake.faults({"rules": [{"match": src_put, "stall_ms": 1000, "times": 1},
+                           {"match": "PUT content", "stall_ms": 3000, "times": 1}]})
+    target, new = pattern(1000, 1), pattern(200 * 1024 + 7, 2)
+    write(m.p("target.txt"), target)
+    wait_until(lambda: xattr(m.p("target.txt"), "status") == "uploading", 20, "the target's upload to start")
+    write(m.p("src.txt"), new)
+    wait_until(lambda: xattr(m.p("src.txt"), "status") == "uploading", 20, "the source's upload to start")
+    os.rename(m.p("src.txt"), m.p("target.txt"))      # waits for the target's upload
+    assert read_back(m.p("target.txt")) == new
+    wait_landed(fake, {"target.txt": new})
+    wait_until(lambda: "src.txt" not in fake.dump_by_path(), 30, "the source's item to go")
+    wait_settled(m.p(""))
+    m = mounter.remount(m)
+    assert read_back(m.p("target.txt")) == new
+
+
 def test_time_set_while_a_create_is_in_doubt(fake, mounter):
     """A new file's create lands with its answer lost and the retries fail;
     its time is then set on purpose.  The next run takes the item that
