@@ -12,9 +12,12 @@
 #include <time.h>
 
 #include <sqlite3.h>
+#include <sys/types.h>
 
+#include "qxhash.h"
 #include "upload.h"
 
+struct content_stage;
 struct drive_item;
 
 #define UPLOAD_QUOTA_TEXT "the OneDrive is full (quota exceeded)"
@@ -199,6 +202,33 @@ void upload_remove_job(struct upload_queue *q, struct job *j);
 void upload_set_conflict(struct upload_queue *q, uint64_t ino, int on);
 /* Forget j's upload session (new content: its bytes are stale). */
 void upload_drop_session(struct job *j);
+
+/* ---- the staged bytes of one upload (upload_reader.c) ---- */
+
+/* One staged file being read for an upload, hashing as it goes. */
+struct reader {
+	struct upload_queue *q;
+	struct job *job;        /* read-only here: its forgotten flag */
+	const char *item_id;    /* the staged content's, for the change check */
+	const struct content_stage *st;
+	int fd;
+	int64_t size;
+	int64_t pos;            /* next byte the current request reads */
+	int64_t hashed;         /* bytes [0, hashed) are in h */
+	struct qxhash h;
+	int changed;            /* written here while it was read: the request was cut */
+};
+
+/* 1 when the queue stops or the reader's job was forgotten. */
+int upload_reader_cancelled(const struct reader *r);
+/* http_source_fn: the next bytes at r->pos, hashed once each. */
+ssize_t upload_reader_source(void *ctx, char *buf, size_t len);
+/* 1 if the service's hash matches the bytes (or it sent none), else 0; <0 on read errors. */
+int upload_reader_matches(struct reader *r, const char *remote);
+/* The hash of the staged bytes, base64, in hash (NULL: they cannot be read). */
+const char *upload_reader_hash(struct reader *rd, char *hash);
+/* 1 if remote holds exactly the staged bytes (say, our own upload whose answer was lost). */
+int upload_reader_same_bytes(struct reader *rd, const struct drive_item *remote);
 
 /* A worker thread (upload_worker.c): runs ready jobs until q->stopping. */
 void *upload_worker_main(void *arg);

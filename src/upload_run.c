@@ -37,20 +37,6 @@
 #define HASH_MISMATCH_MAX 3             /* then accept the service's bytes (quirk 8) */
 #define PATH_DEPTH_MAX 256
 
-/* One staged file being read for an upload, hashing as it goes. */
-struct reader {
-	struct upload_queue *q;
-	struct job *job;        /* read-only here: its forgotten flag */
-	const char *item_id;    /* the staged content's, for the change check */
-	const struct content_stage *st;
-	int fd;
-	int64_t size;
-	int64_t pos;            /* next byte the current request reads */
-	int64_t hashed;         /* bytes [0, hashed) are in h */
-	struct qxhash h;
-	int changed;            /* written here while it was read: the request was cut */
-};
-
 static int64_t wall_seconds(void)
 {
 	struct timespec ts;
@@ -89,99 +75,6 @@ static char *path_of(struct upload_queue *q, uint64_t ino)
 	for (i = 0; i < n; i++)
 		free(parts[i]);
 	return out;
-}
-
-/* ---- reading the staged bytes ---- */
-
-static int cancelled(const struct reader *r)
-{
-	return __atomic_load_n(&r->q->stopping, __ATOMIC_RELAXED) ||
-	       __atomic_load_n(&r->job->forgotten, __ATOMIC_RELAXED);
-}
-
-static ssize_t pread_full(int fd, char *buf, size_t len, int64_t off)
-{
-	size_t got = 0;
-	ssize_t n;
-
-	while (got < len) {
-		n = pread(fd, buf + got, len - got, (off_t)(off + (int64_t)got));
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		if (n == 0)
-			break;
-		got += (size_t)n;
-	}
-	return (ssize_t)got;
-}
-
-/* Hash bytes [r->hashed, upto) straight from the file (a resumed session). */
-static int hash_until(struct reader *r, int64_t upto)
-{
-	char buf[65536];
-	ssize_t n;
-
-	while (r->hashed < upto) {
-		n = pread_full(r->fd, buf, (size_t)(upto - r->hashed < (int64_t)sizeof(buf) ?
-						     upto - r->hashed : (int64_t)sizeof(buf)),
-			       r->hashed);
-		if (n <= 0)
-			return n < 0 ? (int)n : -EIO;
-		qxhash_update(&r->h, buf, (size_t)n);
-		r->hashed += n;
-	}
-	return 0;
-}
-
-/*
- * http_source_fn: the next bytes at r->pos, hashed once each.  The
- * descriptor is no snapshot: before the last byte goes out (the one that
- * makes the service commit), make sure nothing was written since staging,
- * else the service would keep a mix of versions whose hash nobody knows.
- */
-static ssize_t reader_source(void *ctx, char *buf, size_t len)
-{
-	struct reader *r = ctx;
-	int64_t skip;
-	ssize_t n;
-	int rc;
-
-	if (cancelled(r))
-		return -ECANCELED;
-	if (r->pos > r->hashed && (rc = hash_until(r, r->pos)) < 0)
-		return rc;
-	if ((int64_t)len > r->size - r->pos)
-		len = (size_t)(r->size - r->pos);   /* the file may have grown meanwhile */
-	n = len ? pread_full(r->fd, buf, len, r->pos) : 0;
-	if (n > 0 && r->pos + n == r->size && r->st &&
-	    content_stage_changed(r->q->content, r->item_id, r->st) == 1)
-		n = 0;
-	if (n <= 0) {
-		if (n == 0)
-			r->changed = 1;   /* shorter than staged (a truncate), or written over */
-		return n < 0 ? n : -EIO;
-	}
-	if (r->pos + n > r->hashed) {
-		skip = r->hashed - r->pos;
-		qxhash_update(&r->h, buf + skip, (size_t)(n - skip));
-		r->hashed = r->pos + n;
-	}
-	r->pos += n;
-	return n;
-}
-
-/* 1 if the service's hash matches the bytes (or it sent none), else 0; <0 on read errors. */
-static int hash_matches(struct reader *r, const char *remote)
-{
-	char local[QXHASH_BASE64_LEN + 1];
-	int rc = hash_until(r, r->size);
-
-	if (rc < 0)
-		return rc;
-	qxhash_final_base64(&r->h, local);
-	return !remote || strcmp(local, remote) == 0;
 }
 
 /* ---- one upload ---- */
@@ -266,7 +159,7 @@ static int upload_session(struct run *r, struct reader *rd, const struct graph_u
 	}
 	off = s.next_offset;
 	while (!done) {
-		if (cancelled(rd)) {
+		if (upload_reader_cancelled(rd)) {
 			rc = -ECANCELED;
 			break;
 		}
@@ -276,7 +169,7 @@ static int upload_session(struct run *r, struct reader *rd, const struct graph_u
 		} else {
 			n = rd->size - off < chunk ? rd->size - off : chunk;
 			rd->pos = off;
-			rc = graph_upload_session_put(q->graph, &s, off, n, rd->size, reader_source, rd,
+			rc = graph_upload_session_put(q->graph, &s, off, n, rd->size, upload_reader_source, rd,
 						      &done, out, &r->err);
 		}
 		if (rc == 0) {
@@ -344,7 +237,7 @@ static int upload_to(struct run *r, const struct graph_upload_target *t, int res
 	rd->changed = 0;
 	qxhash_init(&rd->h);
 	if (rd->size <= SIMPLE_MAX)
-		rc = graph_upload_small(r->q->graph, t, reader_source, rd, rd->size, out, &r->err);
+		rc = graph_upload_small(r->q->graph, t, upload_reader_source, rd, rd->size, out, &r->err);
 	else
 		rc = upload_session(r, rd, t, resume, out);
 	if (rc < 0 && rd->changed) {
@@ -558,21 +451,12 @@ static int follow_mtime(struct run *r, const struct cache_entry *now, struct dri
 	return replaced;
 }
 
-/* The hash of the staged bytes, base64 (NULL: they cannot be read). */
-static const char *staged_hash(struct reader *rd, char *hash)
-{
-	if (hash_until(rd, rd->size) < 0)
-		return NULL;
-	qxhash_final_base64(&rd->h, hash);
-	return hash;
-}
-
 /* A new version of t's item is about to go out: journal it (upload_doubt.c). */
 static void note_update(struct run *r, struct reader *rd, const struct graph_upload_target *t)
 {
 	char hash[QXHASH_BASE64_LEN + 1];
 
-	if (t->item_id && staged_hash(rd, hash))
+	if (t->item_id && upload_reader_hash(rd, hash))
 		upload_doubt_note_update(r->q, r->job, r->e.ino, t->item_id, hash);
 }
 
@@ -587,7 +471,7 @@ static int landed(struct run *r, struct reader *rd, struct drive_item *item, int
 	/* deleted (or taken over) locally meanwhile: the cache is no longer ours to change */
 	if (forgotten(r))
 		return -ECANCELED;
-	match = hash_matches(rd, item->qxhash);
+	match = upload_reader_matches(rd, item->qxhash);
 	if (match < 0)
 		return match;
 	if (!match && ++r->job->mismatches <= HASH_MISMATCH_MAX) {
@@ -656,17 +540,6 @@ static int landed(struct run *r, struct reader *rd, struct drive_item *item, int
 }
 
 
-/* 1 if remote holds exactly the staged bytes (say, our own upload whose answer was lost). */
-static int same_bytes(struct reader *rd, const struct drive_item *remote)
-{
-	char local[QXHASH_BASE64_LEN + 1];
-
-	if (!remote->qxhash || remote->size != rd->size || hash_until(rd, rd->size) < 0)
-		return 0;
-	qxhash_final_base64(&rd->h, local);
-	return strcmp(local, remote->qxhash) == 0;
-}
-
 /*
  * The item holds our own earlier version (upload_doubt_own_version): it is the base
  * of this one, so send the bytes again conditioned on its tags.
@@ -710,7 +583,7 @@ static int resolve_conflict(struct run *r, struct reader *rd, const struct graph
 			return rc == -ENOENT ? -EAGAIN : rc;   /* gone meanwhile: try again */
 		remote = &cur;
 	}
-	if (same_bytes(rd, remote)) {
+	if (upload_reader_same_bytes(rd, remote)) {
 		log_debug("'%s' is already on the service", r->path);
 		rc = remote == &cur ? 0 : drive_item_copy(&cur, remote);
 		if (rc == 0)
@@ -730,7 +603,7 @@ static void note_create(struct run *r, struct reader *rd, const struct graph_upl
 {
 	char hash[QXHASH_BASE64_LEN + 1];
 
-	if (t->parent_id && t->name && staged_hash(rd, hash))
+	if (t->parent_id && t->name && upload_reader_hash(rd, hash))
 		upload_doubt_note_create(r->q, r->job, r->e.ino, hash, t->parent_id, t->name);
 }
 
@@ -767,7 +640,7 @@ static int lost_create_item(struct run *r, struct reader *rd, const struct graph
 		drive_item_release(&remote);
 		remote = moved;
 	}
-	if (same_bytes(rd, &remote)) {
+	if (upload_reader_same_bytes(rd, &remote)) {
 		*item = remote;
 		memset(&remote, 0, sizeof(remote));
 		rc = 1;
