@@ -8,6 +8,7 @@ import errno
 import json
 import os
 import re
+import threading
 import time
 
 import pytest
@@ -1096,6 +1097,52 @@ def test_rename_over_another_spelling_whose_patch_gets_no_answer(fake, mounter):
     wait_settled(m.p(""))
     assert os.listdir(m.p("")) == ["LONG.TXT"]
     assert read_back(m.p("LONG.TXT")) == want["LONG.TXT"]
+
+
+def test_new_file_lands_while_its_rename_over_another_spelling_waits(fake, mounter):
+    """A file created here, never uploaded, is renamed over an existing
+    file through another spelling of its name; while the PATCH of that
+    spelling waits (no answer, retried), the new file's own first upload
+    lands and gives it an id of the service's.  The take-over must go on
+    with that id (the bytes and the row moved there): it used the local
+    id read before the wait, the content move failed and the rename
+    answered ENOENT.  The item the upload made is deleted afterwards."""
+    fake.seed([{"path": "long.txt", "content": "original\n"}])
+    m = mounter.mount(opts={"max_retries": "1", "poll_interval": "1"})
+    assert read_back(m.p("long.txt")) == b"original\n"
+    # the new file's create lands after 1 s; the PATCH waits 3 s per attempt, unanswered
+    fake.faults({"rules": [{"match": "PUT content", "stall_ms": 1000, "times": 1},
+                           {"match": "PATCH item", "stall_ms": 3000, "drop": True, "times": 40}]})
+    write(m.p("new.tmp"), b"the replacement\n")
+    wait_until(lambda: xattr(m.p("new.tmp"), "status") == "uploading", 20, "the new file's upload to start")
+    done = []
+
+    def rename():
+        try:
+            os.rename(m.p("new.tmp"), m.p("LONG.TXT"))
+            done.append(0)
+        except OSError as e:
+            done.append(e.errno)
+
+    renaming = threading.Thread(target=rename)
+    renaming.start()
+    try:
+        wait_until(lambda: "new.tmp" in fake.dump_by_path(), 30, "the new file's create to land")
+        assert renaming.is_alive(), "the rename was done before the create landed"
+    finally:
+        renaming.join(60)
+    assert done == [0], "the rename failed: %s" % [errno.errorcode.get(e, e) for e in done]
+    assert os.listdir(m.p("")) == ["LONG.TXT"]
+    assert read_back(m.p("LONG.TXT")) == b"the replacement\n"
+    fake.faults({})
+    want = {"LONG.TXT": b"the replacement\n"}
+    wait_landed(fake, want)
+    wait_until(lambda: sorted(p for p, v in fake.dump_by_path().items() if not v.get("folder")) == sorted(want),
+               30, "only %r on the server" % sorted(want))
+    wait_settled(m.p(""))
+    assert os.listdir(m.p("")) == ["LONG.TXT"]
+    assert read_back(m.p("LONG.TXT")) == want["LONG.TXT"]
+    assert "your version was saved" not in m.stderr_text()
 
 
 def test_item_of_a_lost_create_listed_before_its_deletion(fake, mounter, env):
