@@ -770,6 +770,9 @@ static int take_over_wanted(struct rename_op *op)
  * then fail.  Let that upload land (bounded), so the target is an item
  * on the service like any other, replaced the usual way.  has_dst is
  * cleared (and dst released) when the target is gone meanwhile or on error.
+ * The source is read again too: a version of its own that landed
+ * meanwhile tagged its cached bytes anew, and the entry read before
+ * would take them for stale (make_content_local dropped them).
  */
 static int wait_target_upload(struct rename_op *op)
 {
@@ -789,6 +792,11 @@ static int wait_target_upload(struct rename_op *op)
 	for (waited = 0; waited < RENAME_WAIT_POLLS && upload_pending(ctx->upload, op->dst.ino);
 	     waited++)
 		nanosleep(&pause, NULL);
+	rc = cache_get(ctx->cache, op->src.ino, &fresh);
+	if (rc)
+		return rc;
+	cache_entry_release(&op->src);
+	op->src = fresh;
 	rc = cache_get(ctx->cache, op->dst.ino, &fresh);
 	cache_entry_release(&op->dst);
 	if (rc) {

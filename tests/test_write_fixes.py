@@ -853,6 +853,40 @@ def test_rename_over_a_new_file_while_the_source_version_lands(fake, mounter):
     assert read_back(m.p("target.txt")) == new
 
 
+def test_rename_waiting_for_the_target_keeps_the_source_version_that_landed(fake, mounter):
+    """As above: the source's version lands while the rename waits for the
+    target's create, before the take-over begins.  Making the source's
+    bytes local used the entry read before the wait, whose tag is the one
+    before that version: the bytes, clean under the new tag, were dropped
+    as stale and fetched again, or, when that fetch failed (offline), the
+    rename fell back to a move and the file had no byte in the cache (the
+    model tester's seed 8005 under faults: "cannot read ... while offline:
+    it is not in the cache" for bytes all written here).  Downloads fail
+    here: the take-over must need none."""
+    fake.seed([{"path": "src.txt", "content": "old source\n"}])
+    m = mounter.mount(opts={"max_retries": "1"})
+    assert read_back(m.p("src.txt")) == b"old source\n"
+    src_put = "PUT /v1.0/drives/%s/items/%s/content" % (fake.server.drive_id, fake.server.item_id("/src.txt"))
+    # the source's version lands after 1 s, the target's create after 3 s; no download works
+    fake.faults({"rules": [{"match": src_put, "stall_ms": 1000, "times": 1},
+                           {"match": "PUT content", "stall_ms": 3000, "times": 1},
+                           {"match": "GET content", "status": 503, "retry_after": "0"},
+                           {"match": "GET download", "status": 503, "retry_after": "0"}]})
+    target, new = pattern(1000, 1), pattern(200 * 1024 + 7, 2)
+    write(m.p("target.txt"), target)
+    wait_until(lambda: xattr(m.p("target.txt"), "status") == "uploading", 20, "the target's upload to start")
+    write(m.p("src.txt"), new)
+    wait_until(lambda: xattr(m.p("src.txt"), "status") == "uploading", 20, "the source's upload to start")
+    os.rename(m.p("src.txt"), m.p("target.txt"))      # waits for the target's upload; the source lands
+    assert read_back(m.p("target.txt")) == new
+    wait_landed(fake, {"target.txt": new})
+    wait_until(lambda: "src.txt" not in fake.dump_by_path(), 30, "the source's item to go")
+    wait_settled(m.p(""))
+    fake.faults({})
+    m = mounter.remount(m)
+    assert read_back(m.p("target.txt")) == new
+
+
 def test_time_set_while_a_create_is_in_doubt(fake, mounter):
     """A new file's create lands with its answer lost and the retries fail;
     its time is then set on purpose.  The next run takes the item that
