@@ -484,6 +484,38 @@ out_close:
 }
 
 /*
+ * The source as it is now, once its upload is forgotten (no landing changes
+ * it after that: upload_forget() sets the flag landed() checks under the
+ * queue's lock).  A file created here whose first upload landed while the
+ * rename waited (the PATCH of another spelling, retried) has an id of the
+ * service's now, its bytes moved there and clean under the new tag: make
+ * them local, as for any source on the service, so the target's tag does
+ * not pass them for stale.
+ */
+static int reread_source(struct rename_op *op)
+{
+	struct fs_context *ctx = op->ctx;
+	struct cache_entry fresh;
+	int rc;
+
+	rc = cache_get(ctx->cache, op->src.ino, &fresh);
+	if (rc)
+		return rc;
+	if (op->src.is_local && !fresh.is_local) {
+		log_debug("'%s' landed while it was renamed: taking over with id '%s'",
+			  fresh.item.name, fresh.item.id);
+		rc = make_content_local(ctx, &fresh);
+		if (rc) {
+			cache_entry_release(&fresh);
+			return rc;
+		}
+	}
+	cache_entry_release(&op->src);
+	op->src = fresh;
+	return 0;
+}
+
+/*
  * A file written here replaces a file on the service: it takes over the
  * target's id and tags, so its upload becomes a new version of the target's
  * item (id, history and sharing kept).  A source that exists only here
@@ -496,14 +528,13 @@ static int rename_take_over(struct rename_op *op)
 	struct fs_context *ctx = op->ctx;
 	struct cache_entry *src = &op->src, *dst = &op->dst;
 	struct drive_item base, renamed;
-	struct timespec mtime = src->item.mtime;
-	int64_t size = src->item.size;
+	struct timespec mtime;
+	int64_t size;
 	char path[FS_PATH_MAX], *err = NULL;
 	int rc;
 
 	if (!src->is_local && make_content_local(ctx, src))
 		return -EAGAIN;
-	fs_writer_peek(ctx->state, src->ino, &size, &mtime);
 	/*
 	 * Over another spelling of the target's name: the upload replaces the
 	 * content of the item, not its name, so the name changes now.
@@ -529,6 +560,12 @@ static int rename_take_over(struct rename_op *op)
 		/* a version of the target's in doubt is the base of the source's upload */
 		upload_forget_into(ctx->upload, dst->ino, src->ino);
 	}
+	rc = reread_source(op);
+	if (rc)
+		goto out_release;
+	size = src->item.size;
+	mtime = src->item.mtime;
+	fs_writer_peek(ctx->state, src->ino, &size, &mtime);
 	keep_open_content(ctx, dst);
 	rc = cache_move(ctx->cache, src->ino, op->newdir.ino, op->newname);
 	if (rc)
@@ -733,6 +770,9 @@ static int take_over_wanted(struct rename_op *op)
  * then fail.  Let that upload land (bounded), so the target is an item
  * on the service like any other, replaced the usual way.  has_dst is
  * cleared (and dst released) when the target is gone meanwhile or on error.
+ * The source is read again too: a version of its own that landed
+ * meanwhile tagged its cached bytes anew, and the entry read before
+ * would take them for stale (make_content_local dropped them).
  */
 static int wait_target_upload(struct rename_op *op)
 {
@@ -752,6 +792,11 @@ static int wait_target_upload(struct rename_op *op)
 	for (waited = 0; waited < RENAME_WAIT_POLLS && upload_pending(ctx->upload, op->dst.ino);
 	     waited++)
 		nanosleep(&pause, NULL);
+	rc = cache_get(ctx->cache, op->src.ino, &fresh);
+	if (rc)
+		return rc;
+	cache_entry_release(&op->src);
+	op->src = fresh;
 	rc = cache_get(ctx->cache, op->dst.ino, &fresh);
 	cache_entry_release(&op->dst);
 	if (rc) {

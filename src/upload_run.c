@@ -363,7 +363,13 @@ out_free_name:
 	return rc;
 }
 
-/* A new file's name or folder changed while it uploaded: follow with a PATCH. */
+static int forgotten(const struct run *r);
+
+/*
+ * A new file's name or folder changed while it uploaded: follow with a PATCH.
+ * Not for a file forgotten meanwhile: a rename over another file took the
+ * inode over (the other item's id and name) and deletes this item.
+ */
 static void follow_rename(struct run *r, const struct drive_item *item)
 {
 	struct upload_queue *q = r->q;
@@ -375,6 +381,10 @@ static void follow_rename(struct run *r, const struct drive_item *item)
 
 	if (cache_get(q->cache, r->e.ino, &now) < 0)
 		return;
+	if (forgotten(r)) {
+		cache_entry_release(&now);
+		return;
+	}
 	if (now.parent_ino != r->e.parent_ino &&
 	    cache_get(q->cache, now.parent_ino, &parent) == 0) {
 		new_parent = cache_id_is_local(parent.item.id) ? NULL : parent.item.id;
@@ -386,7 +396,10 @@ static void follow_rename(struct run *r, const struct drive_item *item)
 		rc = graph_update_item(q->graph, item->id, new_name, new_parent, NULL, NULL, NULL,
 				       &moved, &err);
 		if (rc == 0) {
-			cache_update_remote(q->cache, r->e.ino, &moved, 0);
+			pthread_mutex_lock(&q->lock);
+			if (!forgotten(r))
+				cache_update_remote(q->cache, r->e.ino, &moved, 0);
+			pthread_mutex_unlock(&q->lock);
 			drive_item_release(&moved);
 		} else if ((errmap_is_transport(rc) || rc == -ECANCELED) && q->move &&
 			   q->move(q->move_ctx, item->id, new_parent, new_name, r->path) == 0) {

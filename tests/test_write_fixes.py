@@ -8,6 +8,7 @@ import errno
 import json
 import os
 import re
+import threading
 import time
 
 import pytest
@@ -852,6 +853,40 @@ def test_rename_over_a_new_file_while_the_source_version_lands(fake, mounter):
     assert read_back(m.p("target.txt")) == new
 
 
+def test_rename_waiting_for_the_target_keeps_the_source_version_that_landed(fake, mounter):
+    """As above: the source's version lands while the rename waits for the
+    target's create, before the take-over begins.  Making the source's
+    bytes local used the entry read before the wait, whose tag is the one
+    before that version: the bytes, clean under the new tag, were dropped
+    as stale and fetched again, or, when that fetch failed (offline), the
+    rename fell back to a move and the file had no byte in the cache (the
+    model tester's seed 8005 under faults: "cannot read ... while offline:
+    it is not in the cache" for bytes all written here).  Downloads fail
+    here: the take-over must need none."""
+    fake.seed([{"path": "src.txt", "content": "old source\n"}])
+    m = mounter.mount(opts={"max_retries": "1"})
+    assert read_back(m.p("src.txt")) == b"old source\n"
+    src_put = "PUT /v1.0/drives/%s/items/%s/content" % (fake.server.drive_id, fake.server.item_id("/src.txt"))
+    # the source's version lands after 1 s, the target's create after 3 s; no download works
+    fake.faults({"rules": [{"match": src_put, "stall_ms": 1000, "times": 1},
+                           {"match": "PUT content", "stall_ms": 3000, "times": 1},
+                           {"match": "GET content", "status": 503, "retry_after": "0"},
+                           {"match": "GET download", "status": 503, "retry_after": "0"}]})
+    target, new = pattern(1000, 1), pattern(200 * 1024 + 7, 2)
+    write(m.p("target.txt"), target)
+    wait_until(lambda: xattr(m.p("target.txt"), "status") == "uploading", 20, "the target's upload to start")
+    write(m.p("src.txt"), new)
+    wait_until(lambda: xattr(m.p("src.txt"), "status") == "uploading", 20, "the source's upload to start")
+    os.rename(m.p("src.txt"), m.p("target.txt"))      # waits for the target's upload; the source lands
+    assert read_back(m.p("target.txt")) == new
+    wait_landed(fake, {"target.txt": new})
+    wait_until(lambda: "src.txt" not in fake.dump_by_path(), 30, "the source's item to go")
+    wait_settled(m.p(""))
+    fake.faults({})
+    m = mounter.remount(m)
+    assert read_back(m.p("target.txt")) == new
+
+
 def test_time_set_while_a_create_is_in_doubt(fake, mounter):
     """A new file's create lands with its answer lost and the retries fail;
     its time is then set on purpose.  The next run takes the item that
@@ -1096,6 +1131,52 @@ def test_rename_over_another_spelling_whose_patch_gets_no_answer(fake, mounter):
     wait_settled(m.p(""))
     assert os.listdir(m.p("")) == ["LONG.TXT"]
     assert read_back(m.p("LONG.TXT")) == want["LONG.TXT"]
+
+
+def test_new_file_lands_while_its_rename_over_another_spelling_waits(fake, mounter):
+    """A file created here, never uploaded, is renamed over an existing
+    file through another spelling of its name; while the PATCH of that
+    spelling waits (no answer, retried), the new file's own first upload
+    lands and gives it an id of the service's.  The take-over must go on
+    with that id (the bytes and the row moved there): it used the local
+    id read before the wait, the content move failed and the rename
+    answered ENOENT.  The item the upload made is deleted afterwards."""
+    fake.seed([{"path": "long.txt", "content": "original\n"}])
+    m = mounter.mount(opts={"max_retries": "1", "poll_interval": "1"})
+    assert read_back(m.p("long.txt")) == b"original\n"
+    # the new file's create lands after 1 s; the PATCH waits 3 s per attempt, unanswered
+    fake.faults({"rules": [{"match": "PUT content", "stall_ms": 1000, "times": 1},
+                           {"match": "PATCH item", "stall_ms": 3000, "drop": True, "times": 40}]})
+    write(m.p("new.tmp"), b"the replacement\n")
+    wait_until(lambda: xattr(m.p("new.tmp"), "status") == "uploading", 20, "the new file's upload to start")
+    done = []
+
+    def rename():
+        try:
+            os.rename(m.p("new.tmp"), m.p("LONG.TXT"))
+            done.append(0)
+        except OSError as e:
+            done.append(e.errno)
+
+    renaming = threading.Thread(target=rename)
+    renaming.start()
+    try:
+        wait_until(lambda: "new.tmp" in fake.dump_by_path(), 30, "the new file's create to land")
+        assert renaming.is_alive(), "the rename was done before the create landed"
+    finally:
+        renaming.join(60)
+    assert done == [0], "the rename failed: %s" % [errno.errorcode.get(e, e) for e in done]
+    assert os.listdir(m.p("")) == ["LONG.TXT"]
+    assert read_back(m.p("LONG.TXT")) == b"the replacement\n"
+    fake.faults({})
+    want = {"LONG.TXT": b"the replacement\n"}
+    wait_landed(fake, want)
+    wait_until(lambda: sorted(p for p, v in fake.dump_by_path().items() if not v.get("folder")) == sorted(want),
+               30, "only %r on the server" % sorted(want))
+    wait_settled(m.p(""))
+    assert os.listdir(m.p("")) == ["LONG.TXT"]
+    assert read_back(m.p("LONG.TXT")) == want["LONG.TXT"]
+    assert "your version was saved" not in m.stderr_text()
 
 
 def test_item_of_a_lost_create_listed_before_its_deletion(fake, mounter, env):
