@@ -562,14 +562,14 @@ static int rename_take_over(struct rename_op *op)
 	}
 	rc = reread_source(op);
 	if (rc)
-		goto out_release;
+		goto out_requeue;
 	size = src->item.size;
 	mtime = src->item.mtime;
 	fs_writer_peek(ctx->state, src->ino, &size, &mtime);
 	keep_open_content(ctx, dst);
 	rc = cache_move(ctx->cache, src->ino, op->newdir.ino, op->newname);
 	if (rc)
-		goto out_release;
+		goto out_requeue;
 	content_discard(ctx->content, dst->item.id);
 	rc = content_rename_id(ctx->content, src->item.id, dst->item.id);
 	if (rc == 0)
@@ -601,6 +601,13 @@ static int rename_take_over(struct rename_op *op)
 		fs_log_failure("remove the uploaded temporary file", path, NULL, rc, err);
 	free(err);
 	rc = 0;
+	goto out_release;
+out_requeue:
+	/* nothing moved: both files keep their changes, and their uploads go on */
+	if (src->dirty || src->is_local)
+		fs_queue_upload(ctx, src->ino);
+	if (dst->dirty)
+		fs_queue_upload(ctx, dst->ino);
 out_release:
 	drive_item_release(&renamed);
 	return rc;

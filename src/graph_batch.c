@@ -21,6 +21,7 @@
  * does every later one (logged once).
  */
 #include <errno.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -132,7 +133,7 @@ static double answer_retry_after(json_t *headers)
 			return -1;
 		errno = 0;
 		d = strtod(s, &end);
-		if (errno || end == s || d < 0)
+		if (errno || end == s || *end || !isfinite(d) || d < 0)
 			return -1;
 		return d > BATCH_RETRY_CAP ? BATCH_RETRY_CAP : d;
 	}
@@ -310,12 +311,14 @@ out_free:
 }
 
 /* Send reqs[0..n): as a batch when there are several, again for those throttled. */
-static void send_times(struct graph *g, struct graph_times_req **reqs, size_t n)
+static void send_times(struct graph *g, struct graph_times_req **taken, size_t n)
 {
+	struct graph_times_req *reqs[BATCH_MAX];   /* the caller marks all of taken done */
 	double wait;
 	size_t i, k;
 	long tries;
 
+	memcpy(reqs, taken, n * sizeof(*reqs));
 	for (tries = 0;; tries++) {
 		if (n == 1 || batching_off(g)) {
 			for (i = 0; i < n; i++)
@@ -340,13 +343,19 @@ static void send_times(struct graph *g, struct graph_times_req **reqs, size_t n)
 			if (ra > wait)
 				wait = ra;
 		}
-		log_debug("%zu of %zu time updates were throttled: sending them again in %.1f s", k, n,
-			  wait);
+		/* as for a single request: every thread pauses, not only this one */
+		if (http_pause(g->http, wait))
+			log_info("the service is throttling requests (inside a batch): pausing all "
+				 "requests for %.1f s", wait);
+		else
+			log_debug("%zu of %zu time updates were throttled: sending them again in %.1f s",
+				  k, n, wait);
 		if (http_sleep(wait) < 0) {
 			for (i = 0; i < k; i++) {
 				free(reqs[i]->err);
 				reqs[i]->err = NULL;
-				reqs[i]->rc = graph_fail_errno(&reqs[i]->err, "cannot set the time", -ECANCELED);
+				reqs[i]->rc = graph_fail_errno(&reqs[i]->err, "cannot set the time of an item",
+							       -ECANCELED);
 			}
 			return;
 		}
@@ -354,11 +363,53 @@ static void send_times(struct graph *g, struct graph_times_req **reqs, size_t n)
 	}
 }
 
+/* 1 if batch[0..n) holds a request for item_id. */
+static int in_batch(struct graph_times_req **batch, size_t n, const char *item_id)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (strcmp(batch[i]->item_id, item_id) == 0)
+			return 1;
+	return 0;
+}
+
+/*
+ * Take what waits now into batch, oldest first, up to BATCH_MAX.  A second
+ * PATCH of an item already taken stays for the next batch: the service
+ * runs the requests of one batch in no particular order, so the older
+ * could win.  g->batch_lock held.
+ */
+static size_t take_pending(struct graph *g, struct graph_times_req **batch)
+{
+	struct graph_times_req **pp = &g->pending, *r, *last = NULL;
+	size_t n = 0;
+
+	while ((r = *pp) && n < BATCH_MAX) {
+		if (in_batch(batch, n, r->item_id)) {
+			last = r;
+			pp = &r->next;
+			continue;
+		}
+		*pp = r->next;
+		r->next = NULL;
+		r->taken = 1;
+		batch[n++] = r;
+	}
+	/* the tail is the last request left in the list */
+	if (!g->pending) {
+		g->pending_tail = NULL;
+	} else if (!*pp) {
+		g->pending_tail = last;
+	}
+	return n;
+}
+
 int graph_set_times(struct graph *g, const char *item_id, const struct timespec *mtime,
 		    const struct timespec *crtime, const char *if_match,
 		    struct drive_item *out, char **err)
 {
-	struct graph_times_req self, *batch[BATCH_MAX], *r;
+	struct graph_times_req self, *batch[BATCH_MAX];
 	size_t n;
 
 	if (out)
@@ -382,16 +433,7 @@ int graph_set_times(struct graph *g, const char *item_id, const struct timespec 
 			pthread_cond_wait(&g->batch_done, &g->batch_lock);
 			continue;
 		}
-		/* send what waits now, oldest first */
-		for (n = 0; n < BATCH_MAX && g->pending; n++) {
-			r = g->pending;
-			g->pending = r->next;
-			r->next = NULL;
-			r->taken = 1;
-			batch[n] = r;
-		}
-		if (!g->pending)
-			g->pending_tail = NULL;
+		n = take_pending(g, batch);
 		g->senders++;
 		pthread_mutex_unlock(&g->batch_lock);
 		send_times(g, batch, n);

@@ -134,6 +134,14 @@ void http_set_thread_cancel(http_cancel_fn fn, void *ctx);
 /* Sleep for seconds; 0, or -ECANCELED as soon as this thread's hook says so. */
 int http_sleep(double seconds);
 
+/*
+ * The service throttled a request that went inside another (a JSON batch's
+ * answer said 429/503 with this Retry-After): every request, in any thread,
+ * waits that long before it is sent, as for a throttled request of its own.
+ * 1 when this starts a throttling episode (worth a log line), else 0.
+ */
+int http_pause(struct http_client *client, double seconds);
+
 /* Unix seconds since the service stopped answering; 0 while it answers. */
 int64_t http_offline_since(struct http_client *client);
 

@@ -49,6 +49,11 @@ int http_throttle_set(struct http_client *client, double seconds)
 	return first;
 }
 
+int http_pause(struct http_client *client, double seconds)
+{
+	return http_throttle_set(client, seconds);
+}
+
 /* A normal answer ends a throttling episode: the next one is noticed again. */
 void http_throttle_clear_notice(struct http_client *client)
 {

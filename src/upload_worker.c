@@ -30,10 +30,13 @@
 /* 1 when lane runs as many uploads as it may (small files: cfg->small_uploads). */
 static int lane_full(const struct upload_queue *q, enum job_lane lane)
 {
+	long large = q->cfg->upload_workers > 0 ? q->cfg->upload_workers : 4;   /* as upload_start() */
+	long small = q->cfg->small_uploads > 0 ? q->cfg->small_uploads : large;
+
 	if (lane == LANE_LARGE)
-		return q->running_large >= q->cfg->upload_workers;
+		return q->running_large >= large;
 	if (lane == LANE_SMALL)
-		return q->running_small >= q->cfg->small_uploads;
+		return q->running_small >= small;
 	return 0;
 }
 

@@ -144,3 +144,48 @@ def test_412_inside_a_batch_is_a_412(fake, mounter, batch):
     else:
         # the kernel asks once more after ESTALE
         assert st["requests"].get("PATCH item", 0) >= len(files), st
+
+
+def test_throttled_answers_in_the_middle_of_a_batch(fake, mounter):
+    """Concurrent utimens on files on the service, gathered into batches;
+    two items in the middle answer 429 once: every call returns, every time
+    is set (a throttled answer sent again must not leave the others'
+    callers waiting), and the pause is client-wide."""
+    m = mounter.mount()
+    os.mkdir(m.p("u"))
+    files = {"u/g%02d.txt" % i: b"g %d\n" % i for i in range(12)}
+    for rel, data in files.items():
+        write(m.p(rel), data)
+    dump = wait_landed(fake, files, timeout=60)
+    wait_settled(m.p("u"))
+    fake.config(latency_ms=50)
+    fake.faults({"rules": [{"match": "PATCH /v1.0/drives/%s/items/%s" % (fake.server.drive_id,
+                                                                        dump[rel]["id"]),
+                            "status": 429, "retry_after": "1", "times": 1}
+                           for rel in ("u/g04.txt", "u/g07.txt")]})
+    fake.stats_reset()
+    results = {}
+    go = threading.Barrier(len(files))
+
+    def touch(rel, t):
+        go.wait()
+        try:
+            os.utime(m.p(rel), (t, t))
+            results[rel] = 0
+        except OSError as e:
+            results[rel] = e.errno
+    threads = [threading.Thread(target=touch, args=(rel, BASE_MTIME + i), daemon=True)
+               for i, rel in enumerate(sorted(files))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    hung = sorted(rel for rel, t in zip(sorted(files), threads) if t.is_alive())
+    assert not hung, "utimens never returned for %r" % hung
+    assert results == {rel: 0 for rel in files}, results
+    want = {rel: BASE_MTIME + i for i, rel in enumerate(sorted(files))}
+    dump = fake.dump_by_path()
+    assert {rel: epoch(dump[rel]["mtime"]) for rel in want} == want
+    st = fake.stats()
+    assert st["faults_applied"] == 2, st
+    assert st["requests"].get("POST batch", 0) >= 1, st

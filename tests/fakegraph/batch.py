@@ -110,9 +110,10 @@ class Batch:
                     raise _bad("Batch request '%s' depends on an unknown request '%s'." % (r["id"], d))
         return reqs
 
-    @staticmethod
-    def _order(reqs):
-        """Requests with their dependencies first (400 on a cycle)."""
+    def _order(self, reqs):
+        """Requests with their dependencies first (400 on a cycle); the
+        service runs independent requests in parallel, so their order is
+        random here."""
         by_id = {r["id"]: r for r in reqs}
         done, order, visiting = set(), [], set()
 
@@ -128,7 +129,9 @@ class Batch:
             done.add(r["id"])
             order.append(r)
 
-        for r in reqs:
+        shuffled = list(reqs)
+        self._rnd.shuffle(shuffled)
+        for r in shuffled:
             visit(r)
         return order
 
