@@ -818,7 +818,15 @@ int upload_run_job(struct upload_queue *q, struct job *job, struct outcome *oc)
 			note_update(&r, &rd, &t);
 			rc = upload_to(&r, &t, 1, &rd, &item);
 		}
-		if (rc == -ENOENT) {
+		if (rc == -ENOENT && gone_meanwhile(&r)) {
+			/*
+			 * deleted here too (an unlink, a rename over it): nothing to
+			 * bring back, and a create under its old name would take
+			 * whatever holds that name now for its own
+			 */
+			rc = -ECANCELED;
+			goto out;
+		} else if (rc == -ENOENT) {
 			/* deleted on the service meanwhile: the local bytes come back as new */
 			log_info("'%s' was deleted on another device; uploading your version again",
 				 r.path);

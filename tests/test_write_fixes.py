@@ -1134,3 +1134,34 @@ def test_item_of_a_lost_create_listed_before_its_deletion(fake, mounter, env):
                30, "only %r on the server" % want)
     # no delta round comes for an hour: the deletion itself must drop the row
     wait_until(lambda: os.listdir(m.p("")) == want, 10, "only %r in the mount" % want)
+
+
+@pytest.mark.parametrize("bytes_", ["same", "other"])
+def test_rename_over_a_file_whose_new_version_is_on_its_way(fake, mounter, bytes_):
+    """A file's new version travels (the service answers late) while
+    another file is renamed over it: the rename deletes the target's item,
+    and the upload then meets 404.  That is no deletion on another device:
+    the file was replaced here, and nothing of it may come back.  The
+    upload created it again under its old name, found the renamed file
+    there (409), and with the same bytes took that item for a create of
+    its own and deleted it with the replaced file (the model tester's seed
+    9005 with outages, settle:missing 'Ä-dir/ω'), with other bytes kept a
+    conflict copy of a file deleted here."""
+    kept = b"the renamed file\n"
+    fake.seed([{"path": "src.txt", "content": kept.decode()}, {"path": "target.txt", "content": "target\n"}])
+    m = mounter.mount(opts={"poll_interval": "1"})
+    assert read_back(m.p("target.txt")) == b"target\n"
+    target_put = "PUT /v1.0/drives/%s/items/%s/content" % (fake.server.drive_id,
+                                                          fake.server.item_id("/target.txt"))
+    fake.faults({"rules": [{"match": target_put, "stall_ms": 2000, "times": 1}]})
+    write(m.p("target.txt"), kept if bytes_ == "same" else b"the replaced version\n")
+    wait_until(lambda: faults_applied(fake) >= 1, 30, "the target's upload to be held")
+    os.rename(m.p("src.txt"), m.p("target.txt"))
+    wait_until(lambda: fake.stats()["responses"].get("404", 0) >= 1, 30,
+               "the held upload to find its item gone")
+    m = mounter.remount(m)             # the upload's run is over
+    wait_landed(fake, {"target.txt": kept})
+    wait_settled(m.p(""))
+    assert sorted(p for p, v in fake.dump_by_path().items() if not v.get("folder")) == ["target.txt"]
+    assert os.listdir(m.p("")) == ["target.txt"]
+    assert read_back(m.p("target.txt")) == kept
