@@ -558,7 +558,13 @@ static int rename_take_over(struct rename_op *op)
 	fs_child_path(ctx, op->dir.ino, src->item.name, path, sizeof(path));
 	rc = journal_wanted(ctx->journal) ? -EHOSTUNREACH :
 		graph_delete_item(ctx->graph, src->item.id, &err);
-	if (rc && errmap_is_transport(rc) && ctx->journal)
+	/*
+	 * The rename is done here: a deletion the service could not take now
+	 * (out of reach, throttled or unavailable past the retries) waits in
+	 * the journal, else the temporary file would stay on the service
+	 */
+	if (rc && (errmap_is_transport(rc) || rc == -EAGAIN || rc == -EBUSY || rc == -EIO) &&
+	    ctx->journal)
 		rc = journal_add_delete(ctx->journal, src->item.id, NULL, 0, path);
 	if (rc && rc != -ENOENT)
 		fs_log_failure("remove the uploaded temporary file", path, NULL, rc, err);

@@ -1165,3 +1165,30 @@ def test_rename_over_a_file_whose_new_version_is_on_its_way(fake, mounter, bytes
     assert sorted(p for p, v in fake.dump_by_path().items() if not v.get("folder")) == ["target.txt"]
     assert os.listdir(m.p("")) == ["target.txt"]
     assert read_back(m.p("target.txt")) == kept
+
+
+def test_uploaded_temporary_file_whose_deletion_is_refused_for_now(fake, mounter):
+    """An editor's save: a temporary file written and uploaded, then
+    renamed over the file, whose item takes over its bytes.  The temporary
+    file's own item is deleted then; when the service refuses that for now
+    (503 past the retries) the deletion must wait in the journal like any
+    change the service could not take: it was logged as an error and the
+    temporary file stayed on the service (the model tester's seed 9010
+    with faults, a daemon-log failure)."""
+    fake.seed([{"path": "target.txt", "content": "target\n"}])
+    m = mounter.mount(opts={"max_retries": "1"})
+    assert read_back(m.p("target.txt")) == b"target\n"
+    new = b"saved by the editor\n"
+    write(m.p("tmp.txt"), new)
+    wait_landed(fake, {"tmp.txt": new})
+    wait_settled(m.p(""))
+    fake.faults({"rules": [{"match": "DELETE item", "status": 503, "retry_after": "1", "times": 3}]})
+    os.rename(m.p("tmp.txt"), m.p("target.txt"))
+    wait_until(lambda: faults_applied(fake) >= 2, 30, "the deletion to be refused")
+    wait_landed(fake, {"target.txt": new})
+    wait_until(lambda: sorted(p for p, v in fake.dump_by_path().items() if not v.get("folder")) == ["target.txt"],
+               60, "only target.txt on the server")
+    assert os.listdir(m.p("")) == ["target.txt"]
+    assert read_back(m.p("target.txt")) == new
+    m = mounter.remount(m)             # no error line
+    assert read_back(m.p("target.txt")) == new
