@@ -1192,3 +1192,34 @@ def test_uploaded_temporary_file_whose_deletion_is_refused_for_now(fake, mounter
     assert read_back(m.p("target.txt")) == new
     m = mounter.remount(m)             # no error line
     assert read_back(m.p("target.txt")) == new
+
+
+def test_file_renamed_while_its_new_version_lands_stays_readable_offline(fake, mounter):
+    """A file with a new version on its way is renamed (a PATCH of its
+    item), and the version lands before the PATCH answers.  The rename
+    then wrote the tags it had read before the landing into the cache,
+    while the cached bytes were kept under the new ones: they passed for
+    stale, were dropped, and a read while offline failed although every
+    byte was written here ("cannot read ... while offline: it is not in
+    the cache", the model tester's seed 9016 with faults, tree:io)."""
+    fake.seed([{"path": "src.txt", "content": "old source\n"}])
+    m = mounter.mount()
+    assert read_back(m.p("src.txt")) == b"old source\n"
+    item = "/v1.0/drives/%s/items/%s" % (fake.server.drive_id, fake.server.item_id("/src.txt"))
+    # the version lands after 1 s, the rename's PATCH is answered after 2.5 s
+    fake.faults({"rules": [{"match": "PUT " + item + "/content", "stall_ms": 1000, "times": 1},
+                           {"match": "PATCH " + item, "stall_ms": 2500, "times": 1}]})
+    new = pattern(300 * 1024, 5)
+    write(m.p("src.txt"), new)
+    wait_until(lambda: faults_applied(fake) >= 1, 30, "the upload to be held")
+    os.rename(m.p("src.txt"), m.p("moved.txt"))
+    assert faults_applied(fake) >= 2
+    wait_landed(fake, {"moved.txt": new})
+    wait_settled(m.p(""))
+    m.stop()
+    fake.server.go_down()
+    try:
+        m = mounter.mount()            # from the cache
+        assert read_back(m.p("moved.txt")) == new
+    finally:
+        fake.server.come_back()
