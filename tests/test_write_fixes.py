@@ -1223,3 +1223,37 @@ def test_file_renamed_while_its_new_version_lands_stays_readable_offline(fake, m
         assert read_back(m.p("moved.txt")) == new
     finally:
         fake.server.come_back()
+
+
+def test_create_in_doubt_of_a_file_renamed_over_another_is_not_forgotten(fake, mounter, env):
+    """A new file's create lands with its answer lost, and before a run
+    learns what happened the file is renamed over a file on the service,
+    whose item it takes over, and the daemon is killed.  After the remount
+    the file is no new file any more, and its upload ignored the record of
+    the doubt: what that create made stayed on the service under the old
+    name (the model tester's seed 9009 with faults, settle:extra
+    'long-name-0123456789.txt')."""
+    opts = {"io_timeout": "2", "connect_timeout": "2", "poll_interval": "1", "max_retries": "1"}
+    fake.seed([{"path": "target.txt", "content": "target\n"}])
+    m = mounter.mount(opts=opts)
+    assert read_back(m.p("target.txt")) == b"target\n"
+    # the answer breaks off, and the retries fail for a while: the upload waits in back-off
+    fake.faults({"rules": [{"match": "PUT content", "truncate": True, "times": 1},
+                           {"match": "PUT content", "status": 503, "retry_after": "30", "times": 20}]})
+    write(m.p("new.txt"), b"first\n")
+    wait_until(lambda: faults_applied(fake) >= 2, 30, "the answer to be lost and the retry to fail")
+    assert fake.content("new.txt") == b"first\n"   # made all the same
+    fake.faults({"rules": [{"match": "GET item", "status": 503, "retry_after": "1", "times": 100}]})
+    before = faults_applied(fake)
+    os.rename(m.p("new.txt"), m.p("target.txt"))
+    wait_until(lambda: faults_applied(fake) >= before + 2, 30, "the lookup to fail")
+    kill_daemon(m)
+    assert meta_db_integrity(env) == "ok"
+    fake.faults({})
+    m = mounter.mount(path=m.path, opts=opts)
+    wait_landed(fake, {"target.txt": b"first\n"})
+    want = ["target.txt"]
+    wait_until(lambda: sorted(p for p, v in fake.dump_by_path().items() if not v.get("folder")) == want,
+               30, "only %r on the server" % want)
+    wait_until(lambda: os.listdir(m.p("")) == want, 30, "only %r in the mount" % want)
+    assert read_back(m.p("target.txt")) == b"first\n"
