@@ -595,7 +595,13 @@ static int rename_take_over(struct rename_op *op)
 	fs_child_path(ctx, op->dir.ino, src->item.name, path, sizeof(path));
 	rc = journal_wanted(ctx->journal) ? -EHOSTUNREACH :
 		graph_delete_item(ctx->graph, src->item.id, &err);
-	if (rc && errmap_is_transport(rc) && ctx->journal)
+	/*
+	 * The rename is done here: a deletion the service could not take now
+	 * (out of reach, throttled or unavailable past the retries) waits in
+	 * the journal, else the temporary file would stay on the service
+	 */
+	if (rc && (errmap_is_transport(rc) || rc == -EAGAIN || rc == -EBUSY || rc == -EIO) &&
+	    ctx->journal)
 		rc = journal_add_delete(ctx->journal, src->item.id, NULL, 0, path);
 	if (rc && rc != -ENOENT)
 		fs_log_failure("remove the uploaded temporary file", path, NULL, rc, err);
@@ -727,15 +733,13 @@ static int rename_remote(struct rename_op *op, const char *name)
 	local_changes = src->dirty || fs_writer_peek(ctx->state, src->ino, &size, &mtime) ||
 		(ctx->upload && upload_pending(ctx->upload, src->ino));
 	if (local_changes) {
-		/* the upload is conditioned on the tags its edit started from */
-		out.size = size;
-		out.mtime = mtime;
-		free(out.qxhash);
-		out.qxhash = src->item.qxhash ? strdup(src->item.qxhash) : NULL;
-		free(out.ctag);
-		out.ctag = src->item.ctag ? strdup(src->item.ctag) : NULL;
-		free(out.etag);
-		out.etag = src->item.etag ? strdup(src->item.etag) : NULL;
+		/*
+		 * The upload is conditioned on the tags its edit started from,
+		 * and records its own when it lands, maybe while the PATCH
+		 * travelled: the row keeps what it holds now.  The tags read
+		 * before the PATCH would make the landed bytes pass for stale.
+		 */
+		goto out_release;
 	} else if (out.mtime.tv_sec != src->item.mtime.tv_sec && src->item.mtime.tv_sec) {
 		/* some services reset the time on a move: put it back */
 		struct drive_item fixed;

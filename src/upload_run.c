@@ -729,6 +729,28 @@ static int renamed_meanwhile(struct run *r)
 	return moved;
 }
 
+/*
+ * A create in doubt, and the file has an item of its own since (it took
+ * over another file's by a rename while the doubt waited, maybe across a
+ * kill): what that create made, unless it is that very item, is no file's
+ * here and must go.  0 when settled (the record is cleared), or -errno to
+ * look again on a later run.
+ */
+static int settle_create_in_doubt(struct run *r)
+{
+	struct drive_item remote;
+	int rc;
+
+	rc = upload_doubt_find_create(r->q, r->job->lost_create, &remote, &r->err);
+	if (rc == 1 && strcmp(remote.id, r->e.item.id) != 0)
+		rc = upload_drop_lost_create(r->q, r->job->lost_create);
+	drive_item_release(&remote);   /* (zeroed when there was none) */
+	if (rc < 0)
+		return rc;
+	upload_doubt_clear_create(r->q, r->job, r->e.ino);
+	return 0;
+}
+
 /* A session left with older bytes (drop_session in upload.c): end it, best effort. */
 static void cancel_stale_session(struct run *r)
 {
@@ -795,6 +817,13 @@ int upload_run_job(struct upload_queue *q, struct job *job, struct outcome *oc)
 	memset(&item, 0, sizeof(item));
 	cancel_stale_session(&r);
 	rc = run_prepare(&r, &was_new);
+	if ((rc == 0 || rc == RUN_DROP) && !was_new && job->lost_create && r.e.item.id &&
+	    !forgotten(&r)) {
+		int settled = settle_create_in_doubt(&r);
+
+		if (settled < 0)
+			rc = settled;
+	}
 	if (rc != 0)
 		goto out;
 	memset(&rd, 0, sizeof(rd));
@@ -831,7 +860,15 @@ int upload_run_job(struct upload_queue *q, struct job *job, struct outcome *oc)
 			note_update(&r, &rd, &t);
 			rc = upload_to(&r, &t, 1, &rd, &item);
 		}
-		if (rc == -ENOENT) {
+		if (rc == -ENOENT && gone_meanwhile(&r)) {
+			/*
+			 * deleted here too (an unlink, a rename over it): nothing to
+			 * bring back, and a create under its old name would take
+			 * whatever holds that name now for its own
+			 */
+			rc = -ECANCELED;
+			goto out;
+		} else if (rc == -ENOENT) {
 			/* deleted on the service meanwhile: the local bytes come back as new */
 			log_info("'%s' was deleted on another device; uploading your version again",
 				 r.path);
