@@ -363,6 +363,15 @@ void journal_set_hooks(struct journal *j, journal_notify_fn notify, journal_drai
 	pthread_mutex_unlock(&j->lock);
 }
 
+void journal_set_taken_hook(struct journal *j, journal_taken_fn taken)
+{
+	if (!j)
+		return;
+	pthread_mutex_lock(&j->lock);
+	j->taken = taken;
+	pthread_mutex_unlock(&j->lock);
+}
+
 static int thread_cancelled(void *ctx)
 {
 	struct journal *j = ctx;

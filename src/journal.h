@@ -83,4 +83,14 @@ typedef void (*journal_drained_fn)(void *ctx);
 void journal_set_hooks(struct journal *j, journal_notify_fn notify, journal_drained_fn drained,
 		       void *ctx);
 
+/*
+ * taken(ctx, parent_id, name): the service refused a replayed move the name
+ * in folder parent_id; 1 if the hook freed it (a stray item a create whose
+ * answer was lost made there, for a file gone here since), so the move is
+ * sent again before it takes a conflict name.  Set before journal_start(),
+ * with the ctx of journal_set_hooks(); called from the replay thread.
+ */
+typedef int (*journal_taken_fn)(void *ctx, const char *parent_id, const char *name);
+void journal_set_taken_hook(struct journal *j, journal_taken_fn taken);
+
 #endif

@@ -60,6 +60,7 @@ struct journal {
 	pthread_t thread;
 	journal_notify_fn notify;       /* set before start, then read-only */
 	journal_drained_fn drained;
+	journal_taken_fn taken;
 	void *hook_ctx;
 };
 

@@ -273,6 +273,32 @@ static int replay_folder(struct journal *j, struct op *o, char **err)
 	return rc;
 }
 
+/*
+ * The name a move wants is held on the service: 1 if the hook freed it (what
+ * a lost create of a file gone here made there).  The folder is parent_id,
+ * or the one the item sits in here.
+ */
+static int name_freed(struct journal *j, const char *item_id, const char *parent_id,
+		      const char *name)
+{
+	struct cache_entry e, p;
+	int freed = 0;
+
+	if (!j->taken)
+		return 0;
+	if (parent_id)
+		return j->taken(j->hook_ctx, parent_id, name);
+	if (cache_get_by_id(j->cache, item_id, &e) < 0)
+		return 0;
+	if (cache_get(j->cache, e.parent_ino, &p) == 0) {
+		if (p.item.id)
+			freed = j->taken(j->hook_ctx, p.item.id, name);
+		cache_entry_release(&p);
+	}
+	cache_entry_release(&e);
+	return freed;
+}
+
 /* PATCH name and/or parent; a taken name gets a conflict name (both kept). */
 static int move_item(struct journal *j, struct op *o, const char *parent_id,
 		     struct drive_item *out, char **err)
@@ -284,10 +310,20 @@ static int move_item(struct journal *j, struct op *o, const char *parent_id,
 			       err);
 	if (rc != -EEXIST)
 		return rc;
-	/* the name was taken on the service meanwhile */
 	want = o->name ? strdup(o->name) : cached_name(j, o->item_id);
 	if (!want)
 		return rc;
+	if (name_freed(j, o->item_id, parent_id, want)) {
+		free(*err);
+		*err = NULL;
+		rc = graph_update_item(j->graph, o->item_id, o->name, parent_id, NULL, NULL, NULL,
+				       out, err);
+		if (rc != -EEXIST) {
+			free(want);
+			return rc;
+		}
+	}
+	/* the name was taken on the service meanwhile */
 	free(*err);
 	*err = NULL;
 	name = names_conflict(want);

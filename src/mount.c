@@ -380,6 +380,14 @@ static void journal_drained(void *vctx)
 	delta_kick(ctx->delta);
 }
 
+/* A replayed move met a name held on the service: a stray of a lost create? */
+static int journal_name_taken(void *vctx, const char *parent_id, const char *name)
+{
+	struct fs_context *ctx = vctx;
+
+	return upload_drop_create_in_doubt_at(ctx->upload, parent_id, name);
+}
+
 /* Open the journal of offline name changes (again after daemonizing). */
 static int open_journal(const struct odfs_config *cfg, struct fs_context *ctx)
 {
@@ -534,6 +542,7 @@ int mount_run(struct odfs_config *cfg, struct fuse_args *args, const char *mount
 	if (ctx.journal)
 		upload_set_move(ctx.upload, upload_moved, &ctx);
 	journal_set_hooks(ctx.journal, journal_forget_entry, journal_drained, &ctx);
+	journal_set_taken_hook(ctx.journal, journal_name_taken);
 	if (journal_start(ctx.journal) < 0)
 		goto out_stop_auth;
 	if (upload_start(ctx.upload) < 0)

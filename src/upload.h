@@ -101,6 +101,14 @@ void upload_forget_into(struct upload_queue *q, uint64_t ino, uint64_t heir);
  * can take the name.  1 if an item was deleted, else 0.
  */
 int upload_drop_create_in_doubt(struct upload_queue *q, uint64_t ino);
+/*
+ * The service refused a journalled rename the name in folder parent_id: if
+ * a create in doubt of a file that is gone here (forgotten, waiting, not
+ * running) went there, the item it may have made holds the name: delete it
+ * (a request) and forget the doubt, as above.  1 if an item was deleted,
+ * else 0.
+ */
+int upload_drop_create_in_doubt_at(struct upload_queue *q, const char *parent_id, const char *name);
 
 /*
  * Kernel notification hook (optional, set before upload_start()): an upload

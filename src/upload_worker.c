@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 #include <time.h>
 
@@ -122,7 +123,8 @@ static void start_afresh(struct job *j)
 /* A run ended: decide the job's fate.  q->lock held. */
 static void finish(struct upload_queue *q, struct job *j, struct outcome *oc)
 {
-	const char *path = oc->path ? oc->path : "?";
+	const char *path = oc->path ? oc->path : "?", *why;
+	char what[1024];
 	int rc = oc->rc, ok = rc >= 0;
 
 	j->state = JOB_QUEUED;
@@ -187,12 +189,16 @@ static void finish(struct upload_queue *q, struct job *j, struct outcome *oc)
 		j->delay_ms = next_delay(j, rc);
 		/* written again meanwhile: that new version deserves its own try */
 		j->failed = oc->permanent && !j->again;
+		/* the service's message may say "cannot upload 'x'" already */
+		why = oc->message ? oc->message : errmap_strerror(rc);
+		if (strncmp(why, "cannot ", 7) == 0)
+			snprintf(what, sizeof(what), "%s", why);
+		else
+			snprintf(what, sizeof(what), "cannot upload '%s': %s", path, why);
 		if (j->failed)
-			log_error("cannot upload '%s': %s; the local copy is kept, write the file "
-				  "again to retry", path, oc->message ? oc->message : errmap_strerror(rc));
+			log_error("%s; the local copy is kept, write the file again to retry", what);
 		else if (j->attempts == 1 || j->last_error != rc)
-			log_warnx("cannot upload '%s': %s; it stays queued and is retried", path,
-				  oc->message ? oc->message : errmap_strerror(rc));
+			log_warnx("%s; it stays queued and is retried", what);
 		j->last_error = rc;
 		free(j->message);
 		j->message = oc->message;
