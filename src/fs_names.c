@@ -441,6 +441,7 @@ struct rename_op {
 	struct cache_entry dir, newdir, src, dst;
 	int has_dst;
 	int dst_gone;             /* deleted on the service and here */
+	int dst_rechecked;        /* the PATCH met the name of a target made here */
 	const char *newname;
 	char *err;
 };
@@ -682,6 +683,8 @@ static int rename_journalled(struct rename_op *op)
  * is deleted first (a PATCH cannot replace): a short window in which
  * neither name exists remotely, invisible through this mount.
  */
+static int wait_target_upload(struct rename_op *op);
+
 static int rename_remote(struct rename_op *op, const char *name)
 {
 	struct fs_context *ctx = op->ctx;
@@ -719,6 +722,25 @@ static int rename_remote(struct rename_op *op, const char *name)
 	if (rc && errmap_is_transport(rc) && ctx->journal) {
 		drive_item_release(&out);
 		return rename_journalled(op);
+	}
+	if (rc == -EEXIST && op->has_dst && op->dst.is_local && !op->dst_gone &&
+	    !op->dst_rechecked) {
+		/*
+		 * The target made here holds the name: its create landed meanwhile
+		 * (replace it as a target on the service), or went out with the
+		 * answer lost and could not be settled above (the journal's replay
+		 * settles it, then sends the move).
+		 */
+		op->dst_rechecked = 1;
+		drive_item_release(&out);
+		free(op->err);
+		op->err = NULL;
+		rc = wait_target_upload(op);
+		if (rc)
+			return rc;
+		if (!op->has_dst || !op->dst.is_local)
+			return rename_remote(op, name);
+		return ctx->journal ? rename_journalled(op) : -EEXIST;
 	}
 	if (rc == -EEXIST)   /* the name was taken on the service meanwhile */
 		cache_set_listed_at(ctx->cache, op->newdir.ino, 0);
