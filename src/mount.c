@@ -348,6 +348,14 @@ static int uploads_held(void *vctx)
 }
 
 /* upload.c's hook: a rename it could not follow on the service waits in the journal. */
+static int upload_times_journalled(void *vctx, const char *item_id, const struct timespec *mtime,
+				   const struct timespec *crtime, const char *path)
+{
+	struct fs_context *ctx = vctx;
+
+	return journal_add_times(ctx->journal, item_id, mtime, crtime, path);
+}
+
 static int upload_moved(void *vctx, const char *item_id, const char *new_parent_id,
 			const char *new_name, const char *path)
 {
@@ -541,6 +549,8 @@ int mount_run(struct odfs_config *cfg, struct fuse_args *args, const char *mount
 	upload_set_hold(ctx.upload, uploads_held, &ctx);
 	if (ctx.journal)
 		upload_set_move(ctx.upload, upload_moved, &ctx);
+	if (ctx.journal)
+		upload_set_times_hook(ctx.upload, upload_times_journalled, &ctx);
 	journal_set_hooks(ctx.journal, journal_forget_entry, journal_drained, &ctx);
 	journal_set_taken_hook(ctx.journal, journal_name_taken);
 	if (journal_start(ctx.journal) < 0)

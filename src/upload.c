@@ -1002,6 +1002,16 @@ void upload_set_move(struct upload_queue *q, upload_move_fn fn, void *ctx)
 	pthread_mutex_unlock(&q->lock);
 }
 
+void upload_set_times_hook(struct upload_queue *q, upload_times_fn fn, void *ctx)
+{
+	if (!q)
+		return;
+	pthread_mutex_lock(&q->lock);
+	q->times = fn;
+	q->times_ctx = ctx;
+	pthread_mutex_unlock(&q->lock);
+}
+
 static void forget(struct upload_queue *q, uint64_t ino, uint64_t heir)
 {
 	struct job *j;

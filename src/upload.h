@@ -144,4 +144,14 @@ typedef int (*upload_move_fn)(void *ctx, const char *item_id, const char *new_pa
 			      const char *new_name, const char *path);
 void upload_set_move(struct upload_queue *q, upload_move_fn fn, void *ctx);
 
+/*
+ * Times hook (optional, like the move hook): the PATCH that gives a landed
+ * file the time set on purpose here failed (no answer, throttled past the
+ * retries); fn(ctx, item_id, mtime, crtime or NULL, path) has it sent later
+ * (the name journal), 0 or -errno.  Without the hook it is only logged.
+ */
+typedef int (*upload_times_fn)(void *ctx, const char *item_id, const struct timespec *mtime,
+			       const struct timespec *crtime, const char *path);
+void upload_set_times_hook(struct upload_queue *q, upload_times_fn fn, void *ctx);
+
 #endif

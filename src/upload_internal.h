@@ -102,6 +102,8 @@ struct upload_queue {
 	void *hold_ctx;
 	upload_move_fn move;             /* the same */
 	void *move_ctx;
+	upload_times_fn times;           /* the same */
+	void *times_ctx;
 	pthread_t *threads;
 	long nthreads;
 	long running_small, running_large;  /* runs per lane (cfg->small_uploads, upload_workers) */

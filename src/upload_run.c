@@ -445,16 +445,22 @@ static int follow_mtime(struct run *r, const struct cache_entry *now, struct dri
 	struct drive_item patched;
 	const struct timespec *crtime;
 	char *err = NULL;
-	int replaced = 0;
+	int replaced = 0, rc;
 
 	if (mtime_to_follow(r, now, item)) {
 		crtime = now->item.ctime_created.tv_sec > 0 ? &now->item.ctime_created : NULL;
 		memset(&patched, 0, sizeof(patched));
-		if (graph_set_times(r->q->graph, item->id, &now->item.mtime, crtime, NULL, &patched,
-				    &err) == 0) {
+		rc = graph_set_times(r->q->graph, item->id, &now->item.mtime, crtime, NULL, &patched,
+				     &err);
+		if (rc == 0) {
 			drive_item_release(item);
 			*item = patched;
 			replaced = 1;
+		} else if (rc != -ENOENT && r->q->times &&
+			   r->q->times(r->q->times_ctx, item->id, &now->item.mtime, crtime,
+				       r->path) == 0) {
+			/* the cache keeps the time; the journal sends it when it can */
+			log_debug("time of '%s' journalled: %s", r->path, err ? err : "unknown error");
 		} else {
 			log_warnx("cannot set the time of '%s': %s", r->path,
 				  err ? err : "unknown error");

@@ -1397,3 +1397,25 @@ def test_rename_over_a_new_file_whose_create_cannot_be_settled_now(fake, mounter
                30, "only %r on the server" % want)
     assert fake.content("C.BIN") == b"other\n"
     assert os.listdir(m.p("")) == want
+
+
+def test_time_whose_patches_fail_after_the_upload_is_sent_later(fake, mounter):
+    """tar sets a file's time before close; the PUT lands, and every PATCH
+    that should give the item that time fails (503 past the retries).  The
+    file was left clean with the service's own time for good (the model
+    tester's seed 9115 with faults, settle:mtime); now the time goes to the
+    journal, which sends it once the service takes it."""
+    from calendar import timegm
+    m = mounter.mount(opts={"max_retries": "1"})
+    fake.faults({"rules": [{"match": "PATCH item", "status": 503, "retry_after": "1", "times": 4}]})
+    path = m.p("t.bin")
+    write(path, b"tar member\n")
+    os.utime(path, (1500000000, 1500000000))
+    wait_landed(fake, {"t.bin": b"tar member\n"})
+
+    def server_time():
+        it = fake.dump_by_path().get("t.bin")
+        return it and timegm(time.strptime(it["mtime"][:19], "%Y-%m-%dT%H:%M:%S"))
+    wait_until(lambda: server_time() == 1500000000, 30, "the time tar set on the server")
+    assert faults_applied(fake) == 4
+    assert int(os.stat(path).st_mtime) == 1500000000
