@@ -61,7 +61,6 @@
 #include "graph.h"
 #include "http.h"
 #include "log.h"
-#include "names.h"
 #include "sqlrun.h"
 #include "upload.h"
 #include "upload_internal.h"
@@ -158,7 +157,7 @@ static int journal_open(struct upload_queue *q, char **err)
 
 /* ---- jobs (q->lock held) ---- */
 
-static struct job *find_job(struct upload_queue *q, uint64_t ino)
+struct job *upload_find_job(struct upload_queue *q, uint64_t ino)
 {
 	for (struct job *j = q->head; j; j = j->next)
 		if (j->ino == ino)
@@ -399,7 +398,7 @@ void upload_times_set(struct upload_queue *q, uint64_t ino, const struct timespe
 		m->mtime = *mtime;
 	}
 	/* no row yet (tar sets the time before close): the enqueue copies the mark */
-	has_row = find_job(q, ino) || is_conflict(q, ino);
+	has_row = upload_find_job(q, ino) || is_conflict(q, ino);
 	pthread_mutex_unlock(&q->lock);
 	/* outside q->lock: a FULL commit waits for the disk */
 	if (has_row)
@@ -618,7 +617,7 @@ static int enqueue(struct upload_queue *q, uint64_t ino)
 	if (rc < 0)
 		return rc;
 	pthread_mutex_lock(&q->lock);
-	j = find_job(q, ino);
+	j = upload_find_job(q, ino);
 	if (!j) {
 		j = add_job(q, ino, stamp);
 		rc = j ? 0 : -ENOMEM;
@@ -688,7 +687,7 @@ int upload_start(struct upload_queue *q)
 	if (cache_list_dirty(q->cache, collect_dirty, &dirty) == 0) {
 		for (k = 0; k < dirty.n; k++) {
 			pthread_mutex_lock(&q->lock);
-			known = find_job(q, dirty.v[k]) != NULL;
+			known = upload_find_job(q, dirty.v[k]) != NULL;
 			pthread_mutex_unlock(&q->lock);
 			if (!known)
 				enqueue(q, dirty.v[k]);
@@ -784,7 +783,7 @@ int upload_wait(struct upload_queue *q, uint64_t ino)
 	if (!q)
 		return 0;
 	pthread_mutex_lock(&q->lock);
-	j = find_job(q, ino);
+	j = upload_find_job(q, ino);
 	if (!j)
 		goto out_unlock;
 	/*
@@ -802,7 +801,7 @@ int upload_wait(struct upload_queue *q, uint64_t ino)
 			rc = 0;   /* journalled: it goes up when the service returns */
 			goto out_unlock;
 		}
-		j = find_job(q, ino);
+		j = upload_find_job(q, ino);
 		if (!j || j->serial != serial || j->forgotten) {
 			rc = 0;
 			goto out_unlock;
@@ -820,7 +819,7 @@ int upload_wait(struct upload_queue *q, uint64_t ino)
 		pthread_cond_wait(&q->done, &q->lock);
 	}
 	/* no workers (not started, or unmounting): the journal keeps it */
-	j = find_job(q, ino);
+	j = upload_find_job(q, ino);
 	rc = j ? j->last_error : 0;
 out_unlock:
 	pthread_mutex_unlock(&q->lock);
@@ -835,7 +834,7 @@ int upload_pending(struct upload_queue *q, uint64_t ino)
 	if (!q)
 		return 0;
 	pthread_mutex_lock(&q->lock);
-	j = find_job(q, ino);
+	j = upload_find_job(q, ino);
 	pending = j && !j->forgotten;
 	pthread_mutex_unlock(&q->lock);
 	return pending;
@@ -850,7 +849,7 @@ char *upload_status(struct upload_queue *q, uint64_t ino)
 
 	if (q) {
 		pthread_mutex_lock(&q->lock);
-		j = find_job(q, ino);
+		j = upload_find_job(q, ino);
 		if (j && !j->forgotten) {
 			if (j->state == JOB_RUNNING)
 				s = strdup("uploading");
@@ -904,84 +903,6 @@ void upload_set_notify(struct upload_queue *q, upload_notify_fn fn, void *ctx)
 	pthread_mutex_unlock(&q->lock);
 }
 
-int upload_drop_create_in_doubt(struct upload_queue *q, uint64_t ino)
-{
-	struct job *j;
-	char *lost = NULL;
-	int deleted;
-
-	if (!q)
-		return 0;
-	pthread_mutex_lock(&q->lock);
-	j = find_job(q, ino);
-	/* a running upload settles its doubt itself (the caller waits for it) */
-	if (j && j->state != JOB_RUNNING && j->lost_create) {
-		lost = j->lost_create;
-		j->lost_create = NULL;
-	}
-	pthread_mutex_unlock(&q->lock);
-	if (!lost)
-		return 0;
-	upload_db_run(q, "UPDATE upload_jobs SET lost_create = NULL WHERE ino = ?", "i",
-		      (int64_t)ino);
-	deleted = upload_drop_lost_create(q, lost);
-	if (deleted < 0) {
-		/* the service could not tell: the job's next run looks again */
-		pthread_mutex_lock(&q->lock);
-		j = find_job(q, ino);
-		if (j && !j->lost_create) {
-			j->lost_create = lost;
-			lost = NULL;
-			upload_db_run(q, "UPDATE upload_jobs SET lost_create = ? WHERE ino = ?", "ti",
-				      j->lost_create, (int64_t)ino);
-		}
-		pthread_mutex_unlock(&q->lock);
-	}
-	free(lost);
-	return deleted > 0;
-}
-
-/* 1 if rec ("hash\nparent_id\nname") is a create into parent_id named name (any case). */
-static int create_went_to(const char *rec, const char *parent_id, const char *name)
-{
-	const char *nl1 = strchr(rec, '\n'), *nl2 = nl1 ? strchr(nl1 + 1, '\n') : NULL;
-	size_t n = strlen(parent_id);
-
-	return nl2 && (size_t)(nl2 - nl1 - 1) == n && strncmp(nl1 + 1, parent_id, n) == 0 &&
-	       names_equal_fold(nl2 + 1, name);
-}
-
-int upload_drop_create_in_doubt_at(struct upload_queue *q, const char *parent_id, const char *name)
-{
-	struct cache_entry e;
-	struct job *j;
-	uint64_t ino = 0;
-	int gone = 0, rc;
-
-	if (!q || !parent_id || !name)
-		return 0;
-	pthread_mutex_lock(&q->lock);
-	for (j = q->head; j; j = j->next) {
-		if (j->state != JOB_RUNNING && j->lost_create &&
-		    create_went_to(j->lost_create, parent_id, name)) {
-			ino = j->ino;
-			gone = j->forgotten;
-			break;
-		}
-	}
-	pthread_mutex_unlock(&q->lock);
-	if (!ino)
-		return 0;
-	/* only a file gone here (after a kill, its job is loaded unforgotten) */
-	if (!gone) {
-		rc = cache_get(q->cache, ino, &e);
-		if (rc == 0)
-			cache_entry_release(&e);
-		gone = rc == -ENOENT;
-	}
-	return gone ? upload_drop_create_in_doubt(q, ino) : 0;
-}
-
 void upload_set_hold(struct upload_queue *q, upload_hold_fn fn, void *ctx)
 {
 	if (!q)
@@ -1021,7 +942,7 @@ static void forget(struct upload_queue *q, uint64_t ino, uint64_t heir)
 	if (!q)
 		return;
 	pthread_mutex_lock(&q->lock);
-	j = find_job(q, ino);
+	j = upload_find_job(q, ino);
 	/*
 	 * Under the lock that the run's note of a version takes: a version is
 	 * either in the record handed over, or its bytes never leave (the run
@@ -1068,7 +989,7 @@ static void forget(struct upload_queue *q, uint64_t ino, uint64_t heir)
 	if (deleted < 0)
 		return;   /* the job's run looks again after its back-off */
 	pthread_mutex_lock(&q->lock);
-	j = find_job(q, ino);
+	j = upload_find_job(q, ino);
 	if (j && j->state != JOB_RUNNING && __atomic_load_n(&j->forgotten, __ATOMIC_RELAXED)) {
 		upload_remove_job(q, j);
 		upload_db_run(q, "DELETE FROM upload_jobs WHERE ino = ?", "i", (int64_t)ino);

@@ -19,6 +19,7 @@
 #include "cache.h"
 #include "graph.h"
 #include "log.h"
+#include "names.h"
 #include "upload.h"
 #include "upload_internal.h"
 
@@ -254,4 +255,84 @@ int upload_drop_lost_create(struct upload_queue *q, const char *rec)
 	}
 	free(err);
 	return rc;
+}
+
+/* ---- a create in doubt whose name a rename wants (upload.h) ---- */
+
+int upload_drop_create_in_doubt(struct upload_queue *q, uint64_t ino)
+{
+	struct job *j;
+	char *lost = NULL;
+	int deleted;
+
+	if (!q)
+		return 0;
+	pthread_mutex_lock(&q->lock);
+	j = upload_find_job(q, ino);
+	/* a running upload settles its doubt itself (the caller waits for it) */
+	if (j && j->state != JOB_RUNNING && j->lost_create) {
+		lost = j->lost_create;
+		j->lost_create = NULL;
+	}
+	pthread_mutex_unlock(&q->lock);
+	if (!lost)
+		return 0;
+	upload_db_run(q, "UPDATE upload_jobs SET lost_create = NULL WHERE ino = ?", "i",
+		      (int64_t)ino);
+	deleted = upload_drop_lost_create(q, lost);
+	if (deleted < 0) {
+		/* the service could not tell: the job's next run looks again */
+		pthread_mutex_lock(&q->lock);
+		j = upload_find_job(q, ino);
+		if (j && !j->lost_create) {
+			j->lost_create = lost;
+			lost = NULL;
+			upload_db_run(q, "UPDATE upload_jobs SET lost_create = ? WHERE ino = ?", "ti",
+				      j->lost_create, (int64_t)ino);
+		}
+		pthread_mutex_unlock(&q->lock);
+	}
+	free(lost);
+	return deleted > 0;
+}
+
+/* 1 if rec ("hash\nparent_id\nname") is a create into parent_id named name (any case). */
+static int create_went_to(const char *rec, const char *parent_id, const char *name)
+{
+	const char *nl1 = strchr(rec, '\n'), *nl2 = nl1 ? strchr(nl1 + 1, '\n') : NULL;
+	size_t n = strlen(parent_id);
+
+	return nl2 && (size_t)(nl2 - nl1 - 1) == n && strncmp(nl1 + 1, parent_id, n) == 0 &&
+	       names_equal_fold(nl2 + 1, name);
+}
+
+int upload_drop_create_in_doubt_at(struct upload_queue *q, const char *parent_id, const char *name)
+{
+	struct cache_entry e;
+	struct job *j;
+	uint64_t ino = 0;
+	int gone = 0, rc;
+
+	if (!q || !parent_id || !name)
+		return 0;
+	pthread_mutex_lock(&q->lock);
+	for (j = q->head; j; j = j->next) {
+		if (j->state != JOB_RUNNING && j->lost_create &&
+		    create_went_to(j->lost_create, parent_id, name)) {
+			ino = j->ino;
+			gone = j->forgotten;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&q->lock);
+	if (!ino)
+		return 0;
+	/* only a file gone here (after a kill, its job is loaded unforgotten) */
+	if (!gone) {
+		rc = cache_get(q->cache, ino, &e);
+		if (rc == 0)
+			cache_entry_release(&e);
+		gone = rc == -ENOENT;
+	}
+	return gone ? upload_drop_create_in_doubt(q, ino) : 0;
 }

@@ -196,6 +196,8 @@ static inline int upload_held(struct upload_queue *q)
 
 /* 1 while a writer has ino open (its upload waits for the close). */
 int upload_being_written(struct upload_queue *q, uint64_t ino);
+/* The job of ino, or NULL. */
+struct job *upload_find_job(struct upload_queue *q, uint64_t ino);
 /* Put j back at the end of the queue. */
 void upload_requeue_last(struct upload_queue *q, struct job *j);
 /* Take j out of the queue and free it. */
