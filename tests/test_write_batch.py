@@ -45,6 +45,29 @@ def wait_times(fake, files, timeout=60):
         return [rel for rel, t in want.items() if rel not in dump or epoch(dump[rel]["mtime"]) != t]
     wait_until(lambda: not wrong(), timeout, "the times tar set on the server")
 
+def touch_all_at_once(m, files):
+    """utimens on every file at the same moment (file i gets BASE_MTIME + i,
+    in sorted order): {rel: 0 or errno}; fails if a call never returns."""
+    results = {}
+    go = threading.Barrier(len(files))
+
+    def touch(rel, t):
+        go.wait()
+        try:
+            os.utime(m.p(rel), (t, t))
+            results[rel] = 0
+        except OSError as e:
+            results[rel] = e.errno
+    threads = [threading.Thread(target=touch, args=(rel, BASE_MTIME + i), daemon=True)
+               for i, rel in enumerate(sorted(files))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    hung = sorted(rel for rel, t in zip(sorted(files), threads) if t.is_alive())
+    assert not hung, "utimens never returned for %r" % hung
+    return results
+
 
 def patches(st):
     return st["requests"].get("PATCH item", 0), st.get("batched", {}).get("PATCH item", 0)
@@ -117,22 +140,7 @@ def test_412_inside_a_batch_is_a_412(fake, mounter, batch):
                                                                         dump[target]["id"]),
                             "status": 412}]})
     fake.stats_reset()
-    results = {}
-    go = threading.Barrier(len(files))
-
-    def touch(rel, t):
-        go.wait()
-        try:
-            os.utime(m.p(rel), (t, t))
-            results[rel] = 0
-        except OSError as e:
-            results[rel] = e.errno
-    threads = [threading.Thread(target=touch, args=(rel, BASE_MTIME + i))
-               for i, rel in enumerate(sorted(files))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
+    results = touch_all_at_once(m, files)
     assert results[target] == errno.ESTALE, results
     assert all(v == 0 for rel, v in results.items() if rel != target), results
     want = {rel: BASE_MTIME + i for i, rel in enumerate(sorted(files)) if rel != target}
@@ -164,24 +172,7 @@ def test_throttled_answers_in_the_middle_of_a_batch(fake, mounter):
                             "status": 429, "retry_after": "1", "times": 1}
                            for rel in ("u/g04.txt", "u/g07.txt")]})
     fake.stats_reset()
-    results = {}
-    go = threading.Barrier(len(files))
-
-    def touch(rel, t):
-        go.wait()
-        try:
-            os.utime(m.p(rel), (t, t))
-            results[rel] = 0
-        except OSError as e:
-            results[rel] = e.errno
-    threads = [threading.Thread(target=touch, args=(rel, BASE_MTIME + i), daemon=True)
-               for i, rel in enumerate(sorted(files))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    hung = sorted(rel for rel, t in zip(sorted(files), threads) if t.is_alive())
-    assert not hung, "utimens never returned for %r" % hung
+    results = touch_all_at_once(m, files)
     assert results == {rel: 0 for rel in files}, results
     want = {rel: BASE_MTIME + i for i, rel in enumerate(sorted(files))}
     dump = fake.dump_by_path()

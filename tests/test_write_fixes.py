@@ -35,6 +35,18 @@ def faults_applied(fake):
     return fake.stats().get("faults_applied", 0)
 
 
+def lose_the_answer(fake, m, rel, data, retry_after="30", retries=20):
+    """Write rel through the mount: the service takes the upload but the
+    answer breaks off, and the retries fail (503) for a while, so the
+    upload waits in back-off with what it sent in doubt."""
+    fake.faults({"rules": [{"match": "PUT content", "truncate": True, "times": 1},
+                           {"match": "PUT content", "status": 503, "retry_after": retry_after,
+                            "times": retries}]})
+    write(m.p(rel), data)
+    wait_until(lambda: faults_applied(fake) >= 2, 30, "the answer to be lost and the retry to fail")
+    assert fake.content(rel) == data   # landed all the same
+
+
 def stop_promptly(m, limit=10):
     t0 = time.monotonic()
     m.stop()                           # fails after 15 s, or on an error line
@@ -772,11 +784,7 @@ def test_rename_onto_a_file_whose_create_is_in_doubt(fake, mounter):
     write(m.p("src.txt"), b"source\n")
     wait_landed(fake, {"src.txt": b"source\n"})
     wait_settled(m.p(""))
-    fake.faults({"rules": [{"match": "PUT content", "truncate": True, "times": 1},
-                           {"match": "PUT content", "status": 503, "retry_after": "0", "times": 4}]})
-    write(m.p("new.txt"), b"first\n")
-    wait_until(lambda: faults_applied(fake) >= 2, 30, "the answer to be lost and the retry to fail")
-    assert fake.content("new.txt") == b"first\n"   # made all the same
+    lose_the_answer(fake, m, "new.txt", b"first\n", retry_after="0", retries=4)
     os.rename(m.p("src.txt"), m.p("new.txt"))
     fake.faults({})
     want = {"new.txt": b"source\n"}
@@ -893,11 +901,7 @@ def test_time_set_while_a_create_is_in_doubt(fake, mounter):
     create made for the file's own, and must give it that time too (it
     carries the time of the lost upload)."""
     m = mounter.mount(opts={"max_retries": "1"})
-    fake.faults({"rules": [{"match": "PUT content", "truncate": True, "times": 1},
-                           {"match": "PUT content", "status": 503, "retry_after": "0", "times": 4}]})
-    write(m.p("new.txt"), b"first\n")
-    wait_until(lambda: faults_applied(fake) >= 2, 30, "the answer to be lost and the retry to fail")
-    assert fake.content("new.txt") == b"first\n"   # made all the same
+    lose_the_answer(fake, m, "new.txt", b"first\n", retry_after="0", retries=4)
     os.utime(m.p("new.txt"), (1373711851, 1373711851))
     fake.faults({})
     wait_landed(fake, {"new.txt": b"first\n"})
@@ -922,11 +926,7 @@ def test_create_in_doubt_of_a_file_removed_is_not_forgotten(fake, mounter, env, 
     write(m.p("keep.txt"), b"keep\n")
     wait_landed(fake, {"keep.txt": b"keep\n"})
     # the answer breaks off, and the retries fail for a while: the upload waits in back-off
-    fake.faults({"rules": [{"match": "PUT content", "truncate": True, "times": 1},
-                           {"match": "PUT content", "status": 503, "retry_after": "30", "times": 20}]})
-    write(m.p("new.txt"), b"first\n")
-    wait_until(lambda: faults_applied(fake) >= 2, 30, "the answer to be lost and the retry to fail")
-    assert fake.content("new.txt") == b"first\n"   # made all the same
+    lose_the_answer(fake, m, "new.txt", b"first\n")
     if then == "offline":
         fake.server.go_down()
         try:
@@ -998,11 +998,7 @@ def test_file_deleted_offline_while_its_own_version_is_in_doubt(fake, mounter):
     fake.seed([{"path": "f.txt", "content": "original\n"}, {"path": "keep.txt", "content": "keep\n"}])
     m = mounter.mount(opts=opts)
     assert read_back(m.p("f.txt")) == b"original\n"
-    fake.faults({"rules": [{"match": "PUT content", "truncate": True, "times": 1},
-                           {"match": "PUT content", "status": 503, "retry_after": "30", "times": 20}]})
-    write(m.p("f.txt"), b"our new version\n")
-    wait_until(lambda: faults_applied(fake) >= 2, 30, "the answer to be lost and the retry to fail")
-    assert fake.content("f.txt") == b"our new version\n"   # landed all the same
+    lose_the_answer(fake, m, "f.txt", b"our new version\n")
     fake.server.go_down()
     try:
         wait_until(lambda: "offline since" in m.stderr_text(), 30, "the mount to go offline")
@@ -1192,11 +1188,7 @@ def test_item_of_a_lost_create_listed_before_its_deletion(fake, mounter, env):
     write(m.p("keep.txt"), b"keep\n")
     wait_landed(fake, {"keep.txt": b"keep\n"})
     # the answer breaks off, and the retries fail for a while: the upload waits in back-off
-    fake.faults({"rules": [{"match": "PUT content", "truncate": True, "times": 1},
-                           {"match": "PUT content", "status": 503, "retry_after": "30", "times": 20}]})
-    write(m.p("new.txt"), b"first\n")
-    wait_until(lambda: faults_applied(fake) >= 2, 30, "the answer to be lost and the retry to fail")
-    assert fake.content("new.txt") == b"first\n"   # made all the same
+    lose_the_answer(fake, m, "new.txt", b"first\n")
     fake.faults({"rules": [{"match": "GET item", "status": 503, "retry_after": "1", "times": 100}]})
     before = faults_applied(fake)
     os.unlink(m.p("new.txt"))
@@ -1319,11 +1311,7 @@ def test_create_in_doubt_of_a_file_renamed_over_another_is_not_forgotten(fake, m
     m = mounter.mount(opts=opts)
     assert read_back(m.p("target.txt")) == b"target\n"
     # the answer breaks off, and the retries fail for a while: the upload waits in back-off
-    fake.faults({"rules": [{"match": "PUT content", "truncate": True, "times": 1},
-                           {"match": "PUT content", "status": 503, "retry_after": "30", "times": 20}]})
-    write(m.p("new.txt"), b"first\n")
-    wait_until(lambda: faults_applied(fake) >= 2, 30, "the answer to be lost and the retry to fail")
-    assert fake.content("new.txt") == b"first\n"   # made all the same
+    lose_the_answer(fake, m, "new.txt", b"first\n")
     fake.faults({"rules": [{"match": "GET item", "status": 503, "retry_after": "1", "times": 100}]})
     before = faults_applied(fake)
     os.rename(m.p("new.txt"), m.p("target.txt"))
@@ -1353,11 +1341,7 @@ def test_offline_rename_over_a_new_file_whose_create_is_in_doubt(fake, mounter, 
     m = mounter.mount(opts=opts)
     assert read_back(m.p("other.txt")) == b"other\n"
     # the answer breaks off, and the retries fail for a while: the upload waits in back-off
-    fake.faults({"rules": [{"match": "PUT content", "truncate": True, "times": 1},
-                           {"match": "PUT content", "status": 503, "retry_after": "30", "times": 20}]})
-    write(m.p("C.BIN"), b"first\n")
-    wait_until(lambda: faults_applied(fake) >= 2, 30, "the answer to be lost and the retry to fail")
-    assert fake.content("C.BIN") == b"first\n"   # made all the same
+    lose_the_answer(fake, m, "C.BIN", b"first\n")
     fake.faults({})   # (the upload sits out its back-off)
     fake.server.go_down()
     os.rename(m.p("other.txt"), m.p("C.BIN"))
@@ -1384,11 +1368,7 @@ def test_rename_over_a_new_file_whose_create_cannot_be_settled_now(fake, mounter
     fake.seed([{"path": "other.txt", "content": "other\n"}])
     m = mounter.mount(opts=opts)
     assert read_back(m.p("other.txt")) == b"other\n"
-    fake.faults({"rules": [{"match": "PUT content", "truncate": True, "times": 1},
-                           {"match": "PUT content", "status": 503, "retry_after": "30", "times": 20}]})
-    write(m.p("C.BIN"), b"first\n")
-    wait_until(lambda: faults_applied(fake) >= 2, 30, "the answer to be lost and the retry to fail")
-    assert fake.content("C.BIN") == b"first\n"   # made all the same
+    lose_the_answer(fake, m, "C.BIN", b"first\n")
     fake.faults({"rules": [{"match": "GET item", "status": 503, "retry_after": "1", "times": 4}]})
     os.rename(m.p("other.txt"), m.p("C.BIN"))
     assert read_back(m.p("C.BIN")) == b"other\n"
