@@ -192,6 +192,17 @@ static inline int upload_held(struct upload_queue *q)
 	return q->hold ? q->hold(q->hold_ctx) : UPLOAD_HOLD_NONE;
 }
 
+/* ---- per-inode marks (upload_marks.c; q->lock held) ---- */
+
+/* 1 if ino's last upload kept a conflict copy. */
+int upload_is_conflict(struct upload_queue *q, uint64_t ino);
+/* The mark of ino, created when create is set (NULL on ENOMEM). */
+struct ino_mark *upload_mark_of(struct upload_queue *q, uint64_t ino, int create);
+/* Drop ino's mark once it says nothing any more. */
+void upload_mark_trim(struct upload_queue *q, uint64_t ino);
+/* The explicit time of ino's mark (0: none). */
+int64_t upload_explicit_mtime_of(struct upload_queue *q, uint64_t ino);
+
 /* ---- the queue's jobs, for the workers (upload.c; q->lock held) ---- */
 
 /* 1 while a writer has ino open (its upload waits for the close). */
