@@ -119,7 +119,6 @@ def test_throttled_patches_inside_a_batch_are_sent_again(fake, mounter):
     st = fake.stats()
     assert st["faults_applied"] >= 6, st
     assert st["batched"].get("PATCH item", 0) > 0, st
-    assert st["responses"].get("429", 0) == 0 or st["requests"].get("PATCH item", 0) > 0, st
 
 
 @pytest.mark.parametrize("batch", [True, False], ids=["batched", "single"])
